@@ -1,0 +1,5 @@
+import sys
+
+from crewtrace.cli import main
+
+sys.exit(main())

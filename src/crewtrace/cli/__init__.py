@@ -1,0 +1,41 @@
+"""``crewtrace`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from crewtrace._version import __version__
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crewtrace", description="Observability for LLM agent crews.")
+    parser.add_argument("--version", action="version", version=f"crewtrace {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="run a two-agent crew and show its chunks live",
+        description="Run a small crew. Offline by default (litellm's mock streaming); "
+        "--model and --base-url run it on a real OpenAI-compatible endpoint "
+        "(the key comes from the environment, e.g. OPENAI_API_KEY).",
+    )
+    demo.add_argument("--model", help="litellm model name, e.g. openai/gpt-4o-mini (default: offline mock)")
+    demo.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    demo.add_argument("--topic", default=None, help="what the crew researches")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.base_url and not args.model:
+        _parser().error("--base-url needs --model (the offline default does not use an endpoint)")
+    from crewtrace.cli.demo import run_demo  # imports litellm: keep --help fast
+
+    return run_demo(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The demo crew, and the two listeners that show it live: chunks as they stream, then a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from crewtrace.crew import Agent, Crew, Task
+from crewtrace.errors import CrewtraceError
+from crewtrace.events import (
+    BaseEventListener,
+    EventBus,
+    LLMCallCompletedEvent,
+    LLMCallFailedEvent,
+    LLMStreamChunkEvent,
+    crewtrace_event_bus,
+)
+from crewtrace.llm import LLM
+
+DEMO_MODEL = "gpt-4o-mini"
+DEMO_INPUTS: Mapping[str, str] = {"topic": "observability for LLM agent crews"}
+
+# Canned answers for the offline default: litellm's mock streaming sends them in
+# small chunks with usage, so the whole pipeline runs without network or key.
+_MOCK_ANSWERS = {
+    "Researcher": (
+        "Key findings: 1) every streamed chunk carries its agent and task, so slow agents stand out; "
+        "2) time to first chunk matters more to users than total duration; "
+        "3) token usage per task type shows where the money goes."
+    ),
+    "Writer": (
+        "Summary: crews stream their answers chunk by chunk. Tracing each chunk with its agent and task "
+        "turns a black box into a timeline you can debug, meter and alert on."
+    ),
+}
+
+
+def build_crew(model: str | None, base_url: str | None, bus: EventBus) -> Crew:
+    """Two agents, two tasks. ``model=None`` runs offline on litellm's mock streaming."""
+
+    def llm_for(role: str) -> LLM:
+        if model is None:
+            return LLM(DEMO_MODEL, stream=True, mock_response=_MOCK_ANSWERS[role], mock_delay=0.2, bus=bus)
+        return LLM(model, stream=True, base_url=base_url, bus=bus)
+
+    researcher = Agent(
+        role="Researcher",
+        goal="Find the three facts about {topic} that matter most.",
+        backstory="A methodical analyst who cites what she finds.",
+        llm=llm_for("Researcher"),
+    )
+    writer = Agent(
+        role="Writer",
+        goal="Explain {topic} to a busy engineer in two sentences.",
+        backstory="A technical writer who hates filler.",
+        llm=llm_for("Writer"),
+    )
+    research = Task(
+        name="research_topic",
+        description="Research {topic} and list the key findings.",
+        expected_output="Three numbered findings.",
+        agent=researcher,
+    )
+    summary = Task(
+        name="write_summary",
+        description="Write a two-sentence summary of the findings on {topic}.",
+        expected_output="Two sentences.",
+        agent=writer,
+    )
+    return Crew(name="demo-crew", agents=[researcher, writer], tasks=[research, summary], bus=bus)
+
+
+class LiveChunkPrinter(BaseEventListener):
+    """Prints chunks as they arrive, with a header whenever the agent or task changes."""
+
+    def __init__(self, bus: EventBus | None = None, out: TextIO = sys.stdout) -> None:
+        self._out = out
+        self._last: tuple[str | None, str | None] | None = None
+        super().__init__(bus)
+
+    def setup_listeners(self, crewtrace_event_bus: EventBus) -> None:
+        @crewtrace_event_bus.on(LLMStreamChunkEvent)
+        def on_chunk(source: Any, event: LLMStreamChunkEvent) -> None:
+            who = (event.agent_role, event.task_name)
+            if who != self._last:
+                self._last = who
+                self._out.write(f"\n\n[{event.agent_role} | {event.task_name}] ")
+            self._out.write(event.chunk)
+            self._out.flush()
+
+
+@dataclass
+class _Row:
+    calls: int = 0
+    failed: int = 0
+    chunks: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    first_chunk_s: float = 0.0
+    duration_s: float = 0.0
+
+
+class SummaryCollector(BaseEventListener):
+    """Totals per agent and task, from the completed and failed events alone."""
+
+    def __init__(self, bus: EventBus | None = None) -> None:
+        self.rows: dict[tuple[str, str], _Row] = {}
+        self._lock = threading.Lock()
+        super().__init__(bus)
+
+    def setup_listeners(self, crewtrace_event_bus: EventBus) -> None:
+        @crewtrace_event_bus.on(LLMCallCompletedEvent)
+        @crewtrace_event_bus.on(LLMCallFailedEvent)
+        def on_end(source: Any, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:
+            key = (event.agent_role or "-", event.task_name or "-")
+            with self._lock:
+                row = self.rows.setdefault(key, _Row())
+                row.calls += 1
+                row.chunks += event.chunk_count
+                row.duration_s += event.duration_s
+                row.first_chunk_s += event.time_to_first_chunk_s or 0.0
+                if isinstance(event, LLMCallFailedEvent):
+                    row.failed += 1
+                elif event.usage is not None:
+                    row.input_tokens += event.usage.input_tokens
+                    row.output_tokens += event.usage.output_tokens
+
+    def table(self) -> str:
+        header = ("agent", "task", "calls", "failed", "chunks", "tokens in", "tokens out", "first chunk", "duration")
+        lines = [header]
+        for (agent, task), row in sorted(self.rows.items()):
+            lines.append(
+                (
+                    agent,
+                    task,
+                    str(row.calls),
+                    str(row.failed),
+                    str(row.chunks),
+                    str(row.input_tokens),
+                    str(row.output_tokens),
+                    f"{row.first_chunk_s / row.calls * 1000:.0f} ms",
+                    f"{row.duration_s / row.calls * 1000:.0f} ms",
+                )
+            )
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        rendered = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+        rendered.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(rendered)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    bus = crewtrace_event_bus
+    printer = LiveChunkPrinter(bus)
+    summary = SummaryCollector(bus)
+    crew = build_crew(args.model, args.base_url, bus)
+    inputs = dict(DEMO_INPUTS) if args.topic is None else {"topic": args.topic}
+    mode = "offline mock streaming" if args.model is None else f"{args.model}"
+    print(f"crewtrace demo: crew {crew.name!r}, {len(crew.agents)} agents, {len(crew.tasks)} tasks ({mode})")
+    try:
+        result = crew.kickoff(inputs=inputs)
+    except CrewtraceError as exc:
+        print(f"\n\ncrew failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        printer.close()
+        summary.close()
+    print(f"\n\nfinal answer: {result.raw}\n")
+    print(summary.table())
+    usage = result.token_usage
+    print(f"\ntokens: {usage.input_tokens} in, {usage.output_tokens} out")
+    return 0

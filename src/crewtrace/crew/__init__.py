@@ -1,0 +1,7 @@
+"""Orchestration: agents, tasks and crews. Gives every LLM call its run, task and agent."""
+
+from crewtrace.crew.agent import Agent
+from crewtrace.crew.crew import Crew, CrewOutput
+from crewtrace.crew.task import Task, TaskOutput
+
+__all__ = ["Agent", "Crew", "CrewOutput", "Task", "TaskOutput"]

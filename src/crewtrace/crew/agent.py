@@ -1,0 +1,46 @@
+"""``Agent``: a role with a goal and a backstory, answering through its LLM."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from crewtrace.crew._template import placeholders
+from crewtrace.llm import LLM
+
+__all__ = ["Agent"]
+
+
+class Agent(BaseModel):
+    """An agent. ``llm`` takes an :class:`LLM` or a model name (``OPENAI_MODEL_NAME`` or
+    ``gpt-4o-mini`` when omitted). ``id`` is a string, so ``agent.id == event.agent_id``
+    holds for the agent's events."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    role: str
+    goal: str
+    backstory: str
+    llm: LLM = Field(default=None, validate_default=True)  # type: ignore[assignment]
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    verbose: bool = False
+
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _coerce_llm(cls, value: Any) -> LLM:
+        if value is None:
+            return LLM(os.environ.get("OPENAI_MODEL_NAME", "gpt-4o-mini"))
+        if isinstance(value, str):
+            return LLM(value)
+        if isinstance(value, LLM):
+            return value
+        raise TypeError(f"llm must be a crewtrace.LLM or a model name string, got {type(value).__name__}")
+
+    @model_validator(mode="after")
+    def _check_templates(self) -> Agent:
+        for template in (self.role, self.goal, self.backstory):
+            placeholders(template)
+        return self

@@ -1,0 +1,82 @@
+"""``Crew``: agents working through tasks in order, and what a run returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from crewtrace.crew import _run
+from crewtrace.crew.agent import Agent
+from crewtrace.crew.task import Task, TaskOutput
+from crewtrace.errors import ConfigurationError
+from crewtrace.events.base import TokenUsage
+from crewtrace.events.bus import EventBus, crewtrace_event_bus
+
+__all__ = ["Crew", "CrewOutput"]
+
+
+class CrewOutput(BaseModel):
+    """A run's result: the last task's answer, every task's output, and summed token usage."""
+
+    raw: str
+    tasks_output: list[TaskOutput]
+    token_usage: TokenUsage
+    run_id: str
+
+    def __str__(self) -> str:
+        return self.raw
+
+
+class Crew(BaseModel):
+    """Runs its tasks sequentially, each by its agent, passing earlier outputs on as context."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    agents: list[Agent]
+    tasks: list[Task]
+    name: str = "crew"
+    verbose: bool = False
+    bus: EventBus = Field(default=crewtrace_event_bus, exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _check(self) -> Crew:
+        if not self.tasks:
+            raise ConfigurationError("a Crew needs at least one task")
+        seen: set[str] = set()
+        for position, task in enumerate(self.tasks):
+            if task.agent is None:
+                raise ConfigurationError(
+                    f"task {position} ({task.label!r}) has no agent: pass Task(..., agent=one_of_your_agents)"
+                )
+            for earlier in task.context or ():
+                if earlier.id not in seen:
+                    raise ConfigurationError(
+                        f"task {task.label!r} takes context from {earlier.label!r}, which does not run before it"
+                    )
+            seen.add(task.id)
+        return self
+
+    def kickoff(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput:
+        """Run the crew; ``inputs`` fill the ``{placeholders}`` of agents and tasks."""
+        inputs = dict(inputs or {})
+        steps = _run.plan(self.tasks, inputs)
+        return self._output(_run.drive(_run.run(self.bus, self, self.name, steps, inputs)))
+
+    async def kickoff_async(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput:
+        inputs = dict(inputs or {})
+        steps = _run.plan(self.tasks, inputs)
+        return self._output(await _run.adrive(_run.run(self.bus, self, self.name, steps, inputs)))
+
+    def _output(self, result: _run.RunResult) -> CrewOutput:
+        output = CrewOutput(
+            raw=result.tasks_output[-1].raw,
+            tasks_output=result.tasks_output,
+            token_usage=result.token_usage,
+            run_id=result.run_id,
+        )
+        if self.verbose:
+            for task_output in output.tasks_output:
+                print(f"[{self.name}] {task_output.agent_role} / {task_output.name}:\n{task_output.raw}\n")
+        return output

@@ -1,0 +1,25 @@
+"""Events of one agent executing one task."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from crewtrace.events.base import BaseEvent, FailureMixin
+
+__all__ = ["AgentExecutionCompletedEvent", "AgentExecutionErrorEvent", "AgentExecutionStartedEvent"]
+
+
+class AgentExecutionStartedEvent(BaseEvent):
+    type: Literal["agent_execution_started"] = "agent_execution_started"
+    goal: str
+
+
+class AgentExecutionCompletedEvent(BaseEvent):
+    type: Literal["agent_execution_completed"] = "agent_execution_completed"
+    output: str
+    duration_s: float
+
+
+class AgentExecutionErrorEvent(BaseEvent, FailureMixin):
+    type: Literal["agent_execution_error"] = "agent_execution_error"
+    duration_s: float
