@@ -5,6 +5,7 @@
     │   ├── LLMCallError          ... before the first chunk (bad model, auth, 429, 500, timeout)
     │   └── LLMStreamError        ... after chunks arrived; carries the partial text
     ├── ConfigurationError        a Crew, Task or Agent that cannot run as built
+    ├── MetricsServerError        the Prometheus endpoint could not listen (also an OSError)
     └── MissingInputError         a {placeholder} that kickoff(inputs=...) did not fill
 
 Catch ``CrewtraceError`` for everything, or a leaf for one cause. The original
@@ -19,6 +20,7 @@ __all__ = [
     "LLMCallError",
     "LLMError",
     "LLMStreamError",
+    "MetricsServerError",
     "MissingInputError",
 ]
 
@@ -68,3 +70,7 @@ class MissingInputError(CrewtraceError, KeyError):
             f"missing input {self.placeholder!r} used in {self.where}: "
             f"pass it as kickoff(inputs={{{self.placeholder!r}: ...}})"
         )
+
+
+class MetricsServerError(CrewtraceError, OSError):
+    """The metrics endpoint could not listen (``errno`` kept, e.g. ``EADDRINUSE``)."""

@@ -25,6 +25,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="litellm model name, e.g. openai/gpt-4o-mini (default: offline mock)")
     demo.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     demo.add_argument("--topic", default=None, help="what the crew researches")
+    telemetry = demo.add_argument_group("telemetry")
+    telemetry.add_argument("--otlp-endpoint", help="send traces and metrics over OTLP, e.g. http://localhost:4317")
+    telemetry.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"), help="OTLP protocol (default: grpc)")
+    telemetry.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics while running"
+    )
+    telemetry.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
+    telemetry.add_argument(
+        "--keep-alive", action="store_true", help="keep serving metrics after the crew finishes, until interrupted"
+    )
+    telemetry.add_argument("--service-name", default="crewtrace-demo", help="service.name of the telemetry")
+    telemetry.add_argument("--usage-log", help="write one JSON line per LLM call to this file")
+    telemetry.add_argument(
+        "--capture-content", action="store_true", help="record prompts, completions and chunk text in telemetry"
+    )
     return parser
 
 
@@ -32,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.base_url and not args.model:
         _parser().error("--base-url needs --model (the offline default does not use an endpoint)")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        _parser().error(f"--metrics-port must be between 0 and 65535, got {args.metrics_port}")
     from crewtrace.cli.demo import run_demo  # imports litellm: keep --help fast
 
     return run_demo(args)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from crewtrace.crew import Agent, Crew, Task
 from crewtrace.errors import CrewtraceError
@@ -20,6 +21,9 @@ from crewtrace.events import (
     crewtrace_event_bus,
 )
 from crewtrace.llm import LLM
+
+if TYPE_CHECKING:
+    from crewtrace.telemetry import Telemetry
 
 DEMO_MODEL = "gpt-4o-mini"
 DEMO_INPUTS: Mapping[str, str] = {"topic": "observability for LLM agent crews"}
@@ -153,13 +157,16 @@ class SummaryCollector(BaseEventListener):
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    telemetry = _setup_telemetry(args)
     bus = crewtrace_event_bus
     printer = LiveChunkPrinter(bus)
     summary = SummaryCollector(bus)
     crew = build_crew(args.model, args.base_url, bus)
     inputs = dict(DEMO_INPUTS) if args.topic is None else {"topic": args.topic}
-    mode = "offline mock streaming" if args.model is None else f"{args.model}"
+    mode = "offline mock streaming" if args.model is None else args.model
     print(f"crewtrace demo: crew {crew.name!r}, {len(crew.agents)} agents, {len(crew.tasks)} tasks ({mode})")
+    if telemetry is not None and telemetry.metrics_url:
+        print(f"metrics: {telemetry.metrics_url}", flush=True)
     try:
         result = crew.kickoff(inputs=inputs)
     except CrewtraceError as exc:
@@ -168,8 +175,40 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         printer.close()
         summary.close()
+        if telemetry is not None and not args.keep_alive:
+            telemetry.shutdown()
     print(f"\n\nfinal answer: {result.raw}\n")
     print(summary.table())
     usage = result.token_usage
     print(f"\ntokens: {usage.input_tokens} in, {usage.output_tokens} out")
+    if telemetry is not None and args.keep_alive:
+        print("\nkeeping telemetry alive until interrupted (Ctrl-C)", flush=True)
+        _wait_for_signal()
+        telemetry.shutdown()
     return 0
+
+
+def _setup_telemetry(args: argparse.Namespace) -> Telemetry | None:
+    wanted = args.otlp_endpoint or args.metrics_port is not None or args.usage_log or args.keep_alive
+    if not wanted:
+        return None
+    from crewtrace.telemetry import setup_telemetry
+
+    return setup_telemetry(
+        args.service_name,
+        otlp_endpoint=args.otlp_endpoint,
+        otlp_protocol=args.otlp_protocol,
+        prometheus_port=args.metrics_port,
+        prometheus_host=args.metrics_host,
+        capture_content=True if args.capture_content else None,
+        usage_log=args.usage_log,
+    )
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM, so that `kill` ends the demo as cleanly as Ctrl-C."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass

@@ -60,11 +60,10 @@ from prometheus_client.core import (
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from crewtrace.errors import CrewtraceError
+from crewtrace.errors import MetricsServerError
 
 __all__ = [
     "MetricsServer",
-    "MetricsServerError",
     "PrometheusCollector",
     "PrometheusReader",
     "start_metrics_server",
@@ -117,8 +116,8 @@ def _label_value(value: Any) -> str:
 def _labels(attributes: Mapping[str, Any] | None) -> dict[str, str]:
     """Sanitised labels; keys that collide after sanitising join their values with ';' (OTel spec)."""
     out: dict[str, str] = {}
-    for key in sorted(attributes or {}):
-        name, value = _label_name(key), _label_value(attributes[key])  # type: ignore[index]
+    for key, raw in sorted((attributes or {}).items()):
+        name, value = _label_name(key), _label_value(raw)
         out[name] = f"{out[name]};{value}" if name in out else value
     return out
 
@@ -321,7 +320,9 @@ class PrometheusCollector:
         key = name if not unit or name.endswith("_" + unit) else f"{name}_{unit}"
         family = families.get(key)
         if family is None:
-            family = families[key] = _Family(kind, name, unit, metric.description or "")
+            # HELP names the OpenTelemetry instrument when it has no description (promtool wants HELP).
+            help_text = metric.description or f"OpenTelemetry {metric.name} ({metric.unit or 'no unit'})"
+            family = families[key] = _Family(kind, name, unit, help_text)
         elif family.kind != kind:
             self._warn_once(key, f"{metric.name} is a {kind} but {key} is already a {family.kind}: skipped")
             return
@@ -338,10 +339,6 @@ class PrometheusCollector:
         if key not in self._warned:
             self._warned.add(key)
             _logger.warning(message)
-
-
-class MetricsServerError(CrewtraceError, OSError):
-    """The metrics endpoint could not listen (``errno`` kept, e.g. ``EADDRINUSE``)."""
 
 
 class MetricsServer:

@@ -1,0 +1,99 @@
+"""A stream's chunks, folded into a bounded number of span events.
+
+The SDK keeps at most 128 events per span and evicts the oldest, which would
+drop the first chunk (time to first chunk) of any long stream. So chunk events
+are not added as they arrive: the timeline keeps the first chunk, the latest
+chunk, and at most ``max_groups`` groups of consecutive chunks in between.
+When the groups run out, neighbours merge pairwise and the group size
+doubles, so per-chunk work stays O(1) amortised and memory stays bounded,
+whatever the stream length. Events are written once, when the stream ends,
+with each chunk's own timestamp; every event says how many chunks it stands
+for, and the span carries the exact total.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator
+from typing import Any
+
+from crewtrace.telemetry import names
+
+
+class _Group:
+    __slots__ = ("count", "first_index", "last_ns", "size", "texts")
+
+    def __init__(self, index: int, ns: int, size: int, text: str | None) -> None:
+        self.first_index = index
+        self.count = 1
+        self.size = size
+        self.last_ns = ns
+        self.texts: list[str] | None = None if text is None else [text]
+
+    def absorb(self, other: _Group) -> None:
+        self.count += other.count
+        self.size += other.size
+        self.last_ns = other.last_ns
+        if self.texts is not None and other.texts is not None:
+            self.texts.extend(other.texts)
+
+
+class ChunkTimeline:
+    """Per-stream chunk bookkeeping; :meth:`add` is on the per-chunk hot path."""
+
+    __slots__ = ("_capture", "_groups", "_group_size", "_max_groups", "_pending", "count", "first", "gaps", "request_ns")
+
+    def __init__(self, request_ns: int, *, max_events: int, capture_text: bool) -> None:
+        self.request_ns = request_ns
+        self.count = 0
+        self.first: _Group | None = None
+        self.gaps = array("d")  # seconds between consecutive chunks, for time_per_output_chunk
+        self._pending: _Group | None = None  # the latest chunk: it is the last one until another arrives
+        self._groups: list[_Group] = []
+        self._group_size = 1
+        self._max_groups = max_events - 2
+        self._capture = capture_text
+
+    def add(self, ns: int, text: str) -> None:
+        index = self.count
+        self.count = index + 1
+        chunk = _Group(index, ns, len(text), text if self._capture else None)
+        pending = self._pending
+        if pending is None:
+            self.first = chunk
+        else:
+            self.gaps.append((ns - pending.last_ns) / 1e9)
+            if pending is not self.first:
+                self._push(pending)
+        self._pending = chunk
+
+    def _push(self, chunk: _Group) -> None:
+        groups = self._groups
+        if groups and groups[-1].count < self._group_size:
+            groups[-1].absorb(chunk)
+            return
+        groups.append(chunk)
+        if len(groups) > self._max_groups:
+            merged = groups[0::2]
+            for left, right in zip(merged, groups[1::2]):
+                left.absorb(right)
+            self._groups = merged
+            self._group_size *= 2
+
+    def events(self) -> Iterator[tuple[dict[str, Any], int]]:
+        """(attributes, timestamp ns) of each span event, in chunk order."""
+        ordered = [self.first, *self._groups]
+        if self._pending is not None and self._pending is not self.first:
+            ordered.append(self._pending)
+        for group in ordered:
+            if group is None:
+                continue
+            attributes: dict[str, Any] = {
+                names.CHUNK_INDEX: group.first_index,
+                names.CHUNK_COUNT: group.count,
+                names.CHUNK_SIZE: group.size,
+                names.CHUNK_ELAPSED: (group.last_ns - self.request_ns) / 1e9,
+            }
+            if group.texts is not None:
+                attributes[names.CHUNK_TEXT] = "".join(group.texts)
+            yield attributes, group.last_ns

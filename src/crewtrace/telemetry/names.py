@@ -1,0 +1,79 @@
+"""Every span name, attribute key and metric name the bridge writes, in one place.
+
+GenAI semantic-convention names come from ``opentelemetry-semantic-conventions``;
+only what the conventions do not define is ``crewtrace.*``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GenAI
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as GenAIMetrics
+from opentelemetry.semconv.attributes import error_attributes, server_attributes, service_attributes
+
+# Operations (span name prefixes and gen_ai.operation.name values).
+OP_CHAT: Final = GenAI.GenAiOperationNameValues.CHAT.value
+OP_INVOKE_AGENT: Final = GenAI.GenAiOperationNameValues.INVOKE_AGENT.value
+OP_INVOKE_WORKFLOW: Final = GenAI.GenAiOperationNameValues.INVOKE_WORKFLOW.value
+OP_EXECUTE_TASK: Final = "execute_task"  # tasks have no convention
+
+# GenAI attributes.
+OPERATION_NAME: Final = GenAI.GEN_AI_OPERATION_NAME
+PROVIDER_NAME: Final = GenAI.GEN_AI_PROVIDER_NAME
+REQUEST_MODEL: Final = GenAI.GEN_AI_REQUEST_MODEL
+REQUEST_STREAM: Final = GenAI.GEN_AI_REQUEST_STREAM
+REQUEST_TEMPERATURE: Final = GenAI.GEN_AI_REQUEST_TEMPERATURE
+REQUEST_MAX_TOKENS: Final = GenAI.GEN_AI_REQUEST_MAX_TOKENS
+RESPONSE_MODEL: Final = GenAI.GEN_AI_RESPONSE_MODEL
+RESPONSE_ID: Final = GenAI.GEN_AI_RESPONSE_ID
+RESPONSE_FINISH_REASONS: Final = GenAI.GEN_AI_RESPONSE_FINISH_REASONS
+RESPONSE_TIME_TO_FIRST_CHUNK: Final = GenAI.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+USAGE_INPUT_TOKENS: Final = GenAI.GEN_AI_USAGE_INPUT_TOKENS
+USAGE_OUTPUT_TOKENS: Final = GenAI.GEN_AI_USAGE_OUTPUT_TOKENS
+TOKEN_TYPE: Final = GenAI.GEN_AI_TOKEN_TYPE
+TOKEN_TYPE_INPUT: Final = GenAI.GenAiTokenTypeValues.INPUT.value
+TOKEN_TYPE_OUTPUT: Final = GenAI.GenAiTokenTypeValues.OUTPUT.value
+AGENT_NAME: Final = GenAI.GEN_AI_AGENT_NAME
+AGENT_ID: Final = GenAI.GEN_AI_AGENT_ID
+WORKFLOW_NAME: Final = GenAI.GEN_AI_WORKFLOW_NAME
+INPUT_MESSAGES: Final = GenAI.GEN_AI_INPUT_MESSAGES
+OUTPUT_MESSAGES: Final = GenAI.GEN_AI_OUTPUT_MESSAGES
+ERROR_TYPE: Final = error_attributes.ERROR_TYPE
+SERVER_ADDRESS: Final = server_attributes.SERVER_ADDRESS
+SERVER_PORT: Final = server_attributes.SERVER_PORT
+SERVICE_NAME: Final = service_attributes.SERVICE_NAME
+
+# crewtrace attributes.
+RUN_ID: Final = "crewtrace.run.id"
+TASK_NAME: Final = "crewtrace.task.name"
+TASK_ID: Final = "crewtrace.task.id"
+TASK_DESCRIPTION: Final = "crewtrace.task.description"  # content: opt-in
+TASK_OUTPUT: Final = "crewtrace.task.output"  # content: opt-in
+STREAM_CHUNK_COUNT: Final = "crewtrace.stream.chunk_count"
+"""Exact number of chunks a call received, whatever the chunk events were coalesced into."""
+
+# Chunk span events.
+CHUNK_EVENT: Final = "crewtrace.stream.chunk"
+CHUNK_INDEX: Final = "crewtrace.chunk.index"
+CHUNK_SIZE: Final = "crewtrace.chunk.size"
+CHUNK_COUNT: Final = "crewtrace.chunk.count"
+"""How many consecutive chunks one span event stands for (1 unless coalesced)."""
+CHUNK_ELAPSED: Final = "crewtrace.chunk.elapsed"
+"""Seconds from the request to the (last) chunk of the event."""
+CHUNK_TEXT: Final = "crewtrace.chunk.text"  # content: opt-in
+
+# Metrics.
+METRIC_OPERATION_DURATION: Final = GenAIMetrics.GEN_AI_CLIENT_OPERATION_DURATION
+METRIC_TOKEN_USAGE: Final = GenAIMetrics.GEN_AI_CLIENT_TOKEN_USAGE
+METRIC_TIME_TO_FIRST_CHUNK: Final = GenAIMetrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK
+METRIC_TIME_PER_OUTPUT_CHUNK: Final = GenAIMetrics.GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK
+METRIC_STREAM_CHUNKS: Final = "crewtrace.stream.chunks"
+METRIC_STREAM_ACTIVE: Final = "crewtrace.stream.active"
+METRIC_USAGE_COST: Final = "gen_ai.usage.cost"
+
+# Logging and environment.
+USAGE_LOGGER: Final = "crewtrace.usage"
+ENV_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+OVERFLOW_VALUE: Final = "_OTHER"
+"""Label value that stands for every value past the cardinality cap (the conventions' fallback)."""

@@ -1,0 +1,267 @@
+"""``setup_telemetry``: providers, exporters and the bridge in one call.
+
+It honours the standard ``OTEL_*`` variables (service name, resource
+attributes, OTLP endpoint, protocol, headers, timeouts, intervals), because
+the SDK and exporters read them; arguments win over the environment. Global
+providers the application already set are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_SERVICE_NAME,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from crewtrace.events import EventBus
+from crewtrace.telemetry import names
+from crewtrace.telemetry._prometheus import MetricsServer, PrometheusReader, start_metrics_server
+from crewtrace.telemetry.bridge import OTelBridge
+from crewtrace.telemetry.usage_log import JsonLinesFormatter, UsageLog
+
+__all__ = ["Telemetry", "setup_telemetry"]
+
+_logger = logging.getLogger("crewtrace.telemetry")
+
+_DEFAULT_SERVICE_NAME = "crewtrace"
+_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+@dataclass
+class Telemetry:
+    """What :func:`setup_telemetry` built; call :meth:`shutdown` before the process exits."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    bridge: OTelBridge
+    usage_log: UsageLog
+    metrics_server: MetricsServer | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def metrics_url(self) -> str | None:
+        return self.metrics_server.url if self.metrics_server else None
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Stop listening, flush what was recorded and close the exporters, within ``timeout`` seconds.
+
+        Returns False if exporting did not finish in time (a collector that is
+        down, say); the application is never held longer than ``timeout``.
+        """
+        if self._stopped:
+            return True
+        self._stopped = True
+        self.bridge.close()
+        self.usage_log.close()
+        for close in self._closers:
+            close()
+        deadline = time.monotonic() + timeout
+
+        def remaining_ms() -> int:
+            return int(max(deadline - time.monotonic(), 0.0) * 1000)
+
+        def flush_and_close() -> None:
+            # TracerProvider.shutdown takes no timeout: the whole sequence runs
+            # on a daemon thread and the caller waits for it only until the deadline.
+            self.tracer_provider.force_flush(remaining_ms())
+            self.meter_provider.force_flush(remaining_ms())
+            self.tracer_provider.shutdown()
+            self.meter_provider.shutdown(timeout_millis=remaining_ms())
+
+        worker = threading.Thread(target=flush_and_close, name="crewtrace-telemetry-shutdown", daemon=True)
+        worker.start()
+        worker.join(remaining_ms() / 1000)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+        if worker.is_alive():
+            _logger.warning("telemetry did not flush within %.1f s: unsent spans and metrics were dropped", timeout)
+            return False
+        return True
+
+
+def setup_telemetry(
+    service_name: str | None = None,
+    *,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
+    prometheus_port: int | None = None,
+    prometheus_host: str = "127.0.0.1",
+    console: bool = False,
+    capture_content: bool | None = None,
+    usage_log: str | os.PathLike[str] | None = None,
+    resource_attributes: Mapping[str, Any] | None = None,
+    set_global: bool = True,
+    bus: EventBus | None = None,
+) -> Telemetry:
+    """Build tracer and meter providers with the exporters asked for, and install an :class:`OTelBridge`.
+
+    Args:
+        service_name: ``service.name``; else ``OTEL_SERVICE_NAME``; else ``crewtrace``.
+        otlp_endpoint: e.g. ``http://localhost:4317``; else ``OTEL_EXPORTER_OTLP_ENDPOINT``
+            (or the per-signal variables). No endpoint, no OTLP export.
+        otlp_protocol: ``grpc`` or ``http/protobuf``; else ``OTEL_EXPORTER_OTLP_PROTOCOL``; else ``grpc``.
+        prometheus_port: serve ``/metrics`` on ``prometheus_host:prometheus_port`` (0 picks a free port).
+        console: also print spans and metrics to stdout.
+        capture_content: see :class:`OTelBridge`.
+        usage_log: also write the ``crewtrace.usage`` records to this file as JSON lines.
+        resource_attributes: extra resource attributes.
+        set_global: make the providers global, unless the application already set its own.
+        bus: the event bus to listen on; defaults to ``crewtrace_event_bus``.
+    """
+    resource = _resource(service_name, resource_attributes)
+    endpoint, protocol = _otlp_settings(otlp_endpoint, otlp_protocol)
+    closers: list[Callable[[], None]] = []
+
+    tracer_provider = TracerProvider(resource=resource)
+    readers: list[MetricReader] = []
+    if endpoint is not None:
+        span_exporter, metric_exporter = _otlp_exporters(endpoint, protocol)
+        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+        readers.append(PeriodicExportingMetricReader(metric_exporter))
+    if console:
+        tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+    prometheus_reader = PrometheusReader() if prometheus_port is not None else None
+    if prometheus_reader is not None:
+        readers.append(prometheus_reader)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+
+    metrics_server = None
+    if prometheus_reader is not None and prometheus_port is not None:
+        try:
+            metrics_server = start_metrics_server(prometheus_reader, host=prometheus_host, port=prometheus_port)
+        except BaseException:
+            tracer_provider.shutdown()
+            meter_provider.shutdown()
+            raise
+
+    if usage_log is not None:
+        closers.append(_attach_usage_file(Path(usage_log)))
+    if set_global:
+        _set_global_providers(tracer_provider, meter_provider)
+
+    bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture_content, bus=bus)
+    return Telemetry(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        bridge=bridge,
+        usage_log=UsageLog(bus),
+        metrics_server=metrics_server,
+        _closers=closers,
+    )
+
+
+def _resource(service_name: str | None, extra: Mapping[str, Any] | None) -> Resource:
+    attributes: dict[str, Any] = dict(extra or {})
+    if service_name is not None:
+        attributes[names.SERVICE_NAME] = service_name
+    elif not os.environ.get(OTEL_SERVICE_NAME):
+        attributes.setdefault(names.SERVICE_NAME, _DEFAULT_SERVICE_NAME)
+    return Resource.create(attributes)
+
+
+def _otlp_settings(endpoint: str | None, protocol: str | None) -> tuple[str | None, str]:
+    """Which endpoint (None: no OTLP) and protocol, validated so mistakes fail at start-up, not mid-run."""
+    protocol = (protocol or os.environ.get(OTEL_EXPORTER_OTLP_PROTOCOL) or "grpc").strip().lower()
+    if protocol not in _PROTOCOLS:
+        raise ValueError(f"unknown OTLP protocol {protocol!r}: use one of {', '.join(_PROTOCOLS)}")
+    if endpoint is None:
+        from_env = [
+            value
+            for variable in (
+                OTEL_EXPORTER_OTLP_ENDPOINT,
+                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+                OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+            )
+            if (value := os.environ.get(variable))
+        ]
+        for value in from_env:
+            _check_endpoint(value)
+        # "" means: export, and let the exporters read the variables themselves.
+        return ("" if from_env else None), protocol
+    _check_endpoint(endpoint)
+    return endpoint, protocol
+
+
+def _check_endpoint(endpoint: str) -> None:
+    parts = urlsplit(endpoint)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ValueError(
+            f"malformed OTLP endpoint {endpoint!r}: expected a URL like http://localhost:4317 (gRPC) "
+            "or http://localhost:4318 (HTTP)"
+        )
+
+
+def _otlp_exporters(endpoint: str, protocol: str) -> tuple[SpanExporter, MetricExporter]:
+    """OTLP span and metric exporters; ``endpoint == ""`` lets them read the ``OTEL_*`` variables."""
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        target = endpoint or None
+        return OTLPSpanExporter(endpoint=target), OTLPMetricExporter(endpoint=target)
+
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
+
+    if not endpoint:
+        return HTTPSpanExporter(), HTTPMetricExporter()
+    base = endpoint.rstrip("/")
+    return HTTPSpanExporter(endpoint=f"{base}/v1/traces"), HTTPMetricExporter(endpoint=f"{base}/v1/metrics")
+
+
+def _attach_usage_file(path: Path) -> Callable[[], None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonLinesFormatter())
+    logger = logging.getLogger(names.USAGE_LOGGER)
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+
+    def detach() -> None:
+        logger.removeHandler(handler)
+        handler.close()
+
+    return detach
+
+
+def _set_global_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        trace.set_tracer_provider(tracer_provider)
+    else:
+        _logger.info("a global tracer provider is already set: crewtrace keeps it and uses its own")
+    if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
+        metrics.set_meter_provider(meter_provider)
+    else:
+        _logger.info("a global meter provider is already set: crewtrace keeps it and uses its own")
