@@ -53,7 +53,7 @@ class LLMStreamError(LLMError):
         self.chunks_received = chunks_received
 
 
-class ConfigurationError(CrewtraceError, ValueError):
+class ConfigurationError(CrewtraceError):
     """A crew, task or agent was built in a way that cannot run."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from crewtrace.crew import _run
 from crewtrace.crew.agent import Agent
@@ -40,8 +40,8 @@ class Crew(BaseModel):
     verbose: bool = False
     bus: EventBus = Field(default=crewtrace_event_bus, exclude=True, repr=False)
 
-    @model_validator(mode="after")
-    def _check(self) -> Crew:
+    def model_post_init(self, context: Any, /) -> None:
+        """Reject crews that cannot run (raised as ConfigurationError, not wrapped by pydantic)."""
         if not self.tasks:
             raise ConfigurationError("a Crew needs at least one task")
         seen: set[str] = set()
@@ -56,7 +56,6 @@ class Crew(BaseModel):
                         f"task {task.label!r} takes context from {earlier.label!r}, which does not run before it"
                     )
             seen.add(task.id)
-        return self
 
     def kickoff(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput:
         """Run the crew; ``inputs`` fill the ``{placeholders}`` of agents and tasks."""

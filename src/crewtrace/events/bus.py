@@ -16,6 +16,7 @@ import inspect
 import itertools
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -167,7 +168,7 @@ class _AsyncRunner:
 
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _loop: asyncio.AbstractEventLoop | None = None
-    _queues: dict[int, asyncio.Queue[tuple[Any, BaseEvent]]] = field(default_factory=dict)
+    _queues: dict[int, deque[tuple[Any, BaseEvent]]] = field(default_factory=dict)
     _pending: int = 0
 
     def submit(self, registration: _Registration, source: Any, event: BaseEvent) -> None:
@@ -187,24 +188,29 @@ class _AsyncRunner:
         return loop
 
     def _enqueue(self, registration: _Registration, source: Any, event: BaseEvent) -> None:
+        # Runs on the loop thread, like _drain: no lock needed for _queues.
         queue = self._queues.get(registration.seq)
         if queue is None:
-            queue = self._queues[registration.seq] = asyncio.Queue()
+            queue = self._queues[registration.seq] = deque()
             asyncio.get_running_loop().create_task(self._drain(registration, queue))
-        queue.put_nowait((source, event))
+        queue.append((source, event))
 
-    async def _drain(self, registration: _Registration, queue: asyncio.Queue[tuple[Any, BaseEvent]]) -> None:
-        while True:
-            source, event = await queue.get()
-            try:
-                await registration.handler(source, event)
-            except Exception:
-                _logger.exception("event handler %s failed on %s", registration.name, event.type)
-            finally:
-                with self._lock:
-                    self._pending -= 1
-                    if self._pending == 0:
-                        self._lock.notify_all()
+    async def _drain(self, registration: _Registration, queue: deque[tuple[Any, BaseEvent]]) -> None:
+        """Run one handler over its queued events in order; exit when none are left."""
+        try:
+            while queue:
+                source, event = queue.popleft()
+                try:
+                    await registration.handler(source, event)
+                except Exception:
+                    _logger.exception("event handler %s failed on %s", registration.name, event.type)
+                finally:
+                    with self._lock:
+                        self._pending -= 1
+                        if self._pending == 0:
+                            self._lock.notify_all()
+        finally:
+            del self._queues[registration.seq]
 
 
 crewtrace_event_bus = EventBus()
