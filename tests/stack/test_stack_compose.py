@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-
 SERVICES = {"otel-collector", "jaeger", "prometheus", "grafana"}
 
 
@@ -59,8 +58,8 @@ def test_published_ports_are_ones_the_services_listen_on(
 ) -> None:
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
-            container_port = int(port.rsplit(":", 1)[1])
-            assert container_port in listening_ports[name], f"{name} publishes {port} but listens on {listening_ports[name]}"
+            listening = listening_ports[name]
+            assert int(port.rsplit(":", 1)[1]) in listening, f"{name} publishes {port}, listens on {listening}"
 
 
 def test_bind_mounts_exist(root: Path, compose: dict[str, Any]) -> None:
@@ -86,28 +85,27 @@ def test_prometheus_stores_exemplars(compose: dict[str, Any]) -> None:
     assert "--enable-feature=exemplar-storage" in compose["services"]["prometheus"]["command"]
 
 
-def test_grafana_needs_no_login_and_opens_on_a_provisioned_dashboard(root: Path, compose: dict[str, Any]) -> None:
-    grafana = compose["services"]["grafana"]
-    env = grafana["environment"]
+def test_grafana_needs_no_login_and_opens_on_a_provisioned_dashboard(
+    root: Path, compose: dict[str, Any], grafana_mounts: dict[str, str]
+) -> None:
+    env = compose["services"]["grafana"]["environment"]
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
     assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] in {"Viewer", "Editor", "Admin"}
-    mounts = {target: source for source, target, *_ in (volume.split(":") for volume in grafana["volumes"])}
     home = Path(env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
-    assert (root / mounts[str(home.parent)] / home.name).is_file()
-    assert {"/etc/grafana/provisioning/datasources", "/etc/grafana/provisioning/dashboards"} <= set(mounts)
+    assert (root / grafana_mounts[str(home.parent)] / home.name).is_file()
+    assert grafana_mounts["/etc/grafana/provisioning/datasources"] == "./dashboards/provisioning/datasources"
+    assert grafana_mounts["/etc/grafana/provisioning/dashboards"] == "./dashboards/provisioning/dashboards"
 
 
 def test_services_reach_each_other_by_compose_name(
     stack_collector: dict[str, Any],
-    prometheus_config: dict[str, Any],
+    scrape_targets: set[str],
     datasources: dict[str, dict[str, Any]],
     listening_ports: dict[str, set[int]],
 ) -> None:
     references = {
         "collector exporter": [e["endpoint"] for n, e in stack_collector["exporters"].items() if n != "prometheus"],
-        "prometheus scrape target": [
-            target for job in prometheus_config["scrape_configs"] for group in job["static_configs"] for target in group["targets"]
-        ],
+        "prometheus scrape target": sorted(scrape_targets),
         "grafana data source": [source["url"] for source in datasources.values()],
     }
     for what, targets in references.items():

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tests.stack.grafana import PanelQuery, VariableQuery, iter_panels
+from tests.stack.dashboard_queries import PanelQuery, VariableQuery, iter_panels
 
 # The contract: what crewtrace's own /metrics and the collector's prometheus exporter both serve.
 _COMMON = {
@@ -51,7 +51,8 @@ _GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 
 def _promtool_check(promtool: str, tmp_path: Path, expr: str) -> None:
     rules = tmp_path / "rules.yml"
-    rules.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [{"record": "dashboard:query", "expr": expr}]}]}))
+    rule = {"record": "dashboard:query", "expr": expr}
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [rule]}]}))
     result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert result.returncode == 0, f"{expr}\n{result.stdout}{result.stderr}"
 
@@ -113,7 +114,7 @@ def test_variable_query_uses_an_emitted_label(variable_query: VariableQuery) -> 
     assert selector["metric"] in SERIES
     assert variable_query.label in SERIES[selector["metric"]]
     if variable_query.name != "service":
-        assert 'service_name=~"$service"' in (selector["matchers"] or ""), f"${variable_query.name} not chained on $service"
+        assert 'service_name=~"$service"' in (selector["matchers"] or ""), f"${variable_query.name}: not chained"
 
 
 # -- dashboards -------------------------------------------------------------------------------
@@ -150,7 +151,8 @@ def test_datasource_references_are_provisioned(
 def test_debugging_links_exemplars_and_searches_jaeger(dashboards: dict[str, dict[str, Any]]) -> None:
     debugging = list(iter_panels(dashboards["crewtrace-debugging"]))
     targets = [t for p in debugging for t in p.get("targets", [])]
-    assert any(t.get("exemplar") for t in targets)
+    exemplars = [t["expr"] for t in targets if t.get("exemplar")]
+    assert exemplars and all("_bucket{" in expr for expr in exemplars)  # exemplars sit on histogram buckets
     assert any(t["datasource"]["type"] == "jaeger" and t["queryType"] == "search" for t in targets)
 
 
@@ -166,13 +168,15 @@ def test_prometheus_exemplars_open_traces_in_jaeger(datasources: dict[str, dict[
 
 def test_provisioning_values_escape_dollar_signs(load_yaml: Callable[[str], Any]) -> None:
     """Grafana expands $VAR and ${VAR} in provisioning values from its environment; $$ is a literal $."""
-    for path in ("dashboards/provisioning/datasources/datasources.yaml", "dashboards/provisioning/dashboards/dashboards.yaml"):
+    for kind in ("datasources", "dashboards"):
+        path = f"dashboards/provisioning/{kind}/{kind}.yaml"
         for value in _strings(load_yaml(path)):
             assert not re.search(r"(?<!\$)\$(?!\$)", value.replace("$$", "")), f"{path}: unescaped $ in {value!r}"
 
 
-def test_dashboard_provider_reads_the_mounted_json(load_yaml: Callable[[str], Any], compose: dict[str, Any]) -> None:
+def test_dashboard_provider_reads_the_mounted_json(
+    load_yaml: Callable[[str], Any], grafana_mounts: dict[str, str]
+) -> None:
     (provider,) = load_yaml("dashboards/provisioning/dashboards/dashboards.yaml")["providers"]
     assert provider["type"] == "file"
-    mounts = {target: source for source, target, *_ in (v.split(":") for v in compose["services"]["grafana"]["volumes"])}
-    assert mounts[provider["options"]["path"]] == "./dashboards/json"
+    assert grafana_mounts[provider["options"]["path"]] == "./dashboards/json"

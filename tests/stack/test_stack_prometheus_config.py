@@ -15,9 +15,6 @@ def test_promtool_accepts_config(promtool: str, root: Path, config: str) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_scrapes_the_collectors_prometheus_exporter(
-    prometheus_config: dict[str, Any], stack_collector: dict[str, Any]
-) -> None:
-    targets = {t for job in prometheus_config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+def test_scrapes_the_collectors_prometheus_exporter(scrape_targets: set[str], stack_collector: dict[str, Any]) -> None:
     port = stack_collector["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
-    assert targets == {f"otel-collector:{port}"}
+    assert scrape_targets == {f"otel-collector:{port}"}
