@@ -6,13 +6,14 @@ The crew layer below mirrors CrewAI's API: ``LLM``, ``Agent``, ``Task``,
 """
 
 from crewtrace._version import __version__
-from crewtrace.crew import Agent, Crew, CrewOutput, Task, TaskOutput
+from crewtrace.crew import Agent, Crew, CrewOutput, Task, TaskOutput, Tool, tool
 from crewtrace.errors import (
     ConfigurationError,
     CrewtraceError,
     LLMCallError,
     LLMError,
     LLMStreamError,
+    MaxIterationsError,
     MissingInputError,
 )
 from crewtrace.llm import LLM
@@ -27,8 +28,11 @@ __all__ = [
     "LLMCallError",
     "LLMError",
     "LLMStreamError",
+    "MaxIterationsError",
     "MissingInputError",
     "Task",
     "TaskOutput",
+    "Tool",
     "__version__",
+    "tool",
 ]

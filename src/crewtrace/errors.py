@@ -5,6 +5,7 @@
     │   ├── LLMCallError          ... before the first chunk (bad model, auth, 429, 500, timeout)
     │   └── LLMStreamError        ... after chunks arrived; carries the partial text
     ├── ConfigurationError        a Crew, Task or Agent that cannot run as built
+    ├── MaxIterationsError        an agent's tool loop ran out of iterations without an answer
     ├── MetricsServerError        the Prometheus endpoint could not listen (also an OSError)
     └── MissingInputError         a {placeholder} that kickoff(inputs=...) did not fill
 
@@ -20,6 +21,7 @@ __all__ = [
     "LLMCallError",
     "LLMError",
     "LLMStreamError",
+    "MaxIterationsError",
     "MetricsServerError",
     "MissingInputError",
 ]
@@ -74,3 +76,15 @@ class MissingInputError(CrewtraceError, KeyError):
 
 class MetricsServerError(CrewtraceError, OSError):
     """The metrics endpoint could not listen (``errno`` kept, e.g. ``EADDRINUSE``)."""
+
+
+class MaxIterationsError(CrewtraceError):
+    """An agent kept calling tools for ``max_iterations`` rounds without a final answer."""
+
+    def __init__(self, agent_role: str, max_iterations: int) -> None:
+        super().__init__(
+            f"agent {agent_role!r} reached max_iterations={max_iterations} without a final answer: "
+            "raise Agent(max_iterations=...) or check what its tools return"
+        )
+        self.agent_role = agent_role
+        self.max_iterations = max_iterations

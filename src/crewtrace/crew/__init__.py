@@ -3,5 +3,6 @@
 from crewtrace.crew.agent import Agent
 from crewtrace.crew.crew import Crew, CrewOutput
 from crewtrace.crew.task import Task, TaskOutput
+from crewtrace.crew.tool import Tool, tool
 
-__all__ = ["Agent", "Crew", "CrewOutput", "Task", "TaskOutput"]
+__all__ = ["Agent", "Crew", "CrewOutput", "Task", "TaskOutput", "Tool", "tool"]

@@ -1,23 +1,16 @@
-"""One crew run, written once and driven either synchronously or on asyncio.
-
-The run is a generator that yields :class:`LLMRequest` objects and receives
-each call's result; :func:`drive` and :func:`adrive` perform the calls with
-``LLM._invoke`` or ``LLM._ainvoke``. Events, scopes and error handling live
-in the generator only, so the sync and async paths cannot drift apart. The
-scope ``ContextVar`` set inside the generator is visible to the driver
-(generators run in their caller's context), which is how every LLM event of a
-task gets its run, task and agent.
-"""
+"""One crew run as a flow (see ``_flow``): tasks in order, each by its agent, with events and scopes."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from crewtrace.crew._agent_loop import agent_loop
+from crewtrace.crew._flow import Flow
 from crewtrace.crew._prompt import task_messages
 from crewtrace.crew._template import fill
 from crewtrace.crew.agent import Agent
@@ -36,14 +29,7 @@ from crewtrace.events.types.crew import (
     CrewKickoffStartedEvent,
 )
 from crewtrace.events.types.task import TaskCompletedEvent, TaskFailedEvent, TaskStartedEvent
-from crewtrace.llm import LLM, CallResult
 from crewtrace.llm._errors import error_type_of
-
-
-@dataclass(frozen=True, slots=True)
-class LLMRequest:
-    llm: LLM
-    messages: list[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +52,7 @@ class _Step:
     expected_output: str
 
 
-RunFlow = Generator[LLMRequest, CallResult, RunResult]
+RunFlow = Flow[RunResult]
 
 
 def plan(tasks: Sequence[Task], inputs: Mapping[str, Any]) -> list[_Step]:
@@ -111,7 +97,7 @@ def run(bus: EventBus, crew: Any, crew_name: str, steps: list[_Step], inputs: Ma
 
 def _run_task(
     bus: EventBus, crew_scope: ExecutionScope, step: _Step, context: list[str]
-) -> Generator[LLMRequest, CallResult, tuple[TaskOutput, TokenUsage]]:
+) -> Flow[tuple[TaskOutput, TokenUsage]]:
     scope = ExecutionScope(
         run_id=crew_scope.run_id,
         crew_name=crew_scope.crew_name,
@@ -137,13 +123,13 @@ def _run_task(
                     expected_output=step.expected_output,
                     context=context,
                 )
-                result = yield LLMRequest(step.agent.llm, messages)
-            bus.emit(step.agent, AgentExecutionCompletedEvent(**fields, output=result.text, duration_s=agent_elapsed()))
-        bus.emit(step.task, TaskCompletedEvent(**fields, output=result.text, duration_s=task_elapsed()))
+                answer, usage = yield from agent_loop(bus, scope, step.agent, messages)
+            bus.emit(step.agent, AgentExecutionCompletedEvent(**fields, output=answer, duration_s=agent_elapsed()))
+        bus.emit(step.task, TaskCompletedEvent(**fields, output=answer, duration_s=task_elapsed()))
     output = TaskOutput(
-        task_id=step.task.id, name=step.task.label, description=step.description, agent_role=step.role, raw=result.text
+        task_id=step.task.id, name=step.task.label, description=step.description, agent_role=step.role, raw=answer
     )
-    return output, result.usage or TokenUsage()
+    return output, usage
 
 
 @contextmanager
@@ -169,33 +155,3 @@ def _phase(
             ),
         )
         raise
-
-
-def drive(flow: RunFlow) -> RunResult:
-    """Run a flow, making its LLM calls synchronously."""
-    try:
-        request = next(flow)
-        while True:
-            try:
-                result = request.llm._invoke(request.messages)
-            except BaseException as exc:
-                request = flow.throw(exc)  # the flow records the failure and re-raises
-            else:
-                request = flow.send(result)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def adrive(flow: RunFlow) -> RunResult:
-    """Run a flow, awaiting its LLM calls."""
-    try:
-        request = next(flow)
-        while True:
-            try:
-                result = await request.llm._ainvoke(request.messages)
-            except BaseException as exc:
-                request = flow.throw(exc)
-            else:
-                request = flow.send(result)
-    except StopIteration as stop:
-        return stop.value

@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crewtrace.crew._template import placeholders
+from crewtrace.crew.tool import Tool
+from crewtrace.errors import ConfigurationError
 from crewtrace.llm import LLM
 
 __all__ = ["Agent"]
@@ -25,8 +27,21 @@ class Agent(BaseModel):
     goal: str
     backstory: str
     llm: LLM = Field(default=None, validate_default=True)  # type: ignore[assignment]
+    tools: list[Tool] = Field(default_factory=list)
+    max_iterations: int = Field(default=10, ge=1, description="LLM calls per task before giving up on tool loops.")
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     verbose: bool = False
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _check_tools(cls, value: Any) -> Any:
+        for item in value or ():
+            if not isinstance(item, Tool):
+                raise TypeError(f"{item!r} is not a tool: decorate it with @crewtrace.tool")
+        names = [item.name for item in value or ()]
+        if len(names) != len(set(names)):
+            raise ConfigurationError(f"tool names must be unique within an agent, got {names}")
+        return value
 
     @field_validator("llm", mode="before")
     @classmethod

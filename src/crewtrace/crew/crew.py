@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from crewtrace.crew import _run
+from crewtrace.crew._flow import adrive, drive
 from crewtrace.crew.agent import Agent
 from crewtrace.crew.task import Task, TaskOutput
 from crewtrace.errors import ConfigurationError
@@ -61,12 +62,12 @@ class Crew(BaseModel):
         """Run the crew; ``inputs`` fill the ``{placeholders}`` of agents and tasks."""
         inputs = dict(inputs or {})
         steps = _run.plan(self.tasks, inputs)
-        return self._output(_run.drive(_run.run(self.bus, self, self.name, steps, inputs)))
+        return self._output(drive(_run.run(self.bus, self, self.name, steps, inputs)))
 
     async def kickoff_async(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput:
         inputs = dict(inputs or {})
         steps = _run.plan(self.tasks, inputs)
-        return self._output(await _run.adrive(_run.run(self.bus, self, self.name, steps, inputs)))
+        return self._output(await adrive(_run.run(self.bus, self, self.name, steps, inputs)))
 
     def _output(self, result: _run.RunResult) -> CrewOutput:
         output = CrewOutput(

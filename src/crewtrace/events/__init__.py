@@ -20,8 +20,16 @@ from crewtrace.events.types.llm import (
     LLMCallStartedEvent,
     LLMEvent,
     LLMStreamChunkEvent,
+    ToolCall,
+    ToolCallChunk,
 )
 from crewtrace.events.types.task import TaskCompletedEvent, TaskFailedEvent, TaskStartedEvent
+from crewtrace.events.types.tool import (
+    ToolUsageErrorEvent,
+    ToolUsageEvent,
+    ToolUsageFinishedEvent,
+    ToolUsageStartedEvent,
+)
 
 __all__ = [
     "AgentExecutionCompletedEvent",
@@ -43,6 +51,12 @@ __all__ = [
     "TaskFailedEvent",
     "TaskStartedEvent",
     "TokenUsage",
+    "ToolCall",
+    "ToolCallChunk",
+    "ToolUsageErrorEvent",
+    "ToolUsageEvent",
+    "ToolUsageFinishedEvent",
+    "ToolUsageStartedEvent",
     "crewtrace_event_bus",
     "current_scope",
     "use_scope",

@@ -15,11 +15,18 @@ def is_cancellation(exc: BaseException) -> bool:
 
 
 def error_type_of(exc: BaseException) -> str:
-    """A short, low-cardinality cause: litellm's exception class name, or ``cancelled``."""
+    """A short, low-cardinality cause: litellm's exception class name, or ``cancelled``.
+
+    litellm wraps every mid-stream failure in ``MidStreamFallbackError``; the
+    wrapped exception (``APIConnectionError``, ``Timeout``...) is the cause.
+    """
     if is_cancellation(exc):
         return CANCELLED
     if isinstance(exc, LLMError):
         return exc.error_type
+    original = getattr(exc, "original_exception", None)
+    if type(exc).__name__ == "MidStreamFallbackError" and isinstance(original, BaseException):
+        return type(original).__name__
     return type(exc).__name__
 
 

@@ -23,6 +23,8 @@ from crewtrace.events.types.llm import (
     LLMCallFailedEvent,
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
+    ToolCall,
+    ToolCallChunk,
 )
 from crewtrace.llm._errors import error_type_of, is_cancellation, redact, to_llm_error
 
@@ -41,6 +43,7 @@ class CallResult:
     text: str
     usage: TokenUsage | None
     cost_usd: float | None
+    tool_calls: list[ToolCall]
 
 
 class CallRecorder:
@@ -52,6 +55,7 @@ class CallRecorder:
         "_chunk_listeners",
         "_llm",
         "_started",
+        "_tool_calls",
         "chunk_count",
         "finish_reason",
         "parts",
@@ -79,6 +83,7 @@ class CallRecorder:
         self.finish_reason: str | None = None
         self.usage: Any = None
         self.result: CallResult | None = None
+        self._tool_calls: dict[int, tuple[list[str | None], list[str]]] = {}  # index -> ([id, name], argument parts)
         self._bus.emit(
             llm,
             LLMCallStartedEvent(
@@ -113,13 +118,14 @@ class CallRecorder:
         if choice.finish_reason:
             self.finish_reason = choice.finish_reason
         delta = choice.delta
-        text = delta.content if delta is not None else None
+        if delta is None:
+            return None
+        if delta.tool_calls:
+            self._on_tool_call_fragments(delta.tool_calls)
+        text = delta.content
         if not text:
             return None
-        index = self.chunk_count
-        if index == 0:
-            self.time_to_first_chunk = time.perf_counter() - self._started
-        self.chunk_count = index + 1
+        index = self._next_index()
         self.parts.append(text)
         if self._chunk_listeners:
             self._bus.emit(
@@ -127,6 +133,38 @@ class CallRecorder:
                 LLMStreamChunkEvent(**self._base, chunk=text, chunk_index=index, response_id=self.response_id),
             )
         return text
+
+    def _next_index(self) -> int:
+        index = self.chunk_count
+        if index == 0:
+            self.time_to_first_chunk = time.perf_counter() - self._started
+        self.chunk_count = index + 1
+        return index
+
+    def _on_tool_call_fragments(self, fragments: Any) -> None:
+        """Each fragment of a tool call is a chunk too: counted, timed and emitted like text."""
+        for position, fragment in enumerate(fragments):
+            function = fragment.function
+            name = function.name if function is not None else None
+            arguments = (function.arguments if function is not None else None) or ""
+            slot = fragment.index if fragment.index is not None else position
+            identity, parts = self._tool_calls.setdefault(slot, ([None, None], []))
+            identity[0] = fragment.id or identity[0]
+            identity[1] = name or identity[1]
+            parts.append(arguments)
+            index = self._next_index()
+            if self._chunk_listeners:
+                self._bus.emit(
+                    self._llm,
+                    LLMStreamChunkEvent(
+                        **self._base,
+                        chunk=arguments,
+                        chunk_index=index,
+                        response_id=self.response_id,
+                        call_type="tool_call",
+                        tool_call=ToolCallChunk(index=slot, id=fragment.id, name=name, arguments=arguments),
+                    ),
+                )
 
     def on_response(self, response: Any) -> None:
         """Take a non-streamed response."""
@@ -136,13 +174,22 @@ class CallRecorder:
         choice = response.choices[0]
         self.finish_reason = choice.finish_reason
         self.parts.append(choice.message.content or "")
+        for slot, call in enumerate(choice.message.tool_calls or ()):
+            self._tool_calls[slot] = ([call.id, call.function.name], [call.function.arguments or ""])
+
+    def tool_calls(self) -> list[ToolCall]:
+        return [
+            ToolCall(id=identity[0] or f"call_{slot}", name=identity[1] or "", arguments="".join(parts))
+            for slot, (identity, parts) in sorted(self._tool_calls.items())
+        ]
 
     def completed(self) -> CallResult:
         if self.result is not None:
             return self.result
         usage = _token_usage(self.usage)
         cost = self._llm._cost(self.usage)
-        self.result = CallResult(text="".join(self.parts), usage=usage, cost_usd=cost)
+        tool_calls = self.tool_calls()
+        self.result = CallResult(text="".join(self.parts), usage=usage, cost_usd=cost, tool_calls=tool_calls)
         self._bus.emit(
             self._llm,
             LLMCallCompletedEvent(
@@ -154,6 +201,7 @@ class CallRecorder:
                 response_id=self.response_id,
                 response_model=self.response_model,
                 cost_usd=cost,
+                tool_calls=tool_calls,
             ),
         )
         return self.result
@@ -168,7 +216,7 @@ class CallRecorder:
         if self.result is not None:
             raise exc
         partial = "".join(self.parts)
-        self.result = CallResult(text=partial, usage=_token_usage(self.usage), cost_usd=None)
+        self.result = CallResult(text=partial, usage=_token_usage(self.usage), cost_usd=None, tool_calls=[])
         if is_cancellation(exc):
             message = _CANCELLED_MESSAGE
         else:

@@ -75,28 +75,31 @@ class LLM:
         """Async form of :meth:`stream`."""
         return self._astream(_normalise(messages))
 
-    def _invoke(self, messages: Messages) -> CallResult:
+    def _invoke(self, messages: Messages, tools: list[dict[str, Any]] | None = None) -> CallResult:
+        """One call, with tool definitions when an agent has tools; the result includes tool calls."""
         normalised = _normalise(messages)
         recorder = CallRecorder(self, normalised, stream=self.stream_enabled)
         if self.stream_enabled:
-            for _ in self._stream(normalised, recorder):
+            for _ in self._stream(normalised, recorder, tools):
                 pass
         else:
             try:
-                recorder.on_response(litellm.completion(**self._request(normalised, stream=False)))
+                recorder.on_response(litellm.completion(**self._request(normalised, stream=False, tools=tools)))
             except BaseException as exc:
                 recorder.fail(exc)
         return recorder.completed()
 
-    async def _ainvoke(self, messages: Messages) -> CallResult:
+    async def _ainvoke(self, messages: Messages, tools: list[dict[str, Any]] | None = None) -> CallResult:
         normalised = _normalise(messages)
         recorder = CallRecorder(self, normalised, stream=self.stream_enabled)
         if self.stream_enabled:
-            async for _ in self._astream(normalised, recorder):
+            async for _ in self._astream(normalised, recorder, tools):
                 pass
         else:
             try:
-                recorder.on_response(await litellm.acompletion(**self._request(normalised, stream=False)))
+                recorder.on_response(
+                    await litellm.acompletion(**self._request(normalised, stream=False, tools=tools))
+                )
             except BaseException as exc:
                 recorder.fail(exc)
         return recorder.completed()
@@ -104,12 +107,17 @@ class LLM:
     # The recorder is made inside the generators when not given, so that a
     # stream that is created but never iterated starts (and leaks) nothing.
 
-    def _stream(self, messages: list[dict[str, Any]], recorder: CallRecorder | None = None) -> Iterator[str]:
+    def _stream(
+        self,
+        messages: list[dict[str, Any]],
+        recorder: CallRecorder | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Iterator[str]:
         if recorder is None:
             recorder = CallRecorder(self, messages, stream=True)
         response = None
         try:
-            response = litellm.completion(**self._request(messages, stream=True))
+            response = litellm.completion(**self._request(messages, stream=True, tools=tools))
             for raw in response:
                 text = recorder.on_chunk(raw)
                 if text is not None:
@@ -120,13 +128,16 @@ class LLM:
         recorder.completed()
 
     async def _astream(
-        self, messages: list[dict[str, Any]], recorder: CallRecorder | None = None
+        self,
+        messages: list[dict[str, Any]],
+        recorder: CallRecorder | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[str]:
         if recorder is None:
             recorder = CallRecorder(self, messages, stream=True)
         response = None
         try:
-            response = await litellm.acompletion(**self._request(messages, stream=True))
+            response = await litellm.acompletion(**self._request(messages, stream=True, tools=tools))
             async for raw in response:
                 text = recorder.on_chunk(raw)
                 if text is not None:
@@ -137,8 +148,12 @@ class LLM:
             recorder.fail(exc)
         recorder.completed()
 
-    def _request(self, messages: list[dict[str, Any]], *, stream: bool) -> dict[str, Any]:
+    def _request(
+        self, messages: list[dict[str, Any]], *, stream: bool, tools: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {**self.litellm_kwargs, "model": self.model, "messages": messages}
+        if tools:
+            request["tools"] = tools
         if stream:
             request["stream"] = True
             request["stream_options"] = {"include_usage": True}

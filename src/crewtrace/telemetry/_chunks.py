@@ -21,17 +21,25 @@ from crewtrace.telemetry import names
 
 
 class _Group:
-    __slots__ = ("count", "first_index", "last_ns", "size", "texts")
+    __slots__ = ("count", "first_index", "last_ns", "size", "texts", "tool_calls")
 
-    def __init__(self, index: int, ns: int, size: int, text: str | None) -> None:
+    def __init__(self, index: int, ns: int, size: int, text: str | None, tool_call: bool) -> None:
         self.first_index = index
         self.count = 1
+        self.tool_calls = 1 if tool_call else 0
         self.size = size
         self.last_ns = ns
         self.texts: list[str] | None = None if text is None else [text]
 
+    @property
+    def chunk_type(self) -> str:
+        if not self.tool_calls:
+            return "text"
+        return "tool_call" if self.tool_calls == self.count else "mixed"
+
     def absorb(self, other: _Group) -> None:
         self.count += other.count
+        self.tool_calls += other.tool_calls
         self.size += other.size
         self.last_ns = other.last_ns
         if self.texts is not None and other.texts is not None:
@@ -54,10 +62,10 @@ class ChunkTimeline:
         self._max_groups = max_events - 2
         self._capture = capture_text
 
-    def add(self, ns: int, text: str) -> None:
+    def add(self, ns: int, text: str, tool_call: bool) -> None:
         index = self.count
         self.count = index + 1
-        chunk = _Group(index, ns, len(text), text if self._capture else None)
+        chunk = _Group(index, ns, len(text), text if self._capture else None, tool_call)
         pending = self._pending
         if pending is None:
             self.first = chunk
@@ -91,6 +99,7 @@ class ChunkTimeline:
             attributes: dict[str, Any] = {
                 names.CHUNK_INDEX: group.first_index,
                 names.CHUNK_COUNT: group.count,
+                names.CHUNK_TYPE: group.chunk_type,
                 names.CHUNK_SIZE: group.size,
                 names.CHUNK_ELAPSED: (group.last_ns - self.request_ns) / 1e9,
             }

@@ -41,6 +41,10 @@ from crewtrace.events import (
     TaskCompletedEvent,
     TaskFailedEvent,
     TaskStartedEvent,
+    ToolUsageErrorEvent,
+    ToolUsageEvent,
+    ToolUsageFinishedEvent,
+    ToolUsageStartedEvent,
 )
 from crewtrace.events.base import FailureMixin
 from crewtrace.telemetry import names
@@ -108,7 +112,7 @@ class OTelBridge(BaseEventListener):
         self._instruments = create_instruments(meter)
         self._limit = {
             key: LabelLimiter(key, max_label_values)
-            for key in (names.AGENT_NAME, names.TASK_NAME, names.REQUEST_MODEL, names.ERROR_TYPE)
+            for key in (names.AGENT_NAME, names.TASK_NAME, names.REQUEST_MODEL, names.ERROR_TYPE, names.TOOL_NAME)
         }
         self._spans: dict[_SpanKey, Span] = {}
         self._calls: dict[str, _Call] = {}
@@ -126,6 +130,9 @@ class OTelBridge(BaseEventListener):
         on(AgentExecutionStartedEvent, self._on_agent_started)
         on(AgentExecutionCompletedEvent, self._on_agent_ended)
         on(AgentExecutionErrorEvent, self._on_agent_ended)
+        on(ToolUsageStartedEvent, self._on_tool_started)
+        on(ToolUsageFinishedEvent, self._on_tool_ended)
+        on(ToolUsageErrorEvent, self._on_tool_ended)
         on(LLMCallStartedEvent, self._on_call_started)
         on(LLMStreamChunkEvent, self._on_chunk)
         on(LLMCallCompletedEvent, self._on_call_completed)
@@ -178,6 +185,41 @@ class OTelBridge(BaseEventListener):
 
     def _on_agent_ended(self, source: Any, event: AgentExecutionCompletedEvent | AgentExecutionErrorEvent) -> None:
         self._close(_agent_key(event), event)
+
+    def _on_tool_started(self, source: Any, event: ToolUsageStartedEvent) -> None:
+        attributes = _attribution(event)
+        attributes.update(
+            {
+                names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
+                names.TOOL_NAME: event.tool_name,
+                names.TOOL_CALL_ID: event.tool_call_id,
+                names.TOOL_TYPE: names.TOOL_TYPE_FUNCTION,
+            }
+        )
+        if self.capture_content:
+            attributes[names.TOOL_CALL_ARGUMENTS] = event.arguments
+        self._open(_tool_key(event), _agent_key(event), f"{names.OP_EXECUTE_TOOL} {event.tool_name}", event, attributes)
+
+    def _on_tool_ended(self, source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
+        failed = isinstance(event, ToolUsageErrorEvent)
+        content = {names.TOOL_CALL_RESULT: event.output} if self.capture_content and not failed else {}
+        with self._lock:
+            span = self._spans.get(_tool_key(event))
+        attributes = _defined(
+            {
+                names.AGENT_NAME: self._limited(names.AGENT_NAME, event.agent_role),
+                names.TASK_NAME: self._limited(names.TASK_NAME, event.task_name),
+                names.TOOL_NAME: self._limit[names.TOOL_NAME](event.tool_name),
+                names.ERROR_TYPE: self._limit[names.ERROR_TYPE](event.error_type) if failed else None,
+            }
+        )
+        context = trace.set_span_in_context(span) if span is not None else None
+        record = self._instruments
+        record.tool_calls.add(1, attributes)
+        if failed:
+            record.tool_errors.add(1, attributes)
+        record.tool_duration.record(event.duration_s, attributes, context)
+        self._close(_tool_key(event), event, content)
 
     def _open(
         self, key: _SpanKey, parent_key: _SpanKey | None, name: str, event: BaseEvent, attributes: dict[str, Any]
@@ -256,7 +298,7 @@ class OTelBridge(BaseEventListener):
     def _on_chunk(self, source: Any, event: LLMStreamChunkEvent) -> None:
         call = self._calls.get(event.call_id)
         if call is not None:
-            call.timeline.add(event.timestamp_ns, event.chunk)
+            call.timeline.add(event.timestamp_ns, event.chunk, event.call_type == "tool_call")
 
     def _on_call_completed(self, source: Any, event: LLMCallCompletedEvent) -> None:
         call = self._pop_call(event.call_id)
@@ -342,6 +384,10 @@ def _task_key(event: BaseEvent) -> _SpanKey:
 
 def _agent_key(event: BaseEvent) -> _SpanKey:
     return ("agent", event.run_id, event.task_id, event.agent_id)
+
+
+def _tool_key(event: ToolUsageEvent) -> _SpanKey:
+    return ("tool", event.run_id, event.task_id, event.agent_id, event.tool_call_id)
 
 
 def _attribution(event: BaseEvent) -> dict[str, Any]:

@@ -16,7 +16,7 @@ _DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
 _TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
-# Per-chunk gaps are far below the call-duration buckets: add the sub-10 ms decades.
+# Per-chunk gaps (and most tool calls) are far below the call-duration buckets: add sub-10 ms ones.
 _CHUNK_GAP_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005) + _DURATION_BUCKETS
 _COST_BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 
@@ -30,6 +30,9 @@ class Instruments:
     stream_chunks: Counter
     stream_active: UpDownCounter
     usage_cost: Histogram
+    tool_calls: Counter
+    tool_errors: Counter
+    tool_duration: Histogram
 
 
 def create_instruments(meter: Meter) -> Instruments:
@@ -69,5 +72,17 @@ def create_instruments(meter: Meter) -> Instruments:
             unit="USD",
             description="Cost of a call in US dollars, from litellm's price map where it knows the model.",
             explicit_bucket_boundaries_advisory=list(_COST_BUCKETS),
+        ),
+        tool_calls=meter.create_counter(
+            names.METRIC_TOOL_CALLS, unit="{call}", description="Tool calls agents made, failed ones included."
+        ),
+        tool_errors=meter.create_counter(
+            names.METRIC_TOOL_ERRORS, unit="{call}", description="Tool calls that failed (their error went back to the model)."
+        ),
+        tool_duration=meter.create_histogram(
+            names.METRIC_TOOL_DURATION,
+            unit="s",
+            description="Duration of tool calls.",
+            explicit_bucket_boundaries_advisory=list(_CHUNK_GAP_BUCKETS),
         ),
     )

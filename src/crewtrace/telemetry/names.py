@@ -16,6 +16,7 @@ from opentelemetry.semconv.attributes import error_attributes, server_attributes
 OP_CHAT: Final = GenAI.GenAiOperationNameValues.CHAT.value
 OP_INVOKE_AGENT: Final = GenAI.GenAiOperationNameValues.INVOKE_AGENT.value
 OP_INVOKE_WORKFLOW: Final = GenAI.GenAiOperationNameValues.INVOKE_WORKFLOW.value
+OP_EXECUTE_TOOL: Final = GenAI.GenAiOperationNameValues.EXECUTE_TOOL.value
 OP_EXECUTE_TASK: Final = "execute_task"  # tasks have no convention
 
 # GenAI attributes.
@@ -39,6 +40,12 @@ AGENT_ID: Final = GenAI.GEN_AI_AGENT_ID
 WORKFLOW_NAME: Final = GenAI.GEN_AI_WORKFLOW_NAME
 INPUT_MESSAGES: Final = GenAI.GEN_AI_INPUT_MESSAGES
 OUTPUT_MESSAGES: Final = GenAI.GEN_AI_OUTPUT_MESSAGES
+TOOL_NAME: Final = GenAI.GEN_AI_TOOL_NAME
+TOOL_CALL_ID: Final = GenAI.GEN_AI_TOOL_CALL_ID
+TOOL_TYPE: Final = GenAI.GEN_AI_TOOL_TYPE
+TOOL_TYPE_FUNCTION: Final = "function"
+TOOL_CALL_ARGUMENTS: Final = GenAI.GEN_AI_TOOL_CALL_ARGUMENTS  # content: opt-in
+TOOL_CALL_RESULT: Final = GenAI.GEN_AI_TOOL_CALL_RESULT  # content: opt-in
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE
 SERVER_ADDRESS: Final = server_attributes.SERVER_ADDRESS
 SERVER_PORT: Final = server_attributes.SERVER_PORT
@@ -62,6 +69,8 @@ CHUNK_COUNT: Final = "crewtrace.chunk.count"
 CHUNK_ELAPSED: Final = "crewtrace.chunk.elapsed"
 """Seconds from the request to the (last) chunk of the event."""
 CHUNK_TEXT: Final = "crewtrace.chunk.text"  # content: opt-in
+CHUNK_TYPE: Final = "crewtrace.chunk.type"
+"""``text``, ``tool_call`` (argument fragments of a tool call), or ``mixed`` for a coalesced group of both."""
 
 # Metrics.
 METRIC_OPERATION_DURATION: Final = GenAIMetrics.GEN_AI_CLIENT_OPERATION_DURATION
@@ -71,6 +80,9 @@ METRIC_TIME_PER_OUTPUT_CHUNK: Final = GenAIMetrics.GEN_AI_CLIENT_OPERATION_TIME_
 METRIC_STREAM_CHUNKS: Final = "crewtrace.stream.chunks"
 METRIC_STREAM_ACTIVE: Final = "crewtrace.stream.active"
 METRIC_USAGE_COST: Final = "gen_ai.usage.cost"
+METRIC_TOOL_CALLS: Final = "crewtrace.tool.calls"
+METRIC_TOOL_ERRORS: Final = "crewtrace.tool.errors"
+METRIC_TOOL_DURATION: Final = "crewtrace.tool.duration"
 
 # Logging and environment.
 USAGE_LOGGER: Final = "crewtrace.usage"

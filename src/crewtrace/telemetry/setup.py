@@ -25,7 +25,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    OTEL_SERVICE_NAME,
+    OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED,
 )
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from crewtrace.events import EventBus
-from crewtrace.telemetry import names
+from crewtrace.telemetry import _log_filter, names
 from crewtrace.telemetry._prometheus import MetricsServer, PrometheusReader, start_metrics_server
 from crewtrace.telemetry.bridge import OTelBridge
 from crewtrace.telemetry.usage_log import JsonLinesFormatter, UsageLog
@@ -89,10 +89,17 @@ class Telemetry:
         def flush_and_close() -> None:
             # TracerProvider.shutdown takes no timeout: the whole sequence runs
             # on a daemon thread and the caller waits for it only until the deadline.
-            self.tracer_provider.force_flush(remaining_ms())
-            self.meter_provider.force_flush(remaining_ms())
-            self.tracer_provider.shutdown()
-            self.meter_provider.shutdown(timeout_millis=remaining_ms())
+            # Each step runs even if the one before failed (force_flush raises on timeout).
+            for step in (
+                lambda: self.tracer_provider.force_flush(remaining_ms()),
+                lambda: self.meter_provider.force_flush(remaining_ms()),
+                self.tracer_provider.shutdown,
+                lambda: self.meter_provider.shutdown(timeout_millis=remaining_ms()),
+            ):
+                try:
+                    step()
+                except Exception:
+                    _logger.warning("telemetry shutdown step failed", exc_info=True)
 
         worker = threading.Thread(target=flush_and_close, name="crewtrace-telemetry-shutdown", daemon=True)
         worker.start()
@@ -136,21 +143,28 @@ def setup_telemetry(
     """
     resource = _resource(service_name, resource_attributes)
     endpoint, protocol = _otlp_settings(otlp_endpoint, otlp_protocol)
-    closers: list[Callable[[], None]] = []
+    # The SDK's own metrics report spans a full export queue dropped
+    # (otel.sdk.processor.span.processed{error.type="queue_full"}) and live spans;
+    # the SDK reads this switch when its components are built.
+    os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
+    closers: list[Callable[[], None]] = [_log_filter.install()]
 
-    tracer_provider = TracerProvider(resource=resource)
     readers: list[MetricReader] = []
+    span_exporters: list[SpanExporter] = []
     if endpoint is not None:
         span_exporter, metric_exporter = _otlp_exporters(endpoint, protocol)
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+        span_exporters.append(span_exporter)
         readers.append(PeriodicExportingMetricReader(metric_exporter))
     if console:
-        tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        span_exporters.append(ConsoleSpanExporter())
         readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
     prometheus_reader = PrometheusReader() if prometheus_port is not None else None
     if prometheus_reader is not None:
         readers.append(prometheus_reader)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    tracer_provider = TracerProvider(resource=resource, meter_provider=meter_provider)
+    for exporter in span_exporters:
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter, meter_provider=meter_provider))
 
     metrics_server = None
     if prometheus_reader is not None and prometheus_port is not None:
@@ -159,6 +173,8 @@ def setup_telemetry(
         except BaseException:
             tracer_provider.shutdown()
             meter_provider.shutdown()
+            for close in closers:
+                close()
             raise
 
     if usage_log is not None:
@@ -178,12 +194,14 @@ def setup_telemetry(
 
 
 def _resource(service_name: str | None, extra: Mapping[str, Any] | None) -> Resource:
+    """Argument, then OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES, then ``crewtrace``."""
     attributes: dict[str, Any] = dict(extra or {})
     if service_name is not None:
         attributes[names.SERVICE_NAME] = service_name
-    elif not os.environ.get(OTEL_SERVICE_NAME):
-        attributes.setdefault(names.SERVICE_NAME, _DEFAULT_SERVICE_NAME)
-    return Resource.create(attributes)
+    resource = Resource.create(attributes)
+    if str(resource.attributes.get(names.SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({names.SERVICE_NAME: _DEFAULT_SERVICE_NAME}))
+    return resource
 
 
 def _otlp_settings(endpoint: str | None, protocol: str | None) -> tuple[str | None, str]:

@@ -9,17 +9,39 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from crewtrace.events.base import BaseEvent, FailureMixin, TokenUsage
 
 __all__ = [
+    "ChunkType",
     "LLMCallCompletedEvent",
     "LLMCallFailedEvent",
     "LLMCallStartedEvent",
     "LLMEvent",
     "LLMStreamChunkEvent",
+    "ToolCall",
+    "ToolCallChunk",
 ]
+
+ChunkType = Literal["text", "tool_call"]
+
+
+class ToolCallChunk(BaseModel):
+    """One streamed fragment of a tool call; ``id`` and ``name`` come with the first fragment only."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class ToolCall(BaseModel):
+    """A whole tool call the model asked for; ``arguments`` is its JSON text."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 class LLMEvent(BaseEvent):
@@ -42,10 +64,11 @@ class LLMCallStartedEvent(LLMEvent):
 
 class LLMStreamChunkEvent(LLMEvent):
     type: Literal["llm_stream_chunk"] = "llm_stream_chunk"
-    chunk: str
-    chunk_index: int = Field(description="0-based and contiguous within the call.")
+    chunk: str = Field(description="The text, or for a tool-call chunk its argument fragment.")
+    chunk_index: int = Field(description="0-based and contiguous within the call, over text and tool-call chunks.")
     response_id: str | None = None
-    call_type: Literal["text"] = "text"
+    call_type: ChunkType = "text"
+    tool_call: ToolCallChunk | None = None
 
 
 class _LLMCallEnded(LLMEvent):
@@ -62,6 +85,7 @@ class LLMCallCompletedEvent(_LLMCallEnded):
     response_id: str | None = None
     response_model: str | None = None
     cost_usd: float | None = Field(default=None, description="litellm's price for the usage, where it knows the model.")
+    tool_calls: list[ToolCall] = Field(default_factory=list, description="Tool calls the model asked for.")
 
 
 class LLMCallFailedEvent(_LLMCallEnded, FailureMixin):

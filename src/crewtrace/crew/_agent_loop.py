@@ -1,0 +1,101 @@
+"""An agent's work on one task: LLM call, tool calls, results back to the model, until an answer.
+
+Bad tool calls (unknown tool, arguments that are not JSON or fail the
+schema, a tool that raises or overruns its timeout) never end the run: the
+error goes back to the model as the tool's result, so it can correct itself,
+and a ``ToolUsageErrorEvent`` records it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Any
+
+from crewtrace.crew._flow import LLMRequest, Request, ToolRequest
+from crewtrace.crew.agent import Agent
+from crewtrace.crew.tool import Tool, ToolOutcome
+from crewtrace.errors import MaxIterationsError
+from crewtrace.events.base import TokenUsage
+from crewtrace.events.bus import EventBus
+from crewtrace.events.scope import ExecutionScope
+from crewtrace.events.types.llm import ToolCall
+from crewtrace.events.types.tool import ToolUsageErrorEvent, ToolUsageFinishedEvent, ToolUsageStartedEvent
+from crewtrace.llm import CallResult
+from crewtrace.llm._errors import error_type_of
+
+
+def agent_loop(
+    bus: EventBus, scope: ExecutionScope, agent: Agent, messages: list[dict[str, Any]]
+) -> Generator[Request, Any, tuple[str, TokenUsage]]:
+    """Returns the final answer and the token usage of every call it took."""
+    tools = {tool.name: tool for tool in agent.tools}
+    schemas = [tool.schema for tool in agent.tools] or None
+    usage = TokenUsage()
+    for iteration in range(agent.max_iterations):
+        result: CallResult = yield LLMRequest(agent.llm, messages, schemas)
+        usage = usage + (result.usage or TokenUsage())
+        if not result.tool_calls:
+            return result.text, usage
+        messages = [*messages, _assistant_turn(result)]
+        for call in result.tool_calls:
+            output = yield from _call_tool(bus, scope, agent, tools.get(call.name), call, iteration)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
+    raise MaxIterationsError(scope.agent_role or agent.role, agent.max_iterations)
+
+
+def _call_tool(
+    bus: EventBus, scope: ExecutionScope, agent: Agent, tool: Tool | None, call: ToolCall, iteration: int
+) -> Generator[Request, Any, str]:
+    """Run one tool call and return what the model gets back: the output or the error."""
+    source = tool or agent
+    fields = {
+        **scope.fields(),
+        "tool_name": call.name,
+        "tool_call_id": call.id,
+        "arguments": call.arguments,
+        "iteration": iteration,
+    }
+    bus.emit(source, ToolUsageStartedEvent(**fields))
+    if tool is None:
+        known = ", ".join(sorted(t.name for t in agent.tools)) or "none"
+        outcome = ToolOutcome(None, f"unknown tool {call.name!r} (available: {known})", "unknown_tool", 0.0)
+    else:
+        try:
+            arguments = tool.parse_arguments(call.arguments)
+        except ValueError as exc:
+            outcome = ToolOutcome(None, str(exc), "invalid_arguments", 0.0)
+        else:
+            started = time.perf_counter()
+            try:
+                outcome = yield ToolRequest(tool, arguments)
+            except BaseException as exc:  # cancelled while the tool ran: its span must end too
+                failed = ToolUsageErrorEvent(
+                    **fields,
+                    error=f"{type(exc).__name__}: {exc}",
+                    error_type=error_type_of(exc),
+                    duration_s=time.perf_counter() - started,
+                )
+                bus.emit(source, failed)
+                raise
+    if outcome.error is None:
+        bus.emit(source, ToolUsageFinishedEvent(**fields, output=outcome.output or "", duration_s=outcome.duration_s))
+        return outcome.output or ""
+    bus.emit(
+        source,
+        ToolUsageErrorEvent(
+            **fields, error=outcome.error, error_type=outcome.error_type or "error", duration_s=outcome.duration_s
+        ),
+    )
+    return f"Error: {outcome.error}. Correct the call or answer without this tool."
+
+
+def _assistant_turn(result: CallResult) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": result.text or None,
+        "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in result.tool_calls
+        ],
+    }

@@ -1,0 +1,37 @@
+"""Events of one tool call an agent makes on the model's request."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from crewtrace.events.base import BaseEvent, FailureMixin
+
+__all__ = ["ToolUsageErrorEvent", "ToolUsageEvent", "ToolUsageFinishedEvent", "ToolUsageStartedEvent"]
+
+
+class ToolUsageEvent(BaseEvent):
+    """Base of the tool events; ``arguments`` is the JSON text the model sent (content)."""
+
+    tool_name: str
+    tool_call_id: str
+    arguments: str
+    iteration: int = Field(description="Which round of the agent's tool loop, from 0.")
+
+
+class ToolUsageStartedEvent(ToolUsageEvent):
+    type: Literal["tool_usage_started"] = "tool_usage_started"
+
+
+class ToolUsageFinishedEvent(ToolUsageEvent):
+    type: Literal["tool_usage_finished"] = "tool_usage_finished"
+    output: str
+    duration_s: float
+
+
+class ToolUsageErrorEvent(ToolUsageEvent, FailureMixin):
+    """The call could not run or failed; the error went back to the model as the tool's result."""
+
+    type: Literal["tool_usage_error"] = "tool_usage_error"
+    duration_s: float
