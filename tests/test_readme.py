@@ -7,8 +7,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from tests.support.openai_server import FakeOpenAIServer
+from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -25,7 +26,7 @@ def run(code: str, server: FakeOpenAIServer) -> str:
 
 
 def test_readme_has_the_examples_this_file_runs() -> None:
-    assert len(python_blocks()) == 2
+    assert len(python_blocks()) == 3
 
 
 def test_streaming_example_prints_the_researchers_chunks(server: FakeOpenAIServer) -> None:
@@ -35,5 +36,16 @@ def test_streaming_example_prints_the_researchers_chunks(server: FakeOpenAIServe
     assert "input_tokens=" in out.splitlines()[-1]
 
 
+def test_tools_example_runs_the_tool_loop(server: FakeOpenAIServer) -> None:
+    def respond(body: dict[str, Any]) -> Reply:
+        if body["messages"][-1]["role"] == "tool":
+            return Reply(chunks=["There are ", body["messages"][-1]["content"], " words."])
+        return Reply(tool_calls=[ToolCallReply("c1", "word_count", '{"text": "one two three"}')])
+
+    server.responder = respond
+    assert run(python_blocks()[1], server).strip() == "There are 3 words."
+    assert [t["function"]["name"] for t in server.requests[0].body["tools"]] == ["word_count", "fetch_title"]
+
+
 def test_telemetry_example_sets_up_and_shuts_down(server: FakeOpenAIServer) -> None:
-    run(python_blocks()[1], server)
+    run(python_blocks()[2], server)

@@ -23,14 +23,18 @@ def test_offline_demo_streams_labelled_chunks_and_prints_a_summary() -> None:
     result = crewtrace("demo")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "[Researcher | research_topic] Key findings:" in out
+    assert "[Researcher | research_topic] \n  calls search_notes {\"query\": \"streaming\"}" in out
+    assert "search_notes -> Every streamed chunk carries its agent and task" in out
+    assert "Key findings:" in out
     assert "[Writer | write_summary] Summary:" in out
     table = out[out.index("\nagent ") + 1 :].splitlines()
-    assert table[0].split() == ["agent", "task", "calls", "failed", "chunks", "tokens", "in", "tokens", "out", "first", "chunk", "duration"]
+    assert table[0].split() == [
+        "agent", "task", "calls", "failed", "tools", "chunks", "tokens", "in", "tokens", "out", "first", "chunk", "duration",
+    ]  # fmt: skip
     rows = {line.split()[0]: line.split() for line in table[2:4]}
-    assert rows["Researcher"][1:4] == ["research_topic", "1", "0"]
-    assert rows["Writer"][1:4] == ["write_summary", "1", "0"]
-    assert int(rows["Researcher"][4]) > 10, "many chunks, not one blob"
+    assert rows["Researcher"][1:5] == ["research_topic", "2", "0", "2"], "a tool round, then the answer"
+    assert rows["Writer"][1:5] == ["write_summary", "1", "0", "0"]
+    assert int(rows["Researcher"][5]) > 10, "many chunks, not one blob"
 
 
 def test_demo_runs_on_a_real_endpoint(server: FakeOpenAIServer) -> None:

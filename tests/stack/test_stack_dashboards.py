@@ -34,6 +34,15 @@ SERIES: dict[str, set[str]] = {
     "crewtrace_stream_chunks_total": _COMMON | {"error_type"},
     "crewtrace_stream_active": _COMMON,
 }
+# Tool metrics: per agent, task and tool; a tool call has no model or provider.
+_TOOL_COMMON = {"service_name", "gen_ai_operation_name", "gen_ai_agent_name", "crewtrace_task_name", "gen_ai_tool_name"}
+TOOL_SERIES: dict[str, set[str]] = {
+    "crewtrace_tool_calls_total": _TOOL_COMMON | {"error_type"},
+    "crewtrace_tool_errors_total": _TOOL_COMMON | {"error_type"},
+    **{f"crewtrace_tool_duration_seconds_{suffix}": _TOOL_COMMON | {"error_type"} for suffix in ("sum", "count")},
+    "crewtrace_tool_duration_seconds_bucket": _TOOL_COMMON | {"error_type", "le"},
+}
+SERIES.update(TOOL_SERIES)
 # Every panel follows the dashboard's variables.
 VARIABLE_FILTERS = (
     'service_name=~"$service"',
@@ -101,7 +110,8 @@ def test_panel_query_uses_only_emitted_series_and_labels(panel_query: PanelQuery
     for metric, matchers in _selectors(panel_query.expr):
         assert metric in SERIES, f"crewtrace does not emit {metric}"
         assert set(_MATCHER_LABEL.findall(matchers)) <= SERIES[metric], f"{metric}{{{matchers}}}"
-        assert all(f in matchers for f in VARIABLE_FILTERS), f"{metric}{{{matchers}}} ignores the dashboard variables"
+        filters = VARIABLE_FILTERS[:3] if metric in TOOL_SERIES else VARIABLE_FILTERS
+        assert all(f in matchers for f in filters), f"{metric}{{{matchers}}} ignores the dashboard variables"
         labels |= SERIES[metric]
     for grouping in _GROUPING.findall(panel_query.expr):
         grouped = {label.strip() for label in grouping.split(",")}

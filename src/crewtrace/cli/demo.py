@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from crewtrace.crew import Agent, Crew, Task
+from crewtrace.cli._offline_model import Script, ScriptedToolCall
+from crewtrace.cli._offline_model import install as install_offline_model
+from crewtrace.crew import Agent, Crew, Task, tool
 from crewtrace.errors import CrewtraceError
 from crewtrace.events import (
     BaseEventListener,
@@ -18,6 +20,8 @@ from crewtrace.events import (
     LLMCallCompletedEvent,
     LLMCallFailedEvent,
     LLMStreamChunkEvent,
+    ToolUsageErrorEvent,
+    ToolUsageFinishedEvent,
     crewtrace_event_bus,
 )
 from crewtrace.llm import LLM
@@ -25,43 +29,60 @@ from crewtrace.llm import LLM
 if TYPE_CHECKING:
     from crewtrace.telemetry import Telemetry
 
-DEMO_MODEL = "gpt-4o-mini"
 DEMO_INPUTS: Mapping[str, str] = {"topic": "observability for LLM agent crews"}
 
-# Canned answers for the offline default: litellm's mock streaming sends them in
-# small chunks with usage, so the whole pipeline runs without network or key.
-_MOCK_ANSWERS = {
-    "Researcher": (
-        "Key findings: 1) every streamed chunk carries its agent and task, so slow agents stand out; "
-        "2) time to first chunk matters more to users than total duration; "
-        "3) token usage per task type shows where the money goes."
+_NOTES = {
+    "streaming": "Every streamed chunk carries its agent and task, so slow agents stand out.",
+    "latency": "Time to first chunk matters more to users than total duration.",
+    "cost": "Token usage per task type shows where the money goes.",
+}
+
+# What the offline model says, per agent role (tool calls first where the agent has tools).
+_SCRIPTS = {
+    "Researcher": Script(
+        answer=(
+            "Key findings: 1) every streamed chunk carries its agent and task, so slow agents stand out; "
+            "2) time to first chunk matters more to users than total duration; "
+            "3) token usage per task type shows where the money goes."
+        ),
+        tool_calls=(ScriptedToolCall("search_notes", {"query": "streaming"}), ScriptedToolCall("search_notes", {"query": "latency"})),
     ),
-    "Writer": (
-        "Summary: crews stream their answers chunk by chunk. Tracing each chunk with its agent and task "
-        "turns a black box into a timeline you can debug, meter and alert on."
+    "Writer": Script(
+        answer=(
+            "Summary: crews stream their answers chunk by chunk. Tracing each chunk with its agent and task "
+            "turns a black box into a timeline you can debug, meter and alert on."
+        )
     ),
 }
 
 
+@tool
+def search_notes(query: str) -> str:
+    """Search the team's research notes.
+
+    Args:
+        query: a keyword such as streaming, latency or cost
+    """
+    hits = [note for key, note in _NOTES.items() if key in query.lower()]
+    return "\n".join(hits) or f"no notes about {query!r}"
+
+
 def build_crew(model: str | None, base_url: str | None, bus: EventBus) -> Crew:
-    """Two agents, two tasks. ``model=None`` runs offline on litellm's mock streaming."""
-
-    def llm_for(role: str) -> LLM:
-        if model is None:
-            return LLM(DEMO_MODEL, stream=True, mock_response=_MOCK_ANSWERS[role], mock_delay=0.2, bus=bus)
-        return LLM(model, stream=True, base_url=base_url, bus=bus)
-
+    """Two agents (the researcher with a tool), two tasks. ``model=None`` runs offline."""
+    if model is None:
+        model = install_offline_model(_SCRIPTS)
     researcher = Agent(
         role="Researcher",
         goal="Find the three facts about {topic} that matter most.",
-        backstory="A methodical analyst who cites what she finds.",
-        llm=llm_for("Researcher"),
+        backstory="A methodical analyst who checks her notes before she answers.",
+        llm=LLM(model, stream=True, base_url=base_url, bus=bus),
+        tools=[search_notes],
     )
     writer = Agent(
         role="Writer",
         goal="Explain {topic} to a busy engineer in two sentences.",
         backstory="A technical writer who hates filler.",
-        llm=llm_for("Writer"),
+        llm=LLM(model, stream=True, base_url=base_url, bus=bus),
     )
     research = Task(
         name="research_topic",
@@ -79,7 +100,7 @@ def build_crew(model: str | None, base_url: str | None, bus: EventBus) -> Crew:
 
 
 class LiveChunkPrinter(BaseEventListener):
-    """Prints chunks as they arrive, with a header whenever the agent or task changes."""
+    """Prints chunks as they arrive, with a header whenever the agent or task changes, and tool calls."""
 
     def __init__(self, bus: EventBus | None = None, out: TextIO = sys.stdout) -> None:
         self._out = out
@@ -93,7 +114,16 @@ class LiveChunkPrinter(BaseEventListener):
             if who != self._last:
                 self._last = who
                 self._out.write(f"\n\n[{event.agent_role} | {event.task_name}] ")
+            if event.tool_call is not None and event.tool_call.name:
+                self._out.write(f"\n  calls {event.tool_call.name} ")
             self._out.write(event.chunk)
+            self._out.flush()
+
+        @crewtrace_event_bus.on(ToolUsageFinishedEvent)
+        @crewtrace_event_bus.on(ToolUsageErrorEvent)
+        def on_tool_result(source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
+            result = event.output if isinstance(event, ToolUsageFinishedEvent) else f"error: {event.error}"
+            self._out.write(f"\n  {event.tool_name} -> {result.splitlines()[0] if result else ''}\n  ")
             self._out.flush()
 
 
@@ -101,6 +131,7 @@ class LiveChunkPrinter(BaseEventListener):
 class _Row:
     calls: int = 0
     failed: int = 0
+    tool_calls: int = 0
     chunks: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -133,8 +164,16 @@ class SummaryCollector(BaseEventListener):
                     row.input_tokens += event.usage.input_tokens
                     row.output_tokens += event.usage.output_tokens
 
+        @crewtrace_event_bus.on(ToolUsageFinishedEvent)
+        @crewtrace_event_bus.on(ToolUsageErrorEvent)
+        def on_tool(source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
+            with self._lock:
+                self.rows.setdefault((event.agent_role or "-", event.task_name or "-"), _Row()).tool_calls += 1
+
     def table(self) -> str:
-        header = ("agent", "task", "calls", "failed", "chunks", "tokens in", "tokens out", "first chunk", "duration")
+        header = (
+            "agent", "task", "calls", "failed", "tools", "chunks", "tokens in", "tokens out", "first chunk", "duration",
+        )  # fmt: skip
         lines = [header]
         for (agent, task), row in sorted(self.rows.items()):
             lines.append(
@@ -143,6 +182,7 @@ class SummaryCollector(BaseEventListener):
                     task,
                     str(row.calls),
                     str(row.failed),
+                    str(row.tool_calls),
                     str(row.chunks),
                     str(row.input_tokens),
                     str(row.output_tokens),
@@ -163,7 +203,7 @@ def run_demo(args: argparse.Namespace) -> int:
     summary = SummaryCollector(bus)
     crew = build_crew(args.model, args.base_url, bus)
     inputs = dict(DEMO_INPUTS) if args.topic is None else {"topic": args.topic}
-    mode = "offline mock streaming" if args.model is None else args.model
+    mode = "offline model" if args.model is None else args.model
     print(f"crewtrace demo: crew {crew.name!r}, {len(crew.agents)} agents, {len(crew.tasks)} tasks ({mode})")
     if telemetry is not None and telemetry.metrics_url:
         print(f"metrics: {telemetry.metrics_url}", flush=True)

@@ -207,6 +207,7 @@ class OTelBridge(BaseEventListener):
             span = self._spans.get(_tool_key(event))
         attributes = _defined(
             {
+                names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
                 names.AGENT_NAME: self._limited(names.AGENT_NAME, event.agent_role),
                 names.TASK_NAME: self._limited(names.TASK_NAME, event.task_name),
                 names.TOOL_NAME: self._limit[names.TOOL_NAME](event.tool_name),
