@@ -8,6 +8,7 @@ providers the application already set are left alone.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -69,47 +70,57 @@ class Telemetry:
         return self.metrics_server.url if self.metrics_server else None
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        """Stop listening, flush what was recorded and close the exporters, within ``timeout`` seconds.
+        """Stop listening, export what was recorded and close the exporters, within ``timeout`` seconds.
 
         Returns False if exporting did not finish in time (a collector that is
-        down, say); the application is never held longer than ``timeout``.
+        down, say): what was not sent is dropped, and the application is never
+        held longer than ``timeout``. Also runs at interpreter exit.
         """
         if self._stopped:
             return True
         self._stopped = True
+        atexit.unregister(self.shutdown)
         self.bridge.close()
         self.usage_log.close()
         for close in self._closers:
             close()
+        # Shutting a provider down exports what is left. TracerProvider.shutdown
+        # takes no timeout, so both run on daemon threads that are waited for
+        # only until the deadline.
         deadline = time.monotonic() + timeout
-
-        def remaining_ms() -> int:
-            return int(max(deadline - time.monotonic(), 0.0) * 1000)
-
-        def flush_and_close() -> None:
-            # TracerProvider.shutdown takes no timeout: the whole sequence runs
-            # on a daemon thread and the caller waits for it only until the deadline.
-            # Each step runs even if the one before failed (force_flush raises on timeout).
-            for step in (
-                lambda: self.tracer_provider.force_flush(remaining_ms()),
-                lambda: self.meter_provider.force_flush(remaining_ms()),
-                self.tracer_provider.shutdown,
-                lambda: self.meter_provider.shutdown(timeout_millis=remaining_ms()),
-            ):
-                try:
-                    step()
-                except Exception:
-                    _logger.warning("telemetry shutdown step failed", exc_info=True)
-
-        worker = threading.Thread(target=flush_and_close, name="crewtrace-telemetry-shutdown", daemon=True)
-        worker.start()
-        worker.join(remaining_ms() / 1000)
+        steps = [
+            _ShutdownStep(self.tracer_provider.shutdown),
+            _ShutdownStep(lambda: self.meter_provider.shutdown(timeout_millis=timeout * 1000)),
+        ]
+        for step in steps:
+            step.join(max(deadline - time.monotonic(), 0.0))
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
-        if worker.is_alive():
-            _logger.warning("telemetry did not flush within %.1f s: unsent spans and metrics were dropped", timeout)
-            return False
-        return True
+        if all(step.done for step in steps):
+            return True
+        _logger.warning("telemetry did not flush within %.1f s: unsent spans and metrics were dropped", timeout)
+        return False
+
+
+class _ShutdownStep:
+    """One blocking shutdown call on a daemon thread; ``done`` once it returned without error."""
+
+    def __init__(self, call: Callable[[], object]) -> None:
+        self.done = False
+        self._call = call
+        self._thread = threading.Thread(target=self._run, name="crewtrace-telemetry-shutdown", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._call()
+        except Exception as exc:  # the SDK raises when a reader runs out of time
+            _logger.debug("telemetry shutdown step failed: %s", exc)
+        else:
+            self.done = True
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
 
 def setup_telemetry(
@@ -161,8 +172,10 @@ def setup_telemetry(
     prometheus_reader = PrometheusReader() if prometheus_port is not None else None
     if prometheus_reader is not None:
         readers.append(prometheus_reader)
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    tracer_provider = TracerProvider(resource=resource, meter_provider=meter_provider)
+    # Telemetry.shutdown (bounded, and registered with atexit) replaces the SDK's own exit hooks,
+    # which wait on a dead collector for as long as the exporters retry.
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    tracer_provider = TracerProvider(resource=resource, meter_provider=meter_provider, shutdown_on_exit=False)
     for exporter in span_exporters:
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter, meter_provider=meter_provider))
 
@@ -183,7 +196,7 @@ def setup_telemetry(
         _set_global_providers(tracer_provider, meter_provider)
 
     bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture_content, bus=bus)
-    return Telemetry(
+    telemetry = Telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         bridge=bridge,
@@ -191,6 +204,8 @@ def setup_telemetry(
         metrics_server=metrics_server,
         _closers=closers,
     )
+    atexit.register(telemetry.shutdown)
+    return telemetry
 
 
 def _resource(service_name: str | None, extra: Mapping[str, Any] | None) -> Resource:
