@@ -37,7 +37,7 @@ class Crew(BaseModel):
 
     agents: list[Agent]
     tasks: list[Task]
-    name: str = "crew"
+    name: str | None = None
     verbose: bool = False
     bus: EventBus = Field(default=crewtrace_event_bus, exclude=True, repr=False)
 
@@ -58,16 +58,21 @@ class Crew(BaseModel):
                     )
             seen.add(task.id)
 
+    @property
+    def label(self) -> str:
+        """The crew's name in events and telemetry; ``crew`` when it has none."""
+        return self.name or "crew"
+
     def kickoff(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput:
         """Run the crew; ``inputs`` fill the ``{placeholders}`` of agents and tasks."""
         inputs = dict(inputs or {})
         steps = _run.plan(self.tasks, inputs)
-        return self._output(drive(_run.run(self.bus, self, self.name, steps, inputs)))
+        return self._output(drive(_run.run(self.bus, self, self.label, steps, inputs)))
 
     async def kickoff_async(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput:
         inputs = dict(inputs or {})
         steps = _run.plan(self.tasks, inputs)
-        return self._output(await adrive(_run.run(self.bus, self, self.name, steps, inputs)))
+        return self._output(await adrive(_run.run(self.bus, self, self.label, steps, inputs)))
 
     def _output(self, result: _run.RunResult) -> CrewOutput:
         output = CrewOutput(
@@ -78,5 +83,5 @@ class Crew(BaseModel):
         )
         if self.verbose:
             for task_output in output.tasks_output:
-                print(f"[{self.name}] {task_output.agent_role} / {task_output.name}:\n{task_output.raw}\n")
+                print(f"[{self.label}] {task_output.agent_role} / {task_output.name}:\n{task_output.raw}\n")
         return output
