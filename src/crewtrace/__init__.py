@@ -1,12 +1,18 @@
 """crewtrace: observability for LLM agent crews, built on OpenTelemetry.
 
-The crew layer below mirrors CrewAI's API: ``LLM``, ``Agent``, ``Task``,
-``Crew``. Events live in :mod:`crewtrace.events`; the OpenTelemetry bridge in
-:mod:`crewtrace.telemetry`.
+The crew layer mirrors CrewAI's API: ``LLM``, ``Agent``, ``Task``, ``Crew``
+and ``tool``. Events live in :mod:`crewtrace.events`; the OpenTelemetry bridge
+in :mod:`crewtrace.telemetry`. The crew and LLM names load on first use, so
+that ``crewtrace.events`` and ``crewtrace.telemetry`` never pay for importing
+litellm.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from crewtrace._version import __version__
-from crewtrace.crew import Agent, Crew, CrewOutput, Task, TaskOutput, Tool, tool
 from crewtrace.errors import (
     ConfigurationError,
     CrewtraceError,
@@ -14,9 +20,18 @@ from crewtrace.errors import (
     LLMError,
     LLMStreamError,
     MaxIterationsError,
+    MetricsServerError,
     MissingInputError,
 )
-from crewtrace.llm import LLM
+
+if TYPE_CHECKING:
+    from crewtrace.crew import Agent, Crew, CrewOutput, Task, TaskOutput, Tool, tool
+    from crewtrace.llm import LLM
+
+_LAZY = {
+    "LLM": "crewtrace.llm",
+    **{name: "crewtrace.crew" for name in ("Agent", "Crew", "CrewOutput", "Task", "TaskOutput", "Tool", "tool")},
+}
 
 __all__ = [
     "LLM",
@@ -29,6 +44,7 @@ __all__ = [
     "LLMError",
     "LLMStreamError",
     "MaxIterationsError",
+    "MetricsServerError",
     "MissingInputError",
     "Task",
     "TaskOutput",
@@ -36,3 +52,16 @@ __all__ = [
     "__version__",
     "tool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crewtrace' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
