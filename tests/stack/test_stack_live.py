@@ -8,18 +8,14 @@ series and every value is a number, which is what a panel needs to show somethin
 from __future__ import annotations
 
 import math
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.stack.dashboard_queries import PanelQuery, VariableQuery
+from tests.support.demo_process import run_demo
 from tests.support.ports import free_port
 from tests.support.prometheus import PrometheusServer, require_prometheus
 
@@ -29,46 +25,16 @@ SERVICE = "crewtrace-demo"
 TIMEOUT = 60.0
 
 
-def _wait_for_line(process: subprocess.Popen[bytes], log: Path, pattern: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, log.read_text(errors="replace")):
-        if process.poll() is not None:
-            pytest.fail(f"demo exited with {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"demo never printed {pattern!r} in {timeout}s:\n{log.read_text(errors='replace')[-4000:]}")
-        time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
     """Prometheus first, then the demo, so that the scrapes see the crew while it runs."""
     require_prometheus()
     tmp = tmp_path_factory.mktemp("stack-live")
     port = free_port()
-    log = tmp / "demo.log"
-    with PrometheusServer([f"127.0.0.1:{port}"], tmp_path=tmp) as server, log.open("wb") as output:
-        demo = subprocess.Popen(
-            [sys.executable, "-m", "crewtrace", "demo", "--metrics-port", str(port), "--keep-alive"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-        )
-        try:
-            _wait_for_line(demo, log, rf"metrics: http://127\.0\.0\.1:{port}/metrics", TIMEOUT)
+    with PrometheusServer([f"127.0.0.1:{port}"], tmp_path=tmp) as server:
+        with run_demo("--metrics-port", str(port), "--keep-alive", log_dir=tmp):
             server.wait_for(f'gen_ai_client_operation_duration_seconds_count{{service_name="{SERVICE}"}}', TIMEOUT)
             yield server
-        finally:
-            _stop(demo)
 
 
 def test_variable_has_values(prometheus: PrometheusServer, variable_query: VariableQuery) -> None:

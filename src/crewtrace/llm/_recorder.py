@@ -84,6 +84,7 @@ class CallRecorder:
         self.usage: Any = None
         self.result: CallResult | None = None
         self._tool_calls: dict[int, tuple[list[str | None], list[str]]] = {}  # index -> ([id, name], argument parts)
+        self._started = time.perf_counter()  # with the started event's timestamp, so spans and metrics agree
         self._bus.emit(
             llm,
             LLMCallStartedEvent(
@@ -97,7 +98,6 @@ class CallRecorder:
             ),
         )
         self._chunk_listeners = self._bus.has_handlers(LLMStreamChunkEvent)
-        self._started = time.perf_counter()
 
     @property
     def call_id(self) -> str:
@@ -107,7 +107,9 @@ class CallRecorder:
         """Take one raw stream chunk; return its text, if it has any. The hot path."""
         if self.response_id is None:
             self.response_id = raw.id
-            self.response_model = raw.model
+            # litellm sets chunk.model to the requested model; what the server named is kept aside.
+            hidden = getattr(raw, "_hidden_params", None) or {}
+            self.response_model = hidden.get("provider_response_model") or raw.model
         usage = getattr(raw, "usage", None)
         if usage is not None:
             self.usage = usage

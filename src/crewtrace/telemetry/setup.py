@@ -279,11 +279,13 @@ def _attach_usage_file(path: Path) -> Callable[[], None]:
     handler.setFormatter(JsonLinesFormatter())
     logger = logging.getLogger(names.USAGE_LOGGER)
     logger.addHandler(handler)
+    previous_level = logger.level
     if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.INFO)  # usage records are INFO: let them reach the file
 
     def detach() -> None:
         logger.removeHandler(handler)
+        logger.setLevel(previous_level)
         handler.close()
 
     return detach
