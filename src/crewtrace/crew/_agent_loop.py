@@ -22,7 +22,7 @@ from crewtrace.events.scope import ExecutionScope
 from crewtrace.events.types.llm import ToolCall
 from crewtrace.events.types.tool import ToolUsageErrorEvent, ToolUsageFinishedEvent, ToolUsageStartedEvent
 from crewtrace.llm import CallResult
-from crewtrace.llm._errors import error_type_of
+from crewtrace.llm._errors import error_type_of, redact
 
 
 def agent_loop(
@@ -72,7 +72,7 @@ def _call_tool(
             except BaseException as exc:  # cancelled while the tool ran: its span must end too
                 failed = ToolUsageErrorEvent(
                     **fields,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=redact(f"{type(exc).__name__}: {exc}"),
                     error_type=error_type_of(exc),
                     duration_s=time.perf_counter() - started,
                 )

@@ -29,7 +29,7 @@ from crewtrace.events.types.crew import (
     CrewKickoffStartedEvent,
 )
 from crewtrace.events.types.task import TaskCompletedEvent, TaskFailedEvent, TaskStartedEvent
-from crewtrace.llm._errors import error_type_of
+from crewtrace.llm._errors import error_type_of, redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ def _phase(
             source,
             failed(
                 **scope.fields(),
-                error=f"{type(exc).__name__}: {exc}",
+                error=redact(f"{type(exc).__name__}: {exc}"),
                 error_type=error_type_of(exc),
                 duration_s=elapsed(),
             ),

@@ -85,18 +85,19 @@ class CallRecorder:
         self.result: CallResult | None = None
         self._tool_calls: dict[int, tuple[list[str | None], list[str]]] = {}  # index -> ([id, name], argument parts)
         self._started = time.perf_counter()  # with the started event's timestamp, so spans and metrics agree
-        self._bus.emit(
-            llm,
-            LLMCallStartedEvent(
-                **self._base,
-                messages=messages,
-                stream=stream,
-                temperature=llm.temperature,
-                max_tokens=llm.max_tokens,
-                server_address=llm.server_address,
-                server_port=llm.server_port,
-            ),
+        started = LLMCallStartedEvent(
+            **self._base,
+            messages=messages,
+            stream=stream,
+            temperature=llm.temperature,
+            max_tokens=llm.max_tokens,
+            server_address=llm.server_address,
+            server_port=llm.server_port,
         )
+        try:
+            self._bus.emit(llm, started)
+        except BaseException as exc:  # KeyboardInterrupt from a handler: whoever saw "started" sees the end
+            self.fail(exc)
         self._chunk_listeners = self._bus.has_handlers(LLMStreamChunkEvent)
 
     @property
@@ -222,7 +223,7 @@ class CallRecorder:
         if is_cancellation(exc):
             message = _CANCELLED_MESSAGE
         else:
-            message = redact(f"{type(exc).__name__}: {exc}", self._llm.api_key)
+            message = redact(f"{type(exc).__name__}: {exc}", self._llm.secrets)
         self._bus.emit(
             self._llm,
             LLMCallFailedEvent(

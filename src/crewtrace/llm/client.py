@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,6 +55,9 @@ class LLM:
         self.bus = crewtrace_event_bus if bus is None else bus
         self.litellm_kwargs = litellm_kwargs
         self.provider = _provider_of(model, base_url)
+        # Keys to scrub from error messages: the one given, and the provider's from the environment.
+        env_key = os.environ.get(f"{self.provider.upper()}_API_KEY") if self.provider else None
+        self.secrets: tuple[str, ...] = tuple(key for key in (api_key, env_key) if key)
         address = urlsplit(base_url) if base_url else None
         self.server_address = address.hostname if address else None
         self.server_port = address.port if address else None

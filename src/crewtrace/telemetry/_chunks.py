@@ -55,7 +55,7 @@ class ChunkTimeline:
         self.request_ns = request_ns
         self.count = 0
         self.first: _Group | None = None
-        self.gaps = array("d")  # seconds between consecutive chunks, for time_per_output_chunk
+        self.gaps = array("d")  # seconds between consecutive chunks, for time_per_output_chunk (drained in batches)
         self._pending: _Group | None = None  # the latest chunk: it is the last one until another arrives
         self._groups: list[_Group] = []
         self._group_size = 1
@@ -74,6 +74,11 @@ class ChunkTimeline:
             if pending is not self.first:
                 self._push(pending)
         self._pending = chunk
+
+    def take_gaps(self) -> array[float]:
+        """Hand over the gaps gathered so far (the bridge records them in batches, keeping memory bounded)."""
+        gaps, self.gaps = self.gaps, array("d")
+        return gaps
 
     def _push(self, chunk: _Group) -> None:
         groups = self._groups

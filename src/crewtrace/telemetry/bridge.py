@@ -49,12 +49,13 @@ from crewtrace.events import (
 from crewtrace.events.base import FailureMixin
 from crewtrace.telemetry import names
 from crewtrace.telemetry._chunks import ChunkTimeline
-from crewtrace.telemetry._labels import LabelLimiter
+from crewtrace.telemetry._labels import CombinationLimiter, LabelLimiter
 from crewtrace.telemetry.instruments import create_instruments
 
 __all__ = ["OTelBridge", "capture_content_from_env"]
 
 _SCOPE_NAME = "crewtrace"
+_GAP_BATCH = 1024  # chunk gaps kept per stream before they are recorded
 _SpanKey = tuple[str | None, ...]
 
 
@@ -114,6 +115,7 @@ class OTelBridge(BaseEventListener):
             key: LabelLimiter(key, max_label_values)
             for key in (names.AGENT_NAME, names.TASK_NAME, names.REQUEST_MODEL, names.ERROR_TYPE, names.TOOL_NAME)
         }
+        self._pairs = CombinationLimiter(max_label_values)
         self._spans: dict[_SpanKey, Span] = {}
         self._calls: dict[str, _Call] = {}
         self._lock = threading.Lock()
@@ -145,7 +147,9 @@ class OTelBridge(BaseEventListener):
             calls, self._calls = self._calls, {}
             spans, self._spans = self._spans, {}
         for call in calls.values():
-            call.span.set_attribute(names.ERROR_TYPE, "bridge_closed")
+            call.span.set_attributes({names.ERROR_TYPE: "bridge_closed", names.STREAM_CHUNK_COUNT: call.timeline.count})
+            if call.stream:
+                self._instruments.stream_active.add(-1, call.metric_attributes)
             call.span.end()
         for span in spans.values():
             span.end()
@@ -208,8 +212,7 @@ class OTelBridge(BaseEventListener):
         attributes = _defined(
             {
                 names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
-                names.AGENT_NAME: self._limited(names.AGENT_NAME, event.agent_role),
-                names.TASK_NAME: self._limited(names.TASK_NAME, event.task_name),
+                **self._agent_and_task(event),
                 names.TOOL_NAME: self._limit[names.TOOL_NAME](event.tool_name),
                 names.ERROR_TYPE: self._limit[names.ERROR_TYPE](event.error_type) if failed else None,
             }
@@ -284,8 +287,7 @@ class OTelBridge(BaseEventListener):
                 names.OPERATION_NAME: names.OP_CHAT,
                 names.PROVIDER_NAME: event.provider or "unknown",
                 names.REQUEST_MODEL: self._limit[names.REQUEST_MODEL](event.model),
-                names.AGENT_NAME: self._limited(names.AGENT_NAME, event.agent_role),
-                names.TASK_NAME: self._limited(names.TASK_NAME, event.task_name),
+                **self._agent_and_task(event),
             }
         )
         timeline = ChunkTimeline(
@@ -299,7 +301,10 @@ class OTelBridge(BaseEventListener):
     def _on_chunk(self, source: Any, event: LLMStreamChunkEvent) -> None:
         call = self._calls.get(event.call_id)
         if call is not None:
-            call.timeline.add(event.timestamp_ns, event.chunk, event.call_type == "tool_call")
+            timeline = call.timeline
+            timeline.add(event.timestamp_ns, event.chunk, event.call_type == "tool_call")
+            if len(timeline.gaps) >= _GAP_BATCH:
+                self._record_gaps(call, call.metric_attributes)
 
     def _on_call_completed(self, source: Any, event: LLMCallCompletedEvent) -> None:
         call = self._pop_call(event.call_id)
@@ -359,20 +364,30 @@ class OTelBridge(BaseEventListener):
                 record.time_to_first_chunk.record(event.time_to_first_chunk_s, attributes, context)
             for event_attributes, timestamp in timeline.events():
                 span.add_event(names.CHUNK_EVENT, event_attributes, timestamp=timestamp)
-            per_chunk = record.time_per_output_chunk.record
-            for gap in timeline.gaps:
-                per_chunk(gap, attributes, context)
+            self._record_gaps(call, attributes)
             if event.chunk_count:
                 record.stream_chunks.add(event.chunk_count, attributes)
             record.stream_active.add(-1, call.metric_attributes)
         span.end(end_time=event.timestamp_ns)
 
+    def _record_gaps(self, call: _Call, attributes: dict[str, Any]) -> None:
+        """time_per_output_chunk, one point per gap, recorded in batches off the per-chunk path."""
+        record = self._instruments.time_per_output_chunk.record
+        context = trace.set_span_in_context(call.span)
+        for gap in call.timeline.take_gaps():
+            record(gap, attributes, context)
+
     def _pop_call(self, call_id: str) -> _Call | None:
         with self._lock:
             return self._calls.pop(call_id, None)
 
-    def _limited(self, key: str, value: str | None) -> str | None:
-        return None if value is None else self._limit[key](value)
+    def _agent_and_task(self, event: BaseEvent) -> dict[str, str | None]:
+        """Metric labels for the agent and task, each capped, and their pairs capped too."""
+        agent = None if event.agent_role is None else self._limit[names.AGENT_NAME](event.agent_role)
+        task = None if event.task_name is None else self._limit[names.TASK_NAME](event.task_name)
+        if not self._pairs((agent, task)):
+            agent = task = names.OVERFLOW_VALUE
+        return {names.AGENT_NAME: agent, names.TASK_NAME: task}
 
 
 def _run_key(event: BaseEvent) -> _SpanKey:

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,25 +23,27 @@ from urllib.parse import urlsplit
 from opentelemetry import metrics, trace
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED,
 )
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from crewtrace.events import EventBus
 from crewtrace.telemetry import _log_filter, names
+from crewtrace.telemetry._exporters import TrackedMetricExporter, TrackedSpanExporter, otlp_exporters
 from crewtrace.telemetry._prometheus import MetricsServer, PrometheusReader, start_metrics_server
 from crewtrace.telemetry.bridge import OTelBridge
 from crewtrace.telemetry.usage_log import JsonLinesFormatter, UsageLog
@@ -62,7 +65,9 @@ class Telemetry:
     bridge: OTelBridge
     usage_log: UsageLog
     metrics_server: MetricsServer | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _detach_usage_log: Callable[[], None] | None = field(default=None, repr=False)
+    _uninstall_log_filter: Callable[[], None] | None = field(default=None, repr=False)
+    _exporters: list[TrackedSpanExporter | TrackedMetricExporter] = field(default_factory=list, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -82,8 +87,8 @@ class Telemetry:
         atexit.unregister(self.shutdown)
         self.bridge.close()
         self.usage_log.close()
-        for close in self._closers:
-            close()
+        if self._detach_usage_log is not None:
+            self._detach_usage_log()
         # Shutting a provider down exports what is left. TracerProvider.shutdown
         # takes no timeout, so both run on daemon threads that are waited for
         # only until the deadline.
@@ -96,10 +101,16 @@ class Telemetry:
             step.join(max(deadline - time.monotonic(), 0.0))
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
-        if all(step.done for step in steps):
-            return True
-        _logger.warning("telemetry did not flush within %.1f s: unsent spans and metrics were dropped", timeout)
-        return False
+        if not all(step.done for step in steps):
+            # Exports still running keep failing quietly: the log filter stays for them.
+            _logger.warning("telemetry did not flush within %.1f s: unsent spans and metrics were dropped", timeout)
+            return False
+        if self._uninstall_log_filter is not None:
+            self._uninstall_log_filter()
+        if any(exporter.last_export_failed for exporter in self._exporters):
+            _logger.warning("telemetry's last export failed: the collector did not take the final spans and metrics")
+            return False
+        return True
 
 
 class _ShutdownStep:
@@ -154,47 +165,49 @@ def setup_telemetry(
     """
     resource = _resource(service_name, resource_attributes)
     endpoint, protocol = _otlp_settings(otlp_endpoint, otlp_protocol)
+    batching = _batch_settings()
     # The SDK's own metrics report spans a full export queue dropped
     # (otel.sdk.processor.span.processed{error.type="queue_full"}) and live spans;
     # the SDK reads this switch when its components are built.
     os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
-    closers: list[Callable[[], None]] = [_log_filter.install()]
 
-    readers: list[MetricReader] = []
-    span_exporters: list[SpanExporter] = []
-    if endpoint is not None:
-        span_exporter, metric_exporter = _otlp_exporters(endpoint, protocol)
-        span_exporters.append(span_exporter)
-        readers.append(PeriodicExportingMetricReader(metric_exporter))
-    if console:
-        span_exporters.append(ConsoleSpanExporter())
-        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-    prometheus_reader = PrometheusReader() if prometheus_port is not None else None
-    if prometheus_reader is not None:
-        readers.append(prometheus_reader)
-    # Telemetry.shutdown (bounded, and registered with atexit) replaces the SDK's own exit hooks,
-    # which wait on a dead collector for as long as the exporters retry.
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
-    tracer_provider = TracerProvider(resource=resource, meter_provider=meter_provider, shutdown_on_exit=False)
-    for exporter in span_exporters:
-        tracer_provider.add_span_processor(BatchSpanProcessor(exporter, meter_provider=meter_provider))
-
-    metrics_server = None
-    if prometheus_reader is not None and prometheus_port is not None:
-        try:
+    with ExitStack() as undo:  # everything built so far is taken down again if a later step fails
+        detach_usage_log = None
+        if usage_log is not None:
+            detach_usage_log = _attach_usage_file(Path(usage_log))
+            undo.callback(detach_usage_log)
+        uninstall_log_filter = _log_filter.install()
+        undo.callback(uninstall_log_filter)
+        tracked: list[TrackedSpanExporter | TrackedMetricExporter] = []
+        readers: list[MetricReader] = []
+        span_exporters: list[SpanExporter] = []
+        if endpoint is not None:
+            span_exporter, metric_exporter = otlp_exporters(endpoint, protocol)
+            tracked += [span_exporter, metric_exporter]
+            span_exporters.append(span_exporter)
+            readers.append(PeriodicExportingMetricReader(metric_exporter))
+        if console:
+            span_exporters.append(ConsoleSpanExporter())
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+        prometheus_reader = PrometheusReader() if prometheus_port is not None else None
+        if prometheus_reader is not None:
+            readers.append(prometheus_reader)
+        # Telemetry.shutdown (bounded, and registered with atexit) replaces the SDK's own exit hooks,
+        # which wait on a dead collector for as long as the exporters retry.
+        meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+        undo.callback(meter_provider.shutdown, timeout_millis=1000)
+        tracer_provider = TracerProvider(resource=resource, meter_provider=meter_provider, shutdown_on_exit=False)
+        undo.callback(tracer_provider.shutdown)
+        for exporter in span_exporters:
+            processor = BatchSpanProcessor(exporter, **batching, meter_provider=meter_provider)
+            tracer_provider.add_span_processor(processor)
+        metrics_server = None
+        if prometheus_reader is not None and prometheus_port is not None:
             metrics_server = start_metrics_server(prometheus_reader, host=prometheus_host, port=prometheus_port)
-        except BaseException:
-            tracer_provider.shutdown()
-            meter_provider.shutdown()
-            for close in closers:
-                close()
-            raise
+        undo.pop_all()
 
-    if usage_log is not None:
-        closers.append(_attach_usage_file(Path(usage_log)))
     if set_global:
         _set_global_providers(tracer_provider, meter_provider)
-
     bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture_content, bus=bus)
     telemetry = Telemetry(
         tracer_provider=tracer_provider,
@@ -202,7 +215,9 @@ def setup_telemetry(
         bridge=bridge,
         usage_log=UsageLog(bus),
         metrics_server=metrics_server,
-        _closers=closers,
+        _detach_usage_log=detach_usage_log,
+        _uninstall_log_filter=uninstall_log_filter,
+        _exporters=tracked,
     )
     atexit.register(telemetry.shutdown)
     return telemetry
@@ -242,6 +257,41 @@ def _otlp_settings(endpoint: str | None, protocol: str | None) -> tuple[str | No
     return endpoint, protocol
 
 
+def _batch_settings() -> dict[str, int]:
+    """The batch span processor's OTEL_BSP_* settings, checked here so a bad one names its variable.
+
+    A batch larger than the queue is clamped to the queue size, as the specification allows.
+    """
+    settings = {
+        "max_queue_size": _positive_int(OTEL_BSP_MAX_QUEUE_SIZE, 2048),
+        "schedule_delay_millis": _positive_int(OTEL_BSP_SCHEDULE_DELAY, 5000),
+        "max_export_batch_size": _positive_int(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 512),
+    }
+    settings["max_export_batch_size"] = min(settings["max_export_batch_size"], settings["max_queue_size"])
+    for variable in (OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT):
+        value = os.environ.get(variable)
+        try:
+            ok = value is None or float(value) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{variable}={value!r} is not a number of seconds (e.g. {variable}=10)")
+    return settings
+
+
+def _positive_int(variable: str, default: int) -> int:
+    value = os.environ.get(variable)
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ValueError(f"{variable}={value!r} must be a positive whole number (default {default})")
+    return number
+
+
 def _check_endpoint(endpoint: str) -> None:
     parts = urlsplit(endpoint)
     try:
@@ -253,24 +303,6 @@ def _check_endpoint(endpoint: str) -> None:
             f"malformed OTLP endpoint {endpoint!r}: expected a URL like http://localhost:4317 (gRPC) "
             "or http://localhost:4318 (HTTP)"
         )
-
-
-def _otlp_exporters(endpoint: str, protocol: str) -> tuple[SpanExporter, MetricExporter]:
-    """OTLP span and metric exporters; ``endpoint == ""`` lets them read the ``OTEL_*`` variables."""
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        target = endpoint or None
-        return OTLPSpanExporter(endpoint=target), OTLPMetricExporter(endpoint=target)
-
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPMetricExporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
-
-    if not endpoint:
-        return HTTPSpanExporter(), HTTPMetricExporter()
-    base = endpoint.rstrip("/")
-    return HTTPSpanExporter(endpoint=f"{base}/v1/traces"), HTTPMetricExporter(endpoint=f"{base}/v1/metrics")
 
 
 def _attach_usage_file(path: Path) -> Callable[[], None]:

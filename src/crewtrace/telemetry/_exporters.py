@@ -1,0 +1,76 @@
+"""OTLP exporters, and wrappers that remember whether the last export got through.
+
+The SDK's flush and shutdown report that an export was *attempted*; a
+collector that refuses connections makes every export fail fast, and the
+application should hear that from ``Telemetry.shutdown()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+
+class TrackedSpanExporter(SpanExporter):
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+        self.last_export_failed = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self._inner.export(spans)
+        self.last_export_failed = result is not SpanExportResult.SUCCESS
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class TrackedMetricExporter(MetricExporter):
+    def __init__(self, inner: MetricExporter) -> None:
+        # Keep the inner exporter's temporality and aggregation preferences (OTLP defaults or OTEL_* settings).
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self._inner = inner
+        self.last_export_failed = False
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        self.last_export_failed = result is not MetricExportResult.SUCCESS
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def otlp_exporters(endpoint: str, protocol: str) -> tuple[TrackedSpanExporter, TrackedMetricExporter]:
+    """OTLP span and metric exporters; ``endpoint == ""`` lets them read the ``OTEL_*`` variables."""
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        target = endpoint or None
+        return TrackedSpanExporter(OTLPSpanExporter(endpoint=target)), TrackedMetricExporter(
+            OTLPMetricExporter(endpoint=target)
+        )
+
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
+
+    if not endpoint:
+        return TrackedSpanExporter(HTTPSpanExporter()), TrackedMetricExporter(HTTPMetricExporter())
+    base = endpoint.rstrip("/")
+    return TrackedSpanExporter(HTTPSpanExporter(endpoint=f"{base}/v1/traces")), TrackedMetricExporter(
+        HTTPMetricExporter(endpoint=f"{base}/v1/metrics")
+    )
