@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test system-deps clean
+.PHONY: demo test bench system-deps clean
 
 $(BIN)/crewtrace: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ demo: $(BIN)/crewtrace
 
 test: $(BIN)/crewtrace
 	$(BIN)/python -m pytest -q
+
+# Not part of the tests: a side-by-side benchmark (~12 min on 2 cores), results in docs/benchmarks.md.
+bench: $(BIN)/crewtrace
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench.run
 
 # Debian's prometheus package (prometheus + promtool) for the integration tests.
 system-deps:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 __all__ = ["ExecutionScope", "current_scope", "use_scope"]
 
@@ -27,7 +27,14 @@ class ExecutionScope:
 
     def fields(self) -> dict[str, str | None]:
         """The scope as event keyword arguments."""
-        return asdict(self)
+        return {
+            "run_id": self.run_id,
+            "crew_name": self.crew_name,
+            "task_id": self.task_id,
+            "task_name": self.task_name,
+            "agent_id": self.agent_id,
+            "agent_role": self.agent_role,
+        }
 
 
 _EMPTY = ExecutionScope()

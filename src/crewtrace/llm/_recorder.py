@@ -111,7 +111,10 @@ class CallRecorder:
             # litellm sets chunk.model to the requested model; what the server named is kept aside.
             hidden = getattr(raw, "_hidden_params", None) or {}
             self.response_model = hidden.get("provider_response_model") or raw.model
-        usage = getattr(raw, "usage", None)
+        # usage is an undeclared field of litellm's chunk model: reading the extras directly avoids
+        # pydantic's raising __getattr__ on every chunk that has none (~1.5 us each).
+        extra = raw.model_extra
+        usage = extra.get("usage") if extra else getattr(raw, "usage", None)
         if usage is not None:
             self.usage = usage
         choices = raw.choices
