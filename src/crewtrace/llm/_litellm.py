@@ -6,7 +6,10 @@ without a network; the bundled copy is used unless the user chose otherwise.
 
 from __future__ import annotations
 
+import logging
 import os
+
+from crewtrace.llm._errors import redact
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -14,4 +17,26 @@ import litellm  # noqa: E402
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout for every error
 
-__all__ = ["litellm"]
+__all__ = ["litellm", "register_secrets"]
+
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+_secrets: set[str] = set()
+
+
+class _RedactKeys(logging.Filter):
+    """litellm's own (debug) log can echo a provider's error body: scrub the keys crewtrace was given."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message, _secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def register_secrets(keys: tuple[str, ...]) -> None:
+    _secrets.update(keys)
+
+
+for _name in _LITELLM_LOGGERS:
+    logging.getLogger(_name).addFilter(_RedactKeys())

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crewtrace.events.bus import EventBus, crewtrace_event_bus
-from crewtrace.llm._litellm import litellm
+from crewtrace.llm._litellm import litellm, register_secrets
 from crewtrace.llm._recorder import CallRecorder, CallResult
 
 __all__ = ["LLM", "Messages"]
@@ -58,6 +58,7 @@ class LLM:
         # Keys to scrub from error messages: the one given, and the provider's from the environment.
         env_key = os.environ.get(f"{self.provider.upper()}_API_KEY") if self.provider else None
         self.secrets: tuple[str, ...] = tuple(key for key in (api_key, env_key) if key)
+        register_secrets(self.secrets)
         address = urlsplit(base_url) if base_url else None
         self.server_address = address.hostname if address else None
         self.server_port = address.port if address else None

@@ -13,8 +13,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,12 +166,8 @@ def setup_telemetry(
     resource = _resource(service_name, resource_attributes)
     endpoint, protocol = _otlp_settings(otlp_endpoint, otlp_protocol)
     batching = _batch_settings()
-    # The SDK's own metrics report spans a full export queue dropped
-    # (otel.sdk.processor.span.processed{error.type="queue_full"}) and live spans;
-    # the SDK reads this switch when its components are built.
-    os.environ.setdefault(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, "true")
-
-    with ExitStack() as undo:  # everything built so far is taken down again if a later step fails
+    # If a step fails, everything built before it is taken down again (ExitStack, popped on success).
+    with ExitStack() as undo, _sdk_internal_metrics():
         detach_usage_log = None
         if usage_log is not None:
             detach_usage_log = _attach_usage_file(Path(usage_log))
@@ -204,11 +200,12 @@ def setup_telemetry(
         metrics_server = None
         if prometheus_reader is not None and prometheus_port is not None:
             metrics_server = start_metrics_server(prometheus_reader, host=prometheus_host, port=prometheus_port)
+            undo.callback(metrics_server.shutdown)
+        bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture_content, bus=bus)
         undo.pop_all()
 
     if set_global:
         _set_global_providers(tracer_provider, meter_provider)
-    bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture_content, bus=bus)
     telemetry = Telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
@@ -221,6 +218,24 @@ def setup_telemetry(
     )
     atexit.register(telemetry.shutdown)
     return telemetry
+
+
+@contextmanager
+def _sdk_internal_metrics() -> Iterator[None]:
+    """Turn on the SDK's own metrics for the components built inside, unless the user decided.
+
+    They report spans a full export queue dropped
+    (``otel.sdk.processor.span.processed{error.type="queue_full"}``) and live spans. The SDK
+    reads the switch only when a component is built, so the process environment is put back after.
+    """
+    if OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED in os.environ:
+        yield
+        return
+    os.environ[OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, None)
 
 
 def _resource(service_name: str | None, extra: Mapping[str, Any] | None) -> Resource:

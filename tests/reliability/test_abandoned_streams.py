@@ -1,0 +1,353 @@
+"""Issue 5, item 5: streams the consumer abandons, closes, drops or cancels, and Ctrl-C mid-run.
+
+Each way of walking away from a stream must end its chat span (``error.type=cancelled``,
+the exact number of chunks consumed), bring ``crewtrace.stream.active`` back to 0, and
+leave no span, bridge state or handler behind. A KeyboardInterrupt raised from a chunk
+handler during ``kickoff`` must propagate, and every span of the run must still end.
+
+Leaks are measured three ways after 1,000 abandoned streams: the SDK's own
+``otel.sdk.span.live`` up-down counter (``TracerProvider(meter_provider=...)`` with
+``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), a span processor counting started versus
+ended spans, and the bridge's open state and live bookkeeping objects; plus the bus's
+handler count and the server's open connections.
+
+Covered elsewhere, not repeated: a cancelled event on break/close/cancel without the bridge
+(tests/llm/test_llm.py) and one dropped stream through the bridge
+(tests/telemetry/test_bridge.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.trace import StatusCode
+
+from crewtrace import LLM
+from crewtrace.events import LLMCallStartedEvent, LLMStreamChunkEvent
+from tests.reliability.conftest import (
+    RELIABILITY_FILTERS,
+    MakeLLM,
+    Pipeline,
+    handler_count,
+    live_bridge_objects,
+    open_state,
+    small_crew,
+)
+from tests.support.openai_server import FakeOpenAIServer, Reply
+
+pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
+
+CHUNKS = [f"c{i} " for i in range(5)]
+
+
+def assert_all_closed(pipeline: Pipeline, handlers_before: int) -> None:
+    assert all(n == 0 for n in open_state(pipeline.bridge).values()), open_state(pipeline.bridge)
+    assert pipeline.value("crewtrace.stream.active") == 0
+    assert pipeline.value("otel.sdk.span.live") == 0, "the SDK counts a span still open"
+    assert pipeline.counter.open == 0, f"{pipeline.counter.started} started, {pipeline.counter.ended} ended"
+    assert handler_count(pipeline.bus) == handlers_before
+
+
+def assert_one_cancelled_chat(pipeline: Pipeline, consumed: int) -> None:
+    (chat,) = pipeline.chat_spans()
+    assert chat.attributes["error.type"] == "cancelled"
+    assert chat.status.status_code is StatusCode.ERROR
+    assert chat.attributes["crewtrace.stream.chunk_count"] == consumed
+    assert sum(e.attributes["crewtrace.chunk.count"] for e in chat.events) == consumed
+
+
+# -- the ways of walking away, one at a time ---------------------------------------------------
+
+
+def abandon_by_break(llm: LLM) -> int:
+    for n, _ in enumerate(llm.stream("x"), start=1):
+        if n == 2:
+            break
+    return 2
+
+
+def abandon_by_close(llm: LLM) -> int:
+    stream = llm.stream("x")
+    next(stream)
+    next(stream)
+    stream.close()
+    return 2
+
+
+def abandon_by_dropping(llm: LLM) -> int:
+    stream = llm.stream("x")
+    next(stream)
+    next(stream)
+    del stream  # no close(): reference counting finalises the generator
+    return 2
+
+
+def abandon_in_a_reference_cycle(llm: LLM) -> int:
+    holder: dict[str, Any] = {"stream": llm.stream("x")}
+    holder["self"] = holder
+    next(holder["stream"])
+    next(holder["stream"])
+    del holder
+    gc.collect()  # only the cycle collector can finalise it
+    return 2
+
+
+async def abandon_async_by_break(llm: LLM) -> int:
+    n = 0
+    async for _ in llm.astream("x"):
+        n += 1
+        if n == 2:
+            break
+    return 2
+
+
+async def abandon_async_by_aclose(llm: LLM) -> int:
+    stream = llm.astream("x")
+    await stream.__anext__()
+    await stream.__anext__()
+    await stream.aclose()  # type: ignore[attr-defined]
+    return 2
+
+
+async def abandon_async_by_cancelling_the_consumer(llm: LLM) -> int:
+    """The consumer task is cancelled while it works on a chunk (not inside the generator)."""
+    got_two = asyncio.Event()
+
+    async def consumer() -> None:
+        n = 0
+        async for _ in llm.astream("x"):
+            n += 1
+            if n == 2:
+                got_two.set()
+                await asyncio.Event().wait()  # busy with the chunk until cancelled
+
+    task = asyncio.create_task(consumer())
+    await got_two.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return 2
+
+
+SYNC_WAYS = [abandon_by_break, abandon_by_close, abandon_by_dropping, abandon_in_a_reference_cycle]
+ASYNC_WAYS = [abandon_async_by_break, abandon_async_by_aclose, abandon_async_by_cancelling_the_consumer]
+
+
+async def settle(pipeline: Pipeline, timeout: float = 2.0) -> None:
+    """An abandoned async generator is finalised by the event loop (aclose() scheduled by its GC hook)."""
+    deadline = time.monotonic() + timeout
+    while open_state(pipeline.bridge)["_calls"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("way", SYNC_WAYS, ids=lambda f: f.__name__)
+def test_a_sync_stream_walked_away_from_ends_its_span(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline, way: Callable[[LLM], int]
+) -> None:
+    handlers = handler_count(pipeline.bus)
+    server.responder = lambda body: Reply(chunks=CHUNKS)
+    consumed = way(make_llm())
+    assert_one_cancelled_chat(pipeline, consumed)
+    assert_all_closed(pipeline, handlers)
+
+
+@pytest.mark.parametrize("way", ASYNC_WAYS, ids=lambda f: f.__name__)
+def test_an_async_stream_walked_away_from_ends_its_span(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline, way: Callable[[LLM], Any]
+) -> None:
+    handlers = handler_count(pipeline.bus)
+    server.responder = lambda body: Reply(chunks=CHUNKS)
+
+    async def main() -> int:
+        consumed = await way(make_llm())
+        await settle(pipeline)
+        return consumed
+
+    consumed = asyncio.run(main())
+    assert_one_cancelled_chat(pipeline, consumed)
+    assert_all_closed(pipeline, handlers)
+
+
+def test_cancelling_a_task_while_it_awaits_the_next_chunk_ends_the_span(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    """Cancellation lands inside the generator (awaiting the network), not in the consumer."""
+    handlers = handler_count(pipeline.bus)
+    server.responder = lambda body: Reply(chunks=[f"d{i} " for i in range(50)], delay=0.05)
+    received: list[str] = []
+
+    async def main() -> None:
+        async def consumer() -> None:
+            async for piece in make_llm().astream("x"):
+                received.append(piece)
+
+        task = asyncio.create_task(consumer())
+        while len(received) < 2:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert_one_cancelled_chat(pipeline, len(received))
+    assert_all_closed(pipeline, handlers)
+
+
+def test_a_stream_created_but_never_iterated_starts_nothing(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    llm = make_llm()
+    for _ in range(100):
+        llm.stream("never read")
+        llm.astream("never read")
+    gc.collect()
+    assert pipeline.counter.started == 0 and server.requests == []
+    assert_all_closed(pipeline, handler_count(pipeline.bus))
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kickoff", ["kickoff", "kickoff_async"])
+def test_keyboard_interrupt_from_a_chunk_handler_propagates_and_every_span_ends(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline, kickoff: str
+) -> None:
+    handlers = handler_count(pipeline.bus)
+    server.responder = lambda body: Reply(chunks=CHUNKS)
+    crew = small_crew(make_llm, pipeline.bus)
+
+    def ctrl_c(source: Any, event: LLMStreamChunkEvent) -> None:
+        if event.chunk_index == 2:
+            raise KeyboardInterrupt
+
+    pipeline.bus.register_handler(LLMStreamChunkEvent, ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        if kickoff == "kickoff":
+            crew.kickoff(inputs={"topic": "interrupted"})
+        else:
+            asyncio.run(crew.kickoff_async(inputs={"topic": "interrupted"}))
+    pipeline.bus.off(LLMStreamChunkEvent, ctrl_c)
+
+    spans = {s.name: s for s in pipeline.spans.get_finished_spans()}
+    assert sorted(spans) == [
+        "chat openai/test-model",
+        "execute_task research",
+        "invoke_agent Researcher",
+        "invoke_workflow reliability",
+    ], "the run stopped at the first task, and all of its spans ended"
+    assert all(s.attributes["error.type"] == "cancelled" for s in spans.values())
+    assert all(s.status.status_code is StatusCode.ERROR for s in spans.values())
+    assert spans["chat openai/test-model"].attributes["crewtrace.stream.chunk_count"] == 3
+    assert_all_closed(pipeline, handlers)
+
+
+@pytest.mark.parametrize("way", ["call", "stream", "acall", "astream"])
+def test_keyboard_interrupt_from_a_started_handler_still_ends_the_span(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline, way: str
+) -> None:
+    """The bridge saw "started" before the handler raised: it must see the end too."""
+    handlers = handler_count(pipeline.bus)
+
+    def ctrl_c(source: Any, event: LLMCallStartedEvent) -> None:
+        raise KeyboardInterrupt
+
+    pipeline.bus.register_handler(LLMCallStartedEvent, ctrl_c)
+    llm = make_llm()
+
+    async def consume() -> None:
+        async for _ in llm.astream("x"):
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        if way == "call":
+            llm.call("x")
+        elif way == "stream":
+            list(llm.stream("x"))
+        elif way == "acall":
+            asyncio.run(llm.acall("x"))
+        else:
+            asyncio.run(consume())
+    pipeline.bus.off(LLMCallStartedEvent, ctrl_c)
+    assert_one_cancelled_chat(pipeline, 0)
+    assert server.requests == [], "interrupted before the request was sent"
+    assert_all_closed(pipeline, handlers)
+
+
+# -- the bridge walks away -----------------------------------------------------------------------
+
+
+def _close_the_bridge_mid_stream(server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline) -> list[str]:
+    server.responder = lambda body: Reply(chunks=CHUNKS)
+    stream = make_llm().stream("x")
+    received = [next(stream), next(stream)]
+    pipeline.bridge.close()  # e.g. Telemetry.shutdown() while a crew still streams
+    received += list(stream)
+    return received
+
+
+def test_closing_the_bridge_mid_stream_ends_the_span_and_spares_the_stream(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    handlers = handler_count(pipeline.bus)
+    assert _close_the_bridge_mid_stream(server, make_llm, pipeline) == CHUNKS, "the consumer is not affected"
+    (chat,) = pipeline.chat_spans()
+    assert chat.attributes["error.type"] == "bridge_closed"
+    assert chat.attributes["crewtrace.stream.chunk_count"] == 2, "the chunks seen before the bridge closed"
+    assert all(n == 0 for n in open_state(pipeline.bridge).values())
+    assert pipeline.value("crewtrace.stream.active") == 0, "a MeterProvider that outlives the bridge reads 0"
+    assert pipeline.counter.open == 0 and pipeline.value("otel.sdk.span.live") == 0
+    assert handler_count(pipeline.bus) < handlers, "the bridge's handlers are gone"
+
+
+# -- 1,000 of them -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_thousand_abandoned_streams_leave_nothing_behind(
+    server: FakeOpenAIServer,
+    make_llm: MakeLLM,
+    pipeline: Pipeline,
+    measure: Callable[[str, object], None],
+) -> None:
+    server.responder = lambda body: Reply(chunks=CHUNKS)
+    llm = make_llm()
+    abandon_by_break(llm)  # warm-up, then the baseline
+    pipeline.spans.clear()
+    handlers = handler_count(pipeline.bus)
+    objects = live_bridge_objects()
+    ended_before = pipeline.counter.ended
+
+    started = time.perf_counter()
+    sync_ways = [abandon_by_break, abandon_by_close, abandon_by_dropping]
+    for n in range(600):
+        sync_ways[n % 3](llm)
+
+    async def abandon_async() -> None:
+        async_ways = [abandon_async_by_break, abandon_async_by_cancelling_the_consumer]
+        for n in range(400):
+            await async_ways[n % 2](llm)
+        await settle(pipeline)
+
+    asyncio.run(abandon_async())
+    elapsed = time.perf_counter() - started
+
+    assert pipeline.counter.ended - ended_before == 1000
+    chats = pipeline.chat_spans()
+    assert len(chats) == 1000
+    assert all(s.attributes["error.type"] == "cancelled" for s in chats)
+    assert all(s.attributes["crewtrace.stream.chunk_count"] == 2 for s in chats)
+    assert_all_closed(pipeline, handlers)
+    assert live_bridge_objects() == objects, "no per-call bookkeeping survives its call"
+    time.sleep(0.2)
+    assert len(server._connections) <= 2, "abandoned streams release their HTTP connections"
+    measure("1,000 abandoned streams (600 sync, 400 async)", f"{elapsed:.1f} s, {elapsed:.1f} ms per stream")
+    measure(
+        "after 1,000 abandoned streams: live spans / open bridge calls / stream.active / handlers added",
+        f"{pipeline.value('otel.sdk.span.live'):.0f} / {open_state(pipeline.bridge)['_calls']} / "
+        f"{pipeline.value('crewtrace.stream.active'):.0f} / {handler_count(pipeline.bus) - handlers}",
+    )
