@@ -4,67 +4,36 @@ from __future__ import annotations
 
 import logging
 import threading
-
-from crewtrace.telemetry.names import OVERFLOW_VALUE
+from collections.abc import Hashable
 
 _logger = logging.getLogger("crewtrace.telemetry")
 
 
-class LabelLimiter:
-    """Admits the first ``limit`` distinct values of one attribute; later ones become ``_OTHER``."""
+class ValueCap:
+    """Admits the first ``limit`` distinct values of one label (or label combination); warns once after."""
 
-    __slots__ = ("_key", "_limit", "_lock", "_seen", "_warned")
+    __slots__ = ("_limit", "_lock", "_seen", "_warned", "_what")
 
-    def __init__(self, key: str, limit: int) -> None:
-        self._key = key
+    def __init__(self, what: str, limit: int) -> None:
+        self._what = what
         self._limit = limit
-        self._seen: set[str] = set()
+        self._seen: set[Hashable] = set()
         self._lock = threading.Lock()
         self._warned = False
 
-    def __call__(self, value: str) -> str:
+    def admits(self, value: Hashable) -> bool:
         if value in self._seen:
-            return value
-        with self._lock:
-            if len(self._seen) < self._limit:
-                self._seen.add(value)
-                return value
-            if not self._warned:
-                self._warned = True
-                _logger.warning(
-                    "more than %d distinct values of %s: further values are reported as %r "
-                    "(name your tasks and agents, or raise max_label_values)",
-                    self._limit,
-                    self._key,
-                    OVERFLOW_VALUE,
-                )
-        return OVERFLOW_VALUE
-
-
-class CombinationLimiter:
-    """Admits the first ``limit`` distinct (agent, task) pairs: capping each label alone still lets them multiply."""
-
-    __slots__ = ("_limit", "_lock", "_seen", "_warned")
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._seen: set[tuple[str | None, str | None]] = set()
-        self._lock = threading.Lock()
-        self._warned = False
-
-    def __call__(self, pair: tuple[str | None, str | None]) -> bool:
-        if pair in self._seen:
             return True
         with self._lock:
             if len(self._seen) < self._limit:
-                self._seen.add(pair)
+                self._seen.add(value)
                 return True
             if not self._warned:
                 self._warned = True
                 _logger.warning(
-                    "more than %d distinct agent/task pairs: further ones are reported as %r "
+                    "more than %d distinct values of %s: further ones are reported as _OTHER "
                     "(name your tasks and agents, or raise max_label_values)",
                     self._limit,
-                    OVERFLOW_VALUE,
+                    self._what,
                 )
         return False

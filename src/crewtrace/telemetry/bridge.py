@@ -49,7 +49,7 @@ from crewtrace.events import (
 from crewtrace.events.base import FailureMixin
 from crewtrace.telemetry import names
 from crewtrace.telemetry._chunks import ChunkTimeline
-from crewtrace.telemetry._labels import CombinationLimiter, LabelLimiter
+from crewtrace.telemetry._labels import ValueCap
 from crewtrace.telemetry.instruments import create_instruments
 
 __all__ = ["OTelBridge", "capture_content_from_env"]
@@ -111,11 +111,12 @@ class OTelBridge(BaseEventListener):
         self._tracer = trace.get_tracer(_SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(_SCOPE_NAME, __version__, meter_provider=meter_provider)
         self._instruments = create_instruments(meter)
-        self._limit = {
-            key: LabelLimiter(key, max_label_values)
+        self._caps = {
+            key: ValueCap(key, max_label_values)
             for key in (names.AGENT_NAME, names.TASK_NAME, names.REQUEST_MODEL, names.ERROR_TYPE, names.TOOL_NAME)
         }
-        self._pairs = CombinationLimiter(max_label_values)
+        # Capping each label alone still lets agents and tasks multiply: cap their pairs too.
+        self._pairs = ValueCap("agent/task pairs", max_label_values)
         self._spans: dict[_SpanKey, Span] = {}
         self._calls: dict[str, _Call] = {}
         self._lock = threading.Lock()
@@ -213,8 +214,8 @@ class OTelBridge(BaseEventListener):
             {
                 names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
                 **self._agent_and_task(event),
-                names.TOOL_NAME: self._limit[names.TOOL_NAME](event.tool_name),
-                names.ERROR_TYPE: self._limit[names.ERROR_TYPE](event.error_type) if failed else None,
+                names.TOOL_NAME: self._capped(names.TOOL_NAME, event.tool_name),
+                names.ERROR_TYPE: self._capped(names.ERROR_TYPE, event.error_type) if failed else None,
             }
         )
         context = trace.set_span_in_context(span) if span is not None else None
@@ -286,7 +287,7 @@ class OTelBridge(BaseEventListener):
             {
                 names.OPERATION_NAME: names.OP_CHAT,
                 names.PROVIDER_NAME: event.provider or "unknown",
-                names.REQUEST_MODEL: self._limit[names.REQUEST_MODEL](event.model),
+                names.REQUEST_MODEL: self._capped(names.REQUEST_MODEL, event.model),
                 **self._agent_and_task(event),
             }
         )
@@ -342,7 +343,7 @@ class OTelBridge(BaseEventListener):
         if call is None:
             return
         _mark_failed(call.span, event)
-        attributes = {**call.metric_attributes, names.ERROR_TYPE: self._limit[names.ERROR_TYPE](event.error_type)}
+        attributes = {**call.metric_attributes, names.ERROR_TYPE: self._capped(names.ERROR_TYPE, event.error_type)}
         self._finish(call, event, attributes, trace.set_span_in_context(call.span))
 
     def _finish(
@@ -383,11 +384,14 @@ class OTelBridge(BaseEventListener):
 
     def _agent_and_task(self, event: BaseEvent) -> dict[str, str | None]:
         """Metric labels for the agent and task, each capped, and their pairs capped too."""
-        agent = None if event.agent_role is None else self._limit[names.AGENT_NAME](event.agent_role)
-        task = None if event.task_name is None else self._limit[names.TASK_NAME](event.task_name)
-        if not self._pairs((agent, task)):
+        agent = None if event.agent_role is None else self._capped(names.AGENT_NAME, event.agent_role)
+        task = None if event.task_name is None else self._capped(names.TASK_NAME, event.task_name)
+        if not self._pairs.admits((agent, task)):
             agent = task = names.OVERFLOW_VALUE
         return {names.AGENT_NAME: agent, names.TASK_NAME: task}
+
+    def _capped(self, key: str, value: str) -> str:
+        return value if self._caps[key].admits(value) else names.OVERFLOW_VALUE
 
 
 def _run_key(event: BaseEvent) -> _SpanKey:
