@@ -18,7 +18,6 @@ from crewtrace.events import (
     LLMEvent,
     LLMStreamChunkEvent,
     TaskFailedEvent,
-    TaskStartedEvent,
 )
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.recording import Recorder

@@ -30,7 +30,6 @@ from crewtrace.errors import CrewtraceError, MetricsServerError
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent, LLMStreamChunkEvent
 from crewtrace.telemetry import Telemetry, setup_telemetry
 from tests.conftest import API_KEY
-from tests.support.openai_server import FakeOpenAIServer
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.ports import free_port
 

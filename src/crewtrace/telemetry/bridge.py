@@ -12,7 +12,6 @@ parent of the run.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import Span, SpanKind, TracerProvider
 
 from crewtrace._version import __version__
 from crewtrace.events import (
@@ -42,27 +41,32 @@ from crewtrace.events import (
     TaskFailedEvent,
     TaskStartedEvent,
     ToolUsageErrorEvent,
-    ToolUsageEvent,
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
 from crewtrace.events.base import FailureMixin
 from crewtrace.telemetry import names
+from crewtrace.telemetry._attributes import (
+    SpanKey,
+    agent_key,
+    attribution,
+    capture_content_from_env,
+    defined,
+    input_messages,
+    mark_failed,
+    output_messages,
+    run_key,
+    task_key,
+    tool_key,
+)
 from crewtrace.telemetry._chunks import ChunkTimeline
 from crewtrace.telemetry._labels import ValueCap
 from crewtrace.telemetry.instruments import create_instruments
 
-__all__ = ["OTelBridge", "capture_content_from_env"]
+__all__ = ["OTelBridge"]
 
 _SCOPE_NAME = "crewtrace"
 _GAP_BATCH = 1024  # chunk gaps kept per stream before they are recorded
-_SpanKey = tuple[str | None, ...]
-
-
-def capture_content_from_env() -> bool:
-    """The GenAI convention's switch: any value but empty/false/0/no/NO_CONTENT turns capture on."""
-    value = os.environ.get(names.ENV_CAPTURE_CONTENT, "").strip().lower()
-    return value not in ("", "false", "0", "no", "no_content")
 
 
 @dataclass(slots=True)
@@ -117,7 +121,7 @@ class OTelBridge(BaseEventListener):
         }
         # Capping each label alone still lets agents and tasks multiply: cap their pairs too.
         self._pairs = ValueCap("agent/task pairs", max_label_values)
-        self._spans: dict[_SpanKey, Span] = {}
+        self._spans: dict[SpanKey, Span] = {}
         self._calls: dict[str, _Call] = {}
         self._lock = threading.Lock()
         super().__init__(bus)
@@ -159,7 +163,7 @@ class OTelBridge(BaseEventListener):
 
     def _on_crew_started(self, source: Any, event: CrewKickoffStartedEvent) -> None:
         self._open(
-            _run_key(event),
+            run_key(event),
             None,
             f"{names.OP_INVOKE_WORKFLOW} {event.crew_name}",
             event,
@@ -171,28 +175,28 @@ class OTelBridge(BaseEventListener):
         )
 
     def _on_crew_ended(self, source: Any, event: CrewKickoffCompletedEvent | CrewKickoffFailedEvent) -> None:
-        self._close(_run_key(event), event)
+        self._close(run_key(event), event)
 
     def _on_task_started(self, source: Any, event: TaskStartedEvent) -> None:
-        attributes = _attribution(event)
+        attributes = attribution(event)
         if self.capture_content:
             attributes[names.TASK_DESCRIPTION] = event.description
-        self._open(_task_key(event), _run_key(event), f"{names.OP_EXECUTE_TASK} {event.task_name}", event, attributes)
+        self._open(task_key(event), run_key(event), f"{names.OP_EXECUTE_TASK} {event.task_name}", event, attributes)
 
     def _on_task_ended(self, source: Any, event: TaskCompletedEvent | TaskFailedEvent) -> None:
         content = {names.TASK_OUTPUT: event.output} if self.capture_content and isinstance(event, TaskCompletedEvent) else {}
-        self._close(_task_key(event), event, content)
+        self._close(task_key(event), event, content)
 
     def _on_agent_started(self, source: Any, event: AgentExecutionStartedEvent) -> None:
-        attributes = _attribution(event)
+        attributes = attribution(event)
         attributes[names.OPERATION_NAME] = names.OP_INVOKE_AGENT
-        self._open(_agent_key(event), _task_key(event), f"{names.OP_INVOKE_AGENT} {event.agent_role}", event, attributes)
+        self._open(agent_key(event), task_key(event), f"{names.OP_INVOKE_AGENT} {event.agent_role}", event, attributes)
 
     def _on_agent_ended(self, source: Any, event: AgentExecutionCompletedEvent | AgentExecutionErrorEvent) -> None:
-        self._close(_agent_key(event), event)
+        self._close(agent_key(event), event)
 
     def _on_tool_started(self, source: Any, event: ToolUsageStartedEvent) -> None:
-        attributes = _attribution(event)
+        attributes = attribution(event)
         attributes.update(
             {
                 names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
@@ -203,14 +207,14 @@ class OTelBridge(BaseEventListener):
         )
         if self.capture_content:
             attributes[names.TOOL_CALL_ARGUMENTS] = event.arguments
-        self._open(_tool_key(event), _agent_key(event), f"{names.OP_EXECUTE_TOOL} {event.tool_name}", event, attributes)
+        self._open(tool_key(event), agent_key(event), f"{names.OP_EXECUTE_TOOL} {event.tool_name}", event, attributes)
 
     def _on_tool_ended(self, source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
         failed = isinstance(event, ToolUsageErrorEvent)
         content = {names.TOOL_CALL_RESULT: event.output} if self.capture_content and not failed else {}
         with self._lock:
-            span = self._spans.get(_tool_key(event))
-        attributes = _defined(
+            span = self._spans.get(tool_key(event))
+        attributes = defined(
             {
                 names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
                 **self._agent_and_task(event),
@@ -224,22 +228,22 @@ class OTelBridge(BaseEventListener):
         if failed:
             record.tool_errors.add(1, attributes)
         record.tool_duration.record(event.duration_s, attributes, context)
-        self._close(_tool_key(event), event, content)
+        self._close(tool_key(event), event, content)
 
     def _open(
-        self, key: _SpanKey, parent_key: _SpanKey | None, name: str, event: BaseEvent, attributes: dict[str, Any]
+        self, key: SpanKey, parent_key: SpanKey | None, name: str, event: BaseEvent, attributes: dict[str, Any]
     ) -> None:
         span = self._tracer.start_span(
             name,
             context=self._parent_context(parent_key),
             kind=SpanKind.INTERNAL,
-            attributes=_defined(attributes),
+            attributes=defined(attributes),
             start_time=event.timestamp_ns,
         )
         with self._lock:
             self._spans[key] = span
 
-    def _close(self, key: _SpanKey, event: BaseEvent, attributes: Mapping[str, Any] | None = None) -> None:
+    def _close(self, key: SpanKey, event: BaseEvent, attributes: Mapping[str, Any] | None = None) -> None:
         with self._lock:
             span = self._spans.pop(key, None)
         if span is None:
@@ -247,10 +251,10 @@ class OTelBridge(BaseEventListener):
         if attributes:
             span.set_attributes(attributes)
         if isinstance(event, FailureMixin):
-            _mark_failed(span, event)
+            mark_failed(span, event)
         span.end(end_time=event.timestamp_ns)
 
-    def _parent_context(self, *keys: _SpanKey | None) -> otel_context.Context | None:
+    def _parent_context(self, *keys: SpanKey | None) -> otel_context.Context | None:
         """The first open span among ``keys``; else the emitter's current context."""
         for key in keys:
             span = self._spans.get(key) if key is not None else None
@@ -261,7 +265,7 @@ class OTelBridge(BaseEventListener):
     # -- LLM calls -----------------------------------------------------------------
 
     def _on_call_started(self, source: Any, event: LLMCallStartedEvent) -> None:
-        attributes = _attribution(event)
+        attributes = attribution(event)
         attributes.update(
             {
                 names.OPERATION_NAME: names.OP_CHAT,
@@ -275,15 +279,15 @@ class OTelBridge(BaseEventListener):
             }
         )
         if self.capture_content:
-            attributes[names.INPUT_MESSAGES] = json.dumps(_input_messages(event.messages))
+            attributes[names.INPUT_MESSAGES] = json.dumps(input_messages(event.messages))
         span = self._tracer.start_span(
             f"{names.OP_CHAT} {event.model}",
-            context=self._parent_context(_agent_key(event), _task_key(event), _run_key(event)),
+            context=self._parent_context(agent_key(event), task_key(event), run_key(event)),
             kind=SpanKind.CLIENT,
-            attributes=_defined(attributes),
+            attributes=defined(attributes),
             start_time=event.timestamp_ns,
         )
-        metric_attributes = _defined(
+        metric_attributes = defined(
             {
                 names.OPERATION_NAME: names.OP_CHAT,
                 names.PROVIDER_NAME: event.provider or "unknown",
@@ -314,7 +318,7 @@ class OTelBridge(BaseEventListener):
         span = call.span
         usage = event.usage
         span.set_attributes(
-            _defined(
+            defined(
                 {
                     names.RESPONSE_MODEL: event.response_model,
                     names.RESPONSE_ID: event.response_id,
@@ -325,7 +329,7 @@ class OTelBridge(BaseEventListener):
             )
         )
         if self.capture_content:
-            span.set_attribute(names.OUTPUT_MESSAGES, json.dumps(_output_messages(event.response, event.finish_reason)))
+            span.set_attribute(names.OUTPUT_MESSAGES, json.dumps(output_messages(event.response, event.finish_reason)))
         context = trace.set_span_in_context(span)
         attributes = call.metric_attributes
         record = self._instruments
@@ -342,7 +346,7 @@ class OTelBridge(BaseEventListener):
         call = self._pop_call(event.call_id)
         if call is None:
             return
-        _mark_failed(call.span, event)
+        mark_failed(call.span, event)
         attributes = {**call.metric_attributes, names.ERROR_TYPE: self._capped(names.ERROR_TYPE, event.error_type)}
         self._finish(call, event, attributes, trace.set_span_in_context(call.span))
 
@@ -392,52 +396,3 @@ class OTelBridge(BaseEventListener):
 
     def _capped(self, key: str, value: str) -> str:
         return value if self._caps[key].admits(value) else names.OVERFLOW_VALUE
-
-
-def _run_key(event: BaseEvent) -> _SpanKey:
-    return ("run", event.run_id)
-
-
-def _task_key(event: BaseEvent) -> _SpanKey:
-    return ("task", event.run_id, event.task_id)
-
-
-def _agent_key(event: BaseEvent) -> _SpanKey:
-    return ("agent", event.run_id, event.task_id, event.agent_id)
-
-
-def _tool_key(event: ToolUsageEvent) -> _SpanKey:
-    return ("tool", event.run_id, event.task_id, event.agent_id, event.tool_call_id)
-
-
-def _attribution(event: BaseEvent) -> dict[str, Any]:
-    """Span attributes naming the run, task and agent an event belongs to."""
-    return {
-        names.WORKFLOW_NAME: event.crew_name,
-        names.RUN_ID: event.run_id,
-        names.TASK_NAME: event.task_name,
-        names.TASK_ID: event.task_id,
-        names.AGENT_NAME: event.agent_role,
-        names.AGENT_ID: event.agent_id,
-    }
-
-
-def _defined(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in attributes.items() if value is not None}
-
-
-def _mark_failed(span: Span, event: FailureMixin) -> None:
-    span.set_attribute(names.ERROR_TYPE, event.error_type)
-    span.set_status(Status(StatusCode.ERROR, event.error))
-
-
-def _input_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI chat messages in the conventions' ``gen_ai.input.messages`` shape."""
-    return [
-        {"role": message.get("role"), "parts": [{"type": "text", "content": message.get("content")}]}
-        for message in messages
-    ]
-
-
-def _output_messages(text: str, finish_reason: str | None) -> list[dict[str, Any]]:
-    return [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": finish_reason}]
