@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.measure import PeakMemory, end_run, median, prepare_run
-from bench.micro import Phases, Setup, _phase_summary, _record_one, _streams_per_sample, raw_chunks
+from bench.micro import Setup, _phase_summary, _record_one, interleaved_samples, raw_chunks
 from bench.scenarios import API_KEY, MODEL, make_otel
 from crewtrace import LLM
 from crewtrace.events import EventBus, LLMStreamChunkEvent
@@ -91,23 +91,7 @@ def bridge_candidates(lengths: list[int], repeats: int, progress: Callable[[str]
     for n in lengths:
         raws = raw_chunks(n)
         setups = {c: _setup(c) for c in CANDIDATES}
-        per: dict[str, list[Phases]] = {c: [] for c in CANDIDATES}
-        k = len(CANDIDATES)
-        for r in range(repeats + 1):
-            for i in range(k):
-                candidate = CANDIDATES[(r + i) % k]
-                setup = setups[candidate]
-                total = Phases()
-                prepare_run()
-                try:
-                    for _ in range(_streams_per_sample(n)):
-                        total.add(_record_one(setup, raws, messages))
-                finally:
-                    end_run()
-                assert setup.otel is not None
-                setup.otel.flush()
-                if r:
-                    per[candidate].append(total)
+        per = interleaved_samples(setups, raws, messages, n, repeats)
         for candidate in CANDIDATES:
             summary = _phase_summary(per[candidate], n)
             setup = setups[candidate]

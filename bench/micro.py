@@ -28,7 +28,7 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from bench.measure import PeakMemory, end_run, median, prepare_run  # noqa: E402
+from bench.measure import PeakMemory, best_and_median, end_run, median, prepare_run  # noqa: E402
 from bench.scenarios import API_KEY, MODEL, ChunkCounter, OTelStack, make_otel  # noqa: E402
 from crewtrace import LLM  # noqa: E402
 from crewtrace.events import (  # noqa: E402
@@ -151,6 +151,30 @@ def _streams_per_sample(n: int) -> int:
     return max(1, 20_000 // n)  # ~20k chunks per timed sample, whatever the stream length
 
 
+def interleaved_samples(
+    setups: dict[str, Setup], raws: list[Any], messages: list[dict[str, Any]], n: int, repeats: int
+) -> dict[str, list[Phases]]:
+    """Time every setup on the same chunks, rotating their order each round (round 0 warms up)."""
+    names = list(setups)
+    per: dict[str, list[Phases]] = {name: [] for name in names}
+    for r in range(repeats + 1):
+        for i in range(len(names)):
+            name = names[(r + i) % len(names)]
+            setup = setups[name]
+            total = Phases()
+            prepare_run()
+            try:
+                for _ in range(_streams_per_sample(n)):
+                    total.add(_record_one(setup, raws, messages))
+            finally:
+                end_run()
+            if setup.otel is not None:
+                setup.otel.flush()
+            if r:
+                per[name].append(total)
+    return per
+
+
 def llm_layer(lengths: list[int], repeats: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """CallRecorder per-chunk cost for each configuration and stream length, interleaved."""
     messages = [{"role": "user", "content": "bench"}]
@@ -159,23 +183,7 @@ def llm_layer(lengths: list[int], repeats: int, progress: Callable[[str], None])
     for n in lengths:
         raws = raw_chunks(n)
         setups = {config: _setup(config) for config in configs}
-        per: dict[str, list[Phases]] = {config: [] for config in configs}
-        k = len(configs)
-        for r in range(repeats + 1):  # round 0 warms up
-            for i in range(k):
-                config = configs[(r + i) % k]
-                setup = setups[config]
-                total = Phases()
-                prepare_run()
-                try:
-                    for _ in range(_streams_per_sample(n)):
-                        total.add(_record_one(setup, raws, messages))
-                finally:
-                    end_run()
-                if setup.otel is not None:
-                    setup.otel.flush()
-                if r:
-                    per[config].append(total)
+        per = interleaved_samples(setups, raws, messages, n, repeats)
         for config in configs:
             results.setdefault(config, {})[str(n)] = _phase_summary(per[config], n)
             setups[config].close()
@@ -327,14 +335,7 @@ def bus_alone(repeats: int) -> dict[str, Any]:
         return (time.perf_counter_ns() - t0) / count
 
     def timed(run: Callable[[], float]) -> float:
-        values = []
-        for _ in range(repeats):
-            prepare_run()
-            try:
-                values.append(run())
-            finally:
-                end_run()
-        return median(values)
+        return best_and_median(run, repeats)[1]
 
     empty = EventBus()
     one = EventBus()

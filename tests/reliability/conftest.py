@@ -11,7 +11,7 @@ OpenTelemetry SDK, the OTLP exporters, prometheus_client. What this file adds:
   (``otel.sdk.span.live`` ...) turned on, plus helpers to read metric points and the
   bridge's open state;
 - ``measure``: records the figures each test measured; they are printed at the end of
-  the run under "crewtrace reliability measurements" (docs/guarantees-draft.md quotes them).
+  the run under "crewtrace reliability measurements" (the README's Guarantees section quotes them).
 
 Tests that take more than a few seconds carry ``@pytest.mark.slow``. Nothing is skipped:
 CI runs all of them (``pytest tests/reliability`` takes about three minutes on two cores).
@@ -38,10 +38,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from crewtrace import LLM, Agent, Crew, Task
+from crewtrace import LLM, Crew
 from crewtrace.events import EventBus
 from crewtrace.telemetry import OTelBridge, Telemetry, setup_telemetry
 from crewtrace.telemetry import _log_filter
+from tests.support.crews import two_agent_crew
 from tests.support.ports import free_port
 
 MakeLLM = Callable[..., LLM]
@@ -351,14 +352,4 @@ def export_log_filters() -> dict[str, int]:
 
 def small_crew(make_llm: MakeLLM, bus: EventBus, **llm_kwargs: Any) -> Crew:
     """Two agents, two named tasks: one trace with 2 chat spans per run."""
-    researcher = Agent(role="Researcher", goal="Find facts.", backstory="Careful.", llm=make_llm(**llm_kwargs))
-    writer = Agent(role="Writer", goal="Write.", backstory="Clear.", llm=make_llm(**llm_kwargs))
-    return Crew(
-        name="reliability",
-        agents=[researcher, writer],
-        tasks=[
-            Task(name="research", description="Research {topic}.", expected_output="Facts.", agent=researcher),
-            Task(name="write", description="Write about {topic}.", expected_output="Text.", agent=writer),
-        ],
-        bus=bus,
-    )
+    return two_agent_crew(make_llm, bus, name="reliability", **llm_kwargs)

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from crewtrace import LLM, Agent, Crew, LLMCallError, Task
+from crewtrace import LLM, Crew, LLMCallError
 from crewtrace.events import (
     BaseEventListener,
     EventBus,
@@ -27,6 +27,7 @@ from crewtrace.events import (
 )
 from crewtrace.telemetry import OTelBridge
 from tests.conftest import API_KEY
+from tests.support.crews import two_agent_crew
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 
 MakeLLM = Callable[..., LLM]
@@ -41,17 +42,7 @@ def bridge(tracer_provider: TracerProvider, meter_provider: MeterProvider, bus: 
 
 
 def crew_of_two(make_llm: MakeLLM, bus: EventBus) -> Crew:
-    researcher = Agent(role="Researcher", goal="g", backstory="b", llm=make_llm())
-    writer = Agent(role="Writer", goal="g", backstory="b", llm=make_llm())
-    return Crew(
-        name="team",
-        agents=[researcher, writer],
-        tasks=[
-            Task(name="research", description="Research {topic}", expected_output="facts", agent=researcher),
-            Task(name="write", description="Write about {topic}", expected_output="text", agent=writer),
-        ],
-        bus=bus,
-    )
+    return two_agent_crew(make_llm, bus, name="team")
 
 
 def spans_by_name(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
