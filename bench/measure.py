@@ -165,20 +165,24 @@ def bootstrap_median_ci(values: Sequence[float], level: float = 0.95, draws: int
 
 def paired_ratio(samples: Sequence[Sample], baseline: Sequence[Sample], attr: str = "wall_ns") -> float:
     """Median over rounds of this/baseline (same round)."""
-    return median(getattr(s, attr) / getattr(b, attr) for s, b in zip(samples, baseline))
+    return median(getattr(s, attr) / getattr(b, attr) for s, b in zip(samples, baseline, strict=False))
 
 
-def paired_ratio_iqr(samples: Sequence[Sample], baseline: Sequence[Sample], attr: str = "wall_ns") -> tuple[float, float]:
-    return quartiles([getattr(s, attr) / getattr(b, attr) for s, b in zip(samples, baseline)])
+def paired_ratio_iqr(
+    samples: Sequence[Sample], baseline: Sequence[Sample], attr: str = "wall_ns"
+) -> tuple[float, float]:
+    return quartiles([getattr(s, attr) / getattr(b, attr) for s, b in zip(samples, baseline, strict=False)])
 
 
 def paired_delta_per_chunk_us(samples: Sequence[Sample], baseline: Sequence[Sample], attr: str = "wall_ns") -> float:
     """Median over rounds of (this - baseline) / chunks, in microseconds."""
-    return median((getattr(s, attr) - getattr(b, attr)) / 1e3 / max(1, s.chunks) for s, b in zip(samples, baseline))
+    return median(
+        (getattr(s, attr) - getattr(b, attr)) / 1e3 / max(1, s.chunks) for s, b in zip(samples, baseline, strict=False)
+    )
 
 
 def paired_delta_ms(samples: Sequence[Sample], baseline: Sequence[Sample], attr: str) -> float:
-    pairs = [(getattr(s, attr), getattr(b, attr)) for s, b in zip(samples, baseline)]
+    pairs = [(getattr(s, attr), getattr(b, attr)) for s, b in zip(samples, baseline, strict=False)]
     return median((a - b) / 1e6 for a, b in pairs if a is not None and b is not None)
 
 
@@ -196,7 +200,7 @@ def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
         "wall_ms": median(wall) / 1e6,
         "wall_ms_q1": q1 / 1e6,
         "wall_ms_q3": q3 / 1e6,
-        "wall_us_per_chunk": median(w / 1e3 / max(1, s.chunks) for w, s in zip(wall, samples)),
+        "wall_us_per_chunk": median(w / 1e3 / max(1, s.chunks) for w, s in zip(wall, samples, strict=False)),
         "cpu_us_per_chunk": median(s.cpu_ns / 1e3 / max(1, s.chunks) for s in samples),
         "thread_cpu_us_per_chunk": median(s.thread_cpu_ns / 1e3 / max(1, s.chunks) for s in samples),
         "ttfc_ms": median(ttfc) / 1e6 if ttfc else None,
@@ -246,7 +250,7 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        current, peak = tracemalloc.get_traced_memory()
+        _current, peak = tracemalloc.get_traced_memory()
         self.peak_bytes = max(0, peak - self._start)
         gc.collect()
         self.retained_bytes = tracemalloc.get_traced_memory()[0] - self._start

@@ -28,18 +28,18 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from bench.measure import PeakMemory, best_and_median, end_run, median, prepare_run  # noqa: E402
-from bench.scenarios import API_KEY, MODEL, ChunkCounter, OTelStack, make_otel  # noqa: E402
-from crewtrace import LLM  # noqa: E402
-from crewtrace.events import (  # noqa: E402
+from bench.measure import PeakMemory, best_and_median, end_run, median, prepare_run
+from bench.scenarios import API_KEY, MODEL, ChunkCounter, OTelStack, make_otel
+from crewtrace import LLM
+from crewtrace.events import (
     EventBus,
     LLMCallCompletedEvent,
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
     TokenUsage,
 )
-from crewtrace.llm._recorder import CallRecorder  # noqa: E402
-from crewtrace.telemetry import OTelBridge  # noqa: E402
+from crewtrace.llm._recorder import CallRecorder
+from crewtrace.telemetry import OTelBridge
 
 GAP_NS = 300_000  # synthetic chunk spacing (~ litellm's per-chunk cost), for the gap histogram
 
@@ -354,7 +354,9 @@ def bus_alone(repeats: int) -> dict[str, Any]:
         count = n // 10
         t0 = time.perf_counter_ns()
         for i in range(count):
-            LLMStreamChunkEvent(call_id="c", model=MODEL, provider="openai", chunk="w1 ", chunk_index=i, response_id="r")
+            LLMStreamChunkEvent(
+                call_id="c", model=MODEL, provider="openai", chunk="w1 ", chunk_index=i, response_id="r"
+            )
         return (time.perf_counter_ns() - t0) / count
 
     # Coroutine handlers run on the bus's loop thread: throughput until flush() returns.

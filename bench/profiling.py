@@ -33,7 +33,7 @@ def _package(filename: str) -> str:
     for name in ("opentelemetry", "pydantic_core", "pydantic", "litellm", "openinference", "httpx", "openai"):
         if f"/{name}/" in filename:
             return name
-    if filename.startswith("~") or filename.startswith("<"):
+    if filename.startswith(("~", "<")):
         return "builtins"
     return "stdlib/other"
 
@@ -47,7 +47,9 @@ def _short(func: tuple[str, int, str]) -> str:
     return f"{filename}:{line}({name})"
 
 
-def cprofile_isolation(n: int = 1000, streams: int = 20, unprofiled_us_per_chunk: float | None = None) -> dict[str, Any]:
+def cprofile_isolation(
+    n: int = 1000, streams: int = 20, unprofiled_us_per_chunk: float | None = None
+) -> dict[str, Any]:
     """Profile ``streams`` calls of ``n`` chunks through LLM layer + bridge."""
     setup = _setup("llm+bridge")
     raws = raw_chunks(n)
@@ -91,7 +93,11 @@ def cprofile_isolation(n: int = 1000, streams: int = 20, unprofiled_us_per_chunk
         "share_by_package": {k: v / total_tt for k, v in by_package.most_common()},
         "crewtrace_functions": crewtrace_funcs[:20],
         "top_self_time": [
-            {"function": _short(func), "calls_per_chunk": v[1] / chunks, "self_us_per_chunk": v[2] * 1e6 / chunks * scale}
+            {
+                "function": _short(func),
+                "calls_per_chunk": v[1] / chunks,
+                "self_us_per_chunk": v[2] * 1e6 / chunks * scale,
+            }
             for func, v in top_self
         ],
     }

@@ -52,14 +52,23 @@ class Table:
         self.notes: list[str] = []
 
     def add(self, *cells: Any) -> None:
-        self.rows.append([_fmt(c, d) if not isinstance(c, str) else c for c, d in zip(cells, self.digits)])
+        self.rows.append(
+            [_fmt(c, d) if not isinstance(c, str) else c for c, d in zip(cells, self.digits, strict=False)]
+        )
 
     def text(self) -> str:
-        widths = [max(len(h), *(len(r[i]) for r in self.rows)) if self.rows else len(h) for i, h in enumerate(self.headers)]
-        lines = [self.title, "  ".join(h.ljust(w) for h, w in zip(self.headers, widths))]
+        widths = [
+            max(len(h), *(len(r[i]) for r in self.rows)) if self.rows else len(h) for i, h in enumerate(self.headers)
+        ]
+        lines = [self.title, "  ".join(h.ljust(w) for h, w in zip(self.headers, widths, strict=False))]
         lines.append("  ".join("-" * w for w in widths))
         for row in self.rows:
-            lines.append("  ".join(c.rjust(w) if i and _numeric(c) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+            lines.append(
+                "  ".join(
+                    c.rjust(w) if i and _numeric(c) else c.ljust(w)
+                    for i, (c, w) in enumerate(zip(row, widths, strict=False))
+                )
+            )
         lines.extend(f"  {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -108,7 +117,8 @@ def tables(result: dict[str, Any]) -> list[Table]:
     conc = e2e.get("async", {})
     if conc:
         t = Table(
-            f"Concurrent async streams ({e2e.get('async_chunks_per_stream', '?')} chunks each; medians, ratio paired per round)",
+            f"Concurrent async streams ({e2e.get('async_chunks_per_stream', '?')} chunks each; "
+            "medians, ratio paired per round)",
             ["scenario", "streams", "runs", "wall ms", "chunks/s", "throughput ratio to (1)", "ratio 95% CI"],
             [0, 0, 0, 0, 0, 3, 3],
         )
@@ -303,15 +313,15 @@ def evaluate_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             "the noise leaves unresolved",
         )
     if llm.get("llm+bridge"):
-        added = {
-            n: s["total_per_chunk_us"] - llm["llm"][n]["total_per_chunk_us"] for n, s in llm["llm+bridge"].items()
-        }
+        added = {n: s["total_per_chunk_us"] - llm["llm"][n]["total_per_chunk_us"] for n, s in llm["llm+bridge"].items()}
         whole = {n: s["total_per_chunk_us"] for n, s in llm["llm+bridge"].items()}
         goal(
             "bridge: µs per chunk in isolation (added to the LLM layer, end amortised)",
             "≤ 15 µs",
             ", ".join(f"{int(n):,}: {v:.1f}" for n, v in added.items())
-            + " (whole crewtrace: " + ", ".join(f"{v:.1f}" for v in whole.values()) + ")",
+            + " (whole crewtrace: "
+            + ", ".join(f"{v:.1f}" for v in whole.values())
+            + ")",
             max(added.values()) <= 15,
         )
         lengths = sorted(llm["llm+bridge"], key=int)
@@ -357,9 +367,14 @@ def evaluate_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             met = None
         else:
             met = True
-        goal("time to first chunk added", "≤ 0.2 ms", "; ".join(parts), met,
-             "met when warm; cold (caches flushed, as after the full GC before each end-to-end run) and "
-             "end to end it is above 0.2 ms or unresolved")
+        goal(
+            "time to first chunk added",
+            "≤ 0.2 ms",
+            "; ".join(parts),
+            met,
+            "met when warm; cold (caches flushed, as after the full GC before each end-to-end run) and "
+            "end to end it is above 0.2 ms or unresolved",
+        )
     mem = iso.get("memory", {}).get("llm+bridge", {})
     if len(mem) >= 2:
         lengths = sorted(mem, key=int)
@@ -368,7 +383,8 @@ def evaluate_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         goal(
             "memory for a stream is bounded (bridge's added peak, isolation)",
             "does not grow with length",
-            ", ".join(f"{int(n):,}: {mem[n]['added_peak_kib']:.0f} KiB" for n in lengths) + f"; slope {slope:.1f} B/chunk",
+            ", ".join(f"{int(n):,}: {mem[n]['added_peak_kib']:.0f} KiB" for n in lengths)
+            + f"; slope {slope:.1f} B/chunk",
             slope < 1.0,
             "the O(n) part is ChunkTimeline.gaps (8 B/chunk), kept until the stream ends",
         )
@@ -380,8 +396,12 @@ def evaluate_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         if ratio is not None:
             ci = s.get("throughput_ratio_ci95") or [None, None]
             cis = f" [CI {ci[0]:.1%}…{ci[1]:.1%}]" if _has_ci(ci) else ""
-            goal(f"throughput with {int(top)} concurrent streams vs uninstrumented", "≥ 95%", f"{ratio:.1%}{cis}",
-                 ratio >= 0.95)
+            goal(
+                f"throughput with {int(top)} concurrent streams vs uninstrumented",
+                "≥ 95%",
+                f"{ratio:.1%}{cis}",
+                ratio >= 0.95,
+            )
     for mode, block in sync_modes.items():
         peers: dict[str, list[tuple[str, float, float]]] = {}
         for n, b in block["lengths"].items():

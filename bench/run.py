@@ -118,7 +118,9 @@ def analyse_sync(samples: dict[str, list[Sample]]) -> dict[str, Any]:
         if name != BASELINE:
             s["ratio"] = paired_ratio(runs, base)
             s["ratio_iqr"] = list(paired_ratio_iqr(runs, base))
-            s["ratio_ci95"] = list(bootstrap_median_ci([r.wall_ns / b.wall_ns for r, b in zip(runs, base)]))
+            s["ratio_ci95"] = list(
+                bootstrap_median_ci([r.wall_ns / b.wall_ns for r, b in zip(runs, base, strict=False)])
+            )
             s["cpu_ratio"] = paired_ratio(runs, base, "cpu_ns")
             s["thread_cpu_ratio"] = paired_ratio(runs, base, "thread_cpu_ns")
             s["thread_cpu_overhead_us_per_chunk"] = paired_delta_per_chunk_us(runs, base, "thread_cpu_ns")
@@ -137,7 +139,7 @@ def analyse_async(samples: dict[str, list[Sample]]) -> dict[str, Any]:
         s["number"] = _number(name)
         if name != BASELINE:
             # throughput ratio = baseline time / this time, paired per round
-            ratios = [b.wall_ns / r.wall_ns for r, b in zip(runs, base)]
+            ratios = [b.wall_ns / r.wall_ns for r, b in zip(runs, base, strict=False)]
             s["throughput_ratio"] = median(ratios)
             s["throughput_ratio_iqr"] = list(quartiles(ratios))
             s["throughput_ratio_ci95"] = list(bootstrap_median_ci(ratios))
@@ -195,7 +197,7 @@ def run_sync_block(plan: Plan, harness: Harness, mode: str, log: Progress, first
         diffs = []
         for block in sync.values():
             runs, base = block["raw"][name], block["raw"][BASELINE]
-            diffs += [(r["ttfc_ns"] - b["ttfc_ns"]) / 1e6 for r, b in zip(runs, base)]
+            diffs += [(r["ttfc_ns"] - b["ttfc_ns"]) / 1e6 for r, b in zip(runs, base, strict=False)]
         pooled[name] = median(diffs)
         pooled_ci[name] = list(bootstrap_median_ci(diffs))
     return {"lengths": sync, "ttfc_added_pooled_ms": pooled, "ttfc_added_pooled_ci95_ms": pooled_ci}
@@ -289,18 +291,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="JSON output (default: docs/benchmarks.json; --quick writes none unless given)")
     parser.add_argument("--no-write", action="store_true", help="print only; write no JSON")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/benchmarks.md)")
-    parser.add_argument("--server", choices=["subprocess", "inproc"], default="subprocess",
-                        help="where the local OpenAI-compatible server runs (default: subprocess, own GIL)")
+    parser.add_argument(
+        "--server",
+        choices=["subprocess", "inproc"],
+        default="subprocess",
+        help="where the local OpenAI-compatible server runs (default: subprocess, own GIL)",
+    )
     parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS), help="comma-separated subset")
     parser.add_argument("--lengths", help="comma-separated stream lengths, e.g. 100,1000")
     parser.add_argument("--concurrency", help="comma-separated concurrency levels, e.g. 1,10,100")
     parser.add_argument("--async-chunks", type=int, help="chunks per stream in the concurrency runs")
     parser.add_argument("--rounds-scale", type=float, default=1.0, help="multiply every round count")
-    parser.add_argument("--litellm-mode", choices=["both", "default", "quiet"], default="both",
-                        help="sync floor: litellm as shipped, with its per-chunk logging off, or both (default)")
+    parser.add_argument(
+        "--litellm-mode",
+        choices=["both", "default", "quiet"],
+        default="both",
+        help="sync floor: litellm as shipped, with its per-chunk logging off, or both (default)",
+    )
     parser.add_argument("--span-processor", choices=["batch", "simple"], default="batch")
     parser.add_argument("--no-gc", action="store_true", help="disable the garbage collector during measured runs")
-    parser.add_argument("--skip", default="", help="comma-separated: isolation,candidates,sync,memory,async,placement,profile")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated: isolation,candidates,sync,memory,async,placement,profile"
+    )
     return parser.parse_args(argv)
 
 
@@ -341,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log = Progress()
     started = dt.datetime.now(dt.timezone.utc)
-    command = "python -m bench.run" + ("" if argv is None and len(sys.argv) <= 1 else " " + " ".join(argv or sys.argv[1:]))
+    command = "python -m bench.run" + (
+        "" if argv is None and len(sys.argv) <= 1 else " " + " ".join(argv or sys.argv[1:])
+    )
     result: dict[str, Any] = {
         "meta": {
             "command": command,
@@ -374,9 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         log("profile: cProfile of scenario 3 in isolation")
         unprofiled = result.get("isolation", {}).get("llm_layer", {}).get("llm+bridge", {}).get("1000", {})
         profile: dict[str, Any] = {
-            "cprofile": profiling.cprofile_isolation(
-                1000, plan.profile_streams, unprofiled.get("total_per_chunk_us")
-            )
+            "cprofile": profiling.cprofile_isolation(1000, plan.profile_streams, unprofiled.get("total_per_chunk_us"))
         }
         if plan.pyspy:
             log("profile: py-spy of scenario 3 end to end (1,000-chunk streams)")

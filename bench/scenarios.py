@@ -31,22 +31,22 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import (  # noqa: E402
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
 
-from bench.measure import Clock, Sample, drain_litellm, end_run, prepare_run  # noqa: E402
-from bench.server import prompt_for  # noqa: E402
-from crewtrace import LLM  # noqa: E402
-from crewtrace.events import BaseEventListener, EventBus, LLMStreamChunkEvent  # noqa: E402
-from crewtrace.llm._litellm import litellm  # noqa: E402
-from crewtrace.telemetry import OTelBridge  # noqa: E402
+from bench.measure import Clock, Sample, drain_litellm, end_run, prepare_run
+from bench.server import prompt_for
+from crewtrace import LLM
+from crewtrace.events import BaseEventListener, EventBus, LLMStreamChunkEvent
+from crewtrace.llm._litellm import litellm
+from crewtrace.telemetry import OTelBridge
 
 MODEL = "openai/gpt-4o-mini"  # a priced model, so cost is computed as in real use
 API_KEY = "sk-bench-not-a-real-key"

@@ -15,11 +15,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.support.openai_server import FakeOpenAIServer
+from tests.support.recording import Recorder
 
 from crewtrace import LLM
 from crewtrace.events import EventBus
-from tests.support.openai_server import FakeOpenAIServer
-from tests.support.recording import Recorder
 
 API_KEY = "sk-test-4f1c9a2b7e"  # a fake key the suite looks for wherever it must never appear
 

@@ -95,7 +95,9 @@ def test_basic_setup_streams(server: FakeOpenAIServer) -> None:
 
 def test_event_handling_prints_every_chunk(server: FakeOpenAIServer) -> None:
     out = run_snippet(server, BASIC_SETUP + EVENT_HANDLING + "\nllm.call('Hi there')\n")
-    printed = [line.removeprefix("Received chunk: ") for line in out.splitlines() if line.startswith("Received chunk: ")]
+    printed = [
+        line.removeprefix("Received chunk: ") for line in out.splitlines() if line.startswith("Received chunk: ")
+    ]
     assert "".join(printed) == "Answer for: Hi there"
     assert len(printed) > 1, "one line per streamed chunk"
 

@@ -24,7 +24,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, start_http_server
-
 from tests.support.openai_server import (
     FakeOpenAIServer,
     Fault,

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "LLM": "crewtrace.llm",
-    **{name: "crewtrace.crew" for name in ("Agent", "Crew", "CrewOutput", "Task", "TaskOutput", "Tool", "tool")},
+    **dict.fromkeys(("Agent", "Crew", "CrewOutput", "Task", "TaskOutput", "Tool", "tool"), "crewtrace.crew"),
 }
 
 __all__ = [

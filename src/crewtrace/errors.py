@@ -47,9 +47,7 @@ class LLMCallError(LLMError):
 class LLMStreamError(LLMError):
     """The stream broke after some chunks arrived; nothing received is lost."""
 
-    def __init__(
-        self, message: str, *, model: str, error_type: str, partial_text: str, chunks_received: int
-    ) -> None:
+    def __init__(self, message: str, *, model: str, error_type: str, partial_text: str, chunks_received: int) -> None:
         super().__init__(message, model=model, error_type=error_type)
         self.partial_text = partial_text
         self.chunks_received = chunks_received

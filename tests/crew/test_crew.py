@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
+from tests.support.recording import Recorder
 
 from crewtrace import LLM, Agent, ConfigurationError, Crew, CrewOutput, LLMCallError, MissingInputError, Task
 from crewtrace.events import (
@@ -19,8 +21,6 @@ from crewtrace.events import (
     LLMStreamChunkEvent,
     TaskFailedEvent,
 )
-from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
-from tests.support.recording import Recorder
 
 MakeLLM = Callable[..., LLM]
 
@@ -75,9 +75,7 @@ def test_explicit_context_limits_what_a_task_sees(server: FakeOpenAIServer, make
     assert "FIRST-OUT" in third_prompt and "SECOND-OUT" not in third_prompt
 
 
-def test_every_event_of_a_task_carries_run_task_and_agent(
-    make_llm: MakeLLM, bus: EventBus, recorder: Recorder
-) -> None:
+def test_every_event_of_a_task_carries_run_task_and_agent(make_llm: MakeLLM, bus: EventBus, recorder: Recorder) -> None:
     crew = two_task_crew(make_llm, bus)
     result = crew.kickoff(inputs=INPUTS)
     (started,) = recorder.of(CrewKickoffStartedEvent)
@@ -200,7 +198,7 @@ async def test_concurrent_crews_in_asyncio_tasks_never_mix_attribution(make_llm:
     crew = two_task_crew(make_llm, bus)
     topics = [f"topic-{n}" for n in range(4)]
     outputs = await asyncio.gather(*(crew.kickoff_async(inputs={"topic": t, "field": "AI"}) for t in topics))
-    _assert_runs_never_mix(recorder, dict(zip(topics, outputs)))
+    _assert_runs_never_mix(recorder, dict(zip(topics, outputs, strict=False)))
 
 
 def test_task_label_comes_from_the_description_template() -> None:
@@ -212,5 +210,5 @@ def test_task_label_comes_from_the_description_template() -> None:
 def test_agent_accepts_a_model_name(bus: EventBus) -> None:
     agent = Agent(role="R", goal="G", backstory="B", llm="openai/gpt-4o-mini")
     assert isinstance(agent.llm, LLM) and agent.llm.model == "openai/gpt-4o-mini"
-    with pytest.raises(TypeError, match="crewtrace.LLM or a model name"):
+    with pytest.raises(TypeError, match=r"crewtrace\.LLM or a model name"):
         Agent(role="R", goal="G", backstory="B", llm=42)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply, chop
+from tests.support.recording import Recorder
 
 from crewtrace import LLM, Agent, Crew, MaxIterationsError, Task, tool
 from crewtrace.events import (
@@ -20,8 +22,6 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
-from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply, chop
-from tests.support.recording import Recorder
 
 MakeLLM = Callable[..., LLM]
 
@@ -103,7 +103,7 @@ def test_tool_definitions_reject_what_has_no_schema() -> None:
         def anything(*values: int) -> None:
             """Varargs."""
 
-    with pytest.raises(TypeError, match="@crewtrace.tool"):
+    with pytest.raises(TypeError, match=r"@crewtrace\.tool"):
         Agent(role="R", goal="G", backstory="B", llm="openai/x", tools=[len])
     with pytest.raises(ValueError, match="timeout"):
         tool(timeout=0)(lambda: None)
@@ -112,7 +112,10 @@ def test_tool_definitions_reject_what_has_no_schema() -> None:
 def test_tool_loop_streams_tool_call_chunks_runs_both_parallel_calls_and_answers(
     server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus, recorder: Recorder
 ) -> None:
-    calls = [ToolCallReply("call_add", "add", '{"a": 20, "b": 22}'), ToolCallReply("call_shout", "shout", '{"text": "hello there"}')]
+    calls = [
+        ToolCallReply("call_add", "add", '{"a": 20, "b": 22}'),
+        ToolCallReply("call_shout", "shout", '{"text": "hello there"}'),
+    ]
     server.responder = answer_after_tools(calls)
     result = tool_crew(make_llm, bus, [add, shout]).kickoff()
     assert result.raw == "Final: 42 | HELLO THERE"
@@ -134,7 +137,9 @@ def test_tool_loop_streams_tool_call_chunks_runs_both_parallel_calls_and_answers
         assert len(mine) > 2, "arguments arrive split across chunks"
         assert mine[0].tool_call.id == call.id and mine[0].tool_call.name == call.name
         assert "".join(e.chunk for e in mine) == call.arguments
-    assert all(e.agent_role == "Calculator" and e.task_name == "compute" and e.run_id == result.run_id for e in fragments)
+    assert all(
+        e.agent_role == "Calculator" and e.task_name == "compute" and e.run_id == result.run_id for e in fragments
+    )
     (completed, _) = recorder.of(LLMCallCompletedEvent)
     assert [(c.id, c.name, c.arguments) for c in completed.tool_calls] == [(c.id, c.name, c.arguments) for c in calls]
 
@@ -162,8 +167,13 @@ def test_tool_loop_streams_tool_call_chunks_runs_both_parallel_calls_and_answers
     ids=["unknown-tool", "bad-json", "wrong-type", "missing-argument", "tool-raises", "timeout"],
 )
 def test_bad_tool_calls_go_back_to_the_model_and_the_run_goes_on(
-    server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus, recorder: Recorder,
-    call: ToolCallReply, error_type: str, message: str,
+    server: FakeOpenAIServer,
+    make_llm: MakeLLM,
+    bus: EventBus,
+    recorder: Recorder,
+    call: ToolCallReply,
+    error_type: str,
+    message: str,
 ) -> None:
     server.responder = answer_after_tools([call])
     started = time.perf_counter()

@@ -7,6 +7,9 @@ import gc
 from collections.abc import Callable
 
 import pytest
+from tests.conftest import API_KEY
+from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
+from tests.support.recording import Recorder
 
 from crewtrace import LLM, LLMCallError, LLMStreamError
 from crewtrace.events import (
@@ -16,9 +19,6 @@ from crewtrace.events import (
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
 )
-from tests.conftest import API_KEY
-from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
-from tests.support.recording import Recorder
 
 MakeLLM = Callable[..., LLM]
 

@@ -37,13 +37,12 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.support.crews import two_agent_crew
+from tests.support.ports import free_port
 
 from crewtrace import LLM, Crew
 from crewtrace.events import EventBus
-from crewtrace.telemetry import OTelBridge, Telemetry, setup_telemetry
-from crewtrace.telemetry import _log_filter
-from tests.support.crews import two_agent_crew
-from tests.support.ports import free_port
+from crewtrace.telemetry import OTelBridge, Telemetry, _log_filter, setup_telemetry
 
 MakeLLM = Callable[..., LLM]
 
@@ -326,7 +325,8 @@ def handler_count(bus: EventBus) -> int:
 
 def live_bridge_objects() -> dict[str, int]:
     """Instances of the bridge's per-call bookkeeping still alive anywhere in the process."""
-    from crewtrace.telemetry import _chunks, bridge as bridge_module
+    from crewtrace.telemetry import _chunks
+    from crewtrace.telemetry import bridge as bridge_module
 
     gc.collect()
     wanted = {

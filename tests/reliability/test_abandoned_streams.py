@@ -26,9 +26,6 @@ from typing import Any
 
 import pytest
 from opentelemetry.trace import StatusCode
-
-from crewtrace import LLM
-from crewtrace.events import LLMCallStartedEvent, LLMStreamChunkEvent
 from tests.reliability.conftest import (
     RELIABILITY_FILTERS,
     MakeLLM,
@@ -39,6 +36,9 @@ from tests.reliability.conftest import (
     small_crew,
 )
 from tests.support.openai_server import FakeOpenAIServer, Reply
+
+from crewtrace import LLM
+from crewtrace.events import LLMCallStartedEvent, LLMStreamChunkEvent
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 

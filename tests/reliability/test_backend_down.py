@@ -30,10 +30,10 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.reliability.conftest import RELIABILITY_FILTERS, Blackhole, MakeLLM, small_crew
 
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent, LLMStreamChunkEvent, TokenUsage
 from crewtrace.telemetry import Telemetry
-from tests.reliability.conftest import RELIABILITY_FILTERS, Blackhole, MakeLLM, small_crew
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
@@ -92,7 +92,10 @@ def test_crews_run_unchanged_and_the_dead_collector_is_reported_once(
     assert traced_time < 2 * plain_time + 1.0, (
         f"{RUNS} runs took {traced_time:.2f} s with a dead collector, {plain_time:.2f} s without telemetry"
     )
-    measure(f"{RUNS} crew runs without / with telemetry ({protocol}, {backend})", f"{plain_time:.2f} s / {traced_time:.2f} s")
+    measure(
+        f"{RUNS} crew runs without / with telemetry ({protocol}, {backend})",
+        f"{plain_time:.2f} s / {traced_time:.2f} s",
+    )
 
     warnings = _otel_warnings(caplog.records)
     assert warnings, "a dead collector must be visible in the log"
@@ -322,8 +325,10 @@ def test_a_burst_beyond_the_export_queue_is_dropped_without_blocking_and_counted
         f"dropped={dropped}, but ended ({started_spans}) - exported ({handed_to_exporter}) - queued ({queued}) "
         f"= {actually_dropped}"
     )
-    measure("spans ended / handed to exporter / queued / dropped (queue_full)", f"{started_spans:.0f} / "
-            f"{handed_to_exporter:.0f} / {queued:.0f} / {dropped:.0f}")
+    measure(
+        "spans ended / handed to exporter / queued / dropped (queue_full)",
+        f"{started_spans:.0f} / {handed_to_exporter:.0f} / {queued:.0f} / {dropped:.0f}",
+    )
     # crewtrace's own metrics do not depend on the span queue.
     assert sum(v for _, v in _series(text, "crewtrace_stream_chunks_total")) == calls * chunks
 

@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, export_log_filters, small_crew
+from tests.support.ports import free_port
 
 from crewtrace.errors import MetricsServerError
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent
 from crewtrace.telemetry import Telemetry, setup_telemetry
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, export_log_filters, small_crew
-from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
+
 
 def background_threads() -> set[str]:
     """Threads a telemetry set-up could leave running (SDK workers, the /metrics server)."""
@@ -77,13 +78,20 @@ FAILING: dict[str, Failing] = {
         "'http/json'",
     ),
     "unresolvable /metrics host": Failing(
-        {}, {"prometheus_port": 0, "prometheus_host": "no-such-host.invalid"}, MetricsServerError, "no-such-host.invalid"
+        {},
+        {"prometheus_port": 0, "prometheus_host": "no-such-host.invalid"},
+        MetricsServerError,
+        "no-such-host.invalid",
     ),
     "export timeout not a number": Failing(
         {"OTEL_EXPORTER_OTLP_TIMEOUT": "ten"}, GRPC, ValueError, "OTEL_EXPORTER_OTLP_TIMEOUT='ten'"
     ),
-    "negative schedule delay": Failing({"OTEL_BSP_SCHEDULE_DELAY": "-5"}, GRPC, ValueError, "OTEL_BSP_SCHEDULE_DELAY='-5'"),
-    "queue size not a number": Failing({"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, GRPC, ValueError, "OTEL_BSP_MAX_QUEUE_SIZE"),
+    "negative schedule delay": Failing(
+        {"OTEL_BSP_SCHEDULE_DELAY": "-5"}, GRPC, ValueError, "OTEL_BSP_SCHEDULE_DELAY='-5'"
+    ),
+    "queue size not a number": Failing(
+        {"OTEL_BSP_MAX_QUEUE_SIZE": "lots"}, GRPC, ValueError, "OTEL_BSP_MAX_QUEUE_SIZE"
+    ),
     "unknown gRPC compression": Failing(
         {"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd-ish"}, GRPC, Exception, "OTEL_EXPORTER_OTLP_COMPRESSION"
     ),
@@ -179,10 +187,12 @@ def test_non_fatal_misconfiguration_never_breaks_a_run(
     monkeypatch.setenv(variable, value)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     try:
-        telemetry = telemetries("svc-odd", otlp_endpoint=endpoint.format(port=free_port()), otlp_protocol=protocol,
-                                bus=bus)
+        telemetry = telemetries(
+            "svc-odd", otlp_endpoint=endpoint.format(port=free_port()), otlp_protocol=protocol, bus=bus
+        )
     except ValueError as error:  # refusing at setup is fine too, as long as it says what is wrong
-        assert variable in str(error) or value in str(error), str(error)
+        message = str(error)
+        assert variable in message or value in message, message
         return
     answers = [small_crew(make_llm, bus).kickoff(inputs={"topic": f"t{n}"}).raw for n in range(3)]
     assert all(a.startswith("Answer for:") for a in answers)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.reliability.conftest import RELIABILITY_FILTERS
 
 from crewtrace import Task
 from crewtrace.events import (
@@ -34,7 +35,6 @@ from crewtrace.events import (
     TokenUsage,
 )
 from crewtrace.telemetry import Telemetry
-from tests.reliability.conftest import RELIABILITY_FILTERS
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
@@ -42,7 +42,9 @@ CAP = 100  # OTelBridge's default max_label_values
 METRICS_BOUND = 6_000_000  # bytes of /metrics (text format) once every label is at its cap, one agent
 
 
-def feed_calls(bus: EventBus, first: int, last: int, *, agent: Callable[[int], str], task: Callable[[int], str]) -> None:
+def feed_calls(
+    bus: EventBus, first: int, last: int, *, agent: Callable[[int], str], task: Callable[[int], str]
+) -> None:
     """One streamed call per n: started, two chunks, then completed (every 10th fails with its own error type)."""
     for n in range(first, last):
         base = {
@@ -97,7 +99,7 @@ def label_values(text: str, label: str) -> set[str]:
         sample.labels[label]
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if label in sample.labels and sample.labels[label]
+        if sample.labels.get(label)
     }
 
 

@@ -16,6 +16,7 @@ tests/telemetry/test_bridge.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -23,11 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline, handler_count, open_state
+from tests.support.openai_server import FakeOpenAIServer, Reply
 
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMEvent, LLMStreamChunkEvent
 from crewtrace.telemetry import OTelBridge
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline, handler_count, open_state
-from tests.support.openai_server import FakeOpenAIServer, Reply
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
@@ -115,9 +116,10 @@ def test_a_slow_inline_handler_slows_its_stream_by_its_own_cost(
     # The slowdown is visible in the telemetry too: chunk events at least the handler's cost apart.
     (chat,) = pipeline.chat_spans()
     elapsed = [e.attributes["crewtrace.chunk.elapsed"] for e in chat.events if e.name == "crewtrace.stream.chunk"]
-    assert all(b - a >= HANDLER_DELAY * 0.9 for a, b in zip(elapsed, elapsed[1:])), elapsed
+    assert all(b - a >= HANDLER_DELAY * 0.9 for a, b in itertools.pairwise(elapsed)), elapsed
     measure(
-        f"{len(CHUNKS)}-chunk stream, no slow handler / inline handler sleeping {HANDLER_DELAY * 1000:.0f} ms per chunk",
+        f"{len(CHUNKS)}-chunk stream, no slow handler / inline handler sleeping "
+        f"{HANDLER_DELAY * 1000:.0f} ms per chunk",
         f"{plain * 1000:.0f} ms / {slow * 1000:.0f} ms (+{(slow - plain) / len(CHUNKS) * 1000:.0f} ms per chunk)",
     )
 

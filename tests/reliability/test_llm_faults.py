@@ -23,6 +23,7 @@ keeping the partial text, stream without usage (tests/llm, tests/telemetry/test_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,13 +31,13 @@ from typing import Any
 
 import pytest
 from opentelemetry.trace import StatusCode
-
-from crewtrace import LLM, LLMCallError, LLMStreamError
-from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallFailedEvent
 from tests.conftest import API_KEY
 from tests.reliability.conftest import RELIABILITY_FILTERS, Blackhole, MakeLLM, Pipeline, open_state
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.recording import Recorder
+
+from crewtrace import LLM, LLMCallError, LLMStreamError
+from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallFailedEvent
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
@@ -174,8 +175,15 @@ def test_a_stream_without_usage_reports_litellms_own_count(
 def test_a_server_that_never_answers_fails_with_timeout(
     blackhole: Blackhole, bus: EventBus, pipeline: Pipeline, recorder: Recorder, mode: str
 ) -> None:
-    llm = LLM("openai/test-model", stream=True, base_url=f"{blackhole.endpoint}/v1", api_key=API_KEY, bus=bus,
-              timeout=1, num_retries=0)
+    llm = LLM(
+        "openai/test-model",
+        stream=True,
+        base_url=f"{blackhole.endpoint}/v1",
+        api_key=API_KEY,
+        bus=bus,
+        timeout=1,
+        num_retries=0,
+    )
     started = time.monotonic()
     with pytest.raises(LLMCallError) as caught:
         run_mode(llm, mode, [])
@@ -202,10 +210,8 @@ def test_failures_do_not_accumulate_over_many_calls(
     server.responder = responder
     llm = make_llm(num_retries=0)
     for n in range(50):
-        try:
+        with contextlib.suppress(LLMCallError, LLMStreamError):
             llm.call(f"hello {n}")
-        except (LLMCallError, LLMStreamError):
-            pass
     assert len(recorder.of(LLMCallFailedEvent)) == 40 and len(recorder.of(LLMCallCompletedEvent)) == 10
     assert len(pipeline.chat_spans()) == 50
     error_types = {p.attributes.get("error.type") for p in pipeline.points("gen_ai.client.operation.duration")}

@@ -30,6 +30,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.conftest import API_KEY
+from tests.reliability.conftest import RELIABILITY_FILTERS, live_bridge_objects, metric_points, open_state
+from tests.support.openai_server import FakeOpenAIServer, Reply, last_user_text
 
 from crewtrace import LLM
 from crewtrace.events import (
@@ -42,9 +45,6 @@ from crewtrace.events import (
     use_scope,
 )
 from crewtrace.telemetry import OTelBridge
-from tests.conftest import API_KEY
-from tests.reliability.conftest import RELIABILITY_FILTERS, live_bridge_objects, metric_points, open_state
-from tests.support.openai_server import FakeOpenAIServer, Reply, last_user_text
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
@@ -97,8 +97,12 @@ def test_200_concurrent_streams_of_500_chunks_deliver_everything_in_order_never_
 
     async def one(k: int) -> list[str]:
         scope = ExecutionScope(
-            run_id=f"run-{k}", crew_name="load", task_id=f"task-{k}", task_name=f"task {k % 10}",
-            agent_id=f"agent-{k:03d}", agent_role=f"Agent {k:03d}",
+            run_id=f"run-{k}",
+            crew_name="load",
+            task_id=f"task-{k}",
+            task_name=f"task {k % 10}",
+            agent_id=f"agent-{k:03d}",
+            agent_role=f"Agent {k:03d}",
         )
         with use_scope(scope):
             return [piece async for piece in llm.astream(stream_name(k))]
@@ -110,7 +114,9 @@ def test_200_concurrent_streams_of_500_chunks_deliver_everything_in_order_never_
     received = asyncio.run(run_all())
     elapsed = time.perf_counter() - started
     total = STREAMS * CHUNKS
-    measure(f"{STREAMS} concurrent async streams x {CHUNKS} chunks", f"{elapsed:.1f} s ({total / elapsed:,.0f} chunks/s)")
+    measure(
+        f"{STREAMS} concurrent async streams x {CHUNKS} chunks", f"{elapsed:.1f} s ({total / elapsed:,.0f} chunks/s)"
+    )
     assert elapsed < TIME_LIMIT, f"{total:,} chunks took {elapsed:.1f} s"
 
     # The consumers: each got its own text, complete and in order.
@@ -169,8 +175,13 @@ def test_the_bridges_memory_for_200_open_streams_is_bounded_and_released(
 
     def base(k: int) -> dict[str, Any]:
         return {
-            "call_id": f"call-{k}", "model": "openai/test-model", "provider": "openai", "run_id": f"run-{k}",
-            "task_name": f"task {k % 10}", "agent_id": f"agent-{k}", "agent_role": f"Agent {k % 50}",
+            "call_id": f"call-{k}",
+            "model": "openai/test-model",
+            "provider": "openai",
+            "run_id": f"run-{k}",
+            "task_name": f"task {k % 10}",
+            "agent_id": f"agent-{k}",
+            "agent_role": f"Agent {k % 50}",
         }
 
     def replay(calls: int, chunks: int) -> tuple[int, int]:
@@ -185,10 +196,17 @@ def test_the_bridges_memory_for_200_open_streams_is_bounded_and_released(
             for b in bases:
                 bus.emit(None, LLMStreamChunkEvent(**b, chunk=f"w{index} ", chunk_index=index))
         for b in bases:
-            bus.emit(None, LLMCallCompletedEvent(
-                **b, response="", usage=TokenUsage(input_tokens=5, output_tokens=chunks), chunk_count=chunks,
-                duration_s=1.0, time_to_first_chunk_s=0.01,
-            ))
+            bus.emit(
+                None,
+                LLMCallCompletedEvent(
+                    **b,
+                    response="",
+                    usage=TokenUsage(input_tokens=5, output_tokens=chunks),
+                    chunk_count=chunks,
+                    duration_s=1.0,
+                    time_to_first_chunk_s=0.01,
+                ),
+            )
         del bases
         gc.collect()
         current, peak = tracemalloc.get_traced_memory()

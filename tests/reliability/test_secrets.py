@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from crewtrace import LLM, Agent, Crew, CrewtraceError, Task
-from crewtrace.events import BaseEvent, EventBus
-from crewtrace.telemetry import setup_telemetry
 from tests.reliability.conftest import RELIABILITY_FILTERS, stop_exporters
 from tests.support.openai_server import FakeOpenAIServer, Reply, last_user_text
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.recording import Recorder
+
+from crewtrace import LLM, Agent, Crew, CrewtraceError, Task
+from crewtrace.events import BaseEvent, EventBus
+from crewtrace.telemetry import setup_telemetry
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
@@ -106,7 +106,7 @@ def key_source(request: pytest.FixtureRequest, key: str, monkeypatch: pytest.Mon
         monkeypatch.setenv("OPENAI_API_KEY", key)
     else:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    yield request.param
+    return request.param
 
 
 def run_scenario(
@@ -169,9 +169,7 @@ def run_scenario(
             assert telemetry.metrics_url is not None
             with urllib.request.urlopen(telemetry.metrics_url, timeout=10) as response:
                 metrics_text = response.read().decode()
-            request = urllib.request.Request(
-                telemetry.metrics_url, headers={"Accept": "application/openmetrics-text"}
-            )
+            request = urllib.request.Request(telemetry.metrics_url, headers={"Accept": "application/openmetrics-text"})
             with urllib.request.urlopen(request, timeout=10) as response:
                 metrics_openmetrics = response.read().decode()
         finally:
@@ -238,8 +236,6 @@ def test_a_key_echoed_in_a_provider_error_never_reaches_telemetry_events_or_erro
     assert "upstream refused the credentials" in outputs.errors, "the provider's message is kept, minus the key"
     where = {**outputs.telemetry(), "events on the bus": outputs.events, "exception messages": outputs.errors}
     assert absent(key, where) == [], "the API key leaked"
-
-
 
 
 @pytest.mark.parametrize("key_source", ["env", "arg"], indirect=True)

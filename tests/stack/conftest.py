@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from tests.stack.dashboard_queries import load_dashboards, panel_queries, variable_queries
 from tests.support.prometheus import require_prometheus
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from tests.stack.dashboard_queries import PanelQuery, VariableQuery, iter_panels
 
 # The contract: what crewtrace's own /metrics and the collector's prometheus exporter both serve.

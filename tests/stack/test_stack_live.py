@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 from tests.stack.dashboard_queries import PanelQuery, VariableQuery
 from tests.support.demo_process import run_demo
 from tests.support.ports import free_port
@@ -31,10 +30,12 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusS
     require_prometheus()
     tmp = tmp_path_factory.mktemp("stack-live")
     port = free_port()
-    with PrometheusServer([f"127.0.0.1:{port}"], tmp_path=tmp) as server:
-        with run_demo("--metrics-port", str(port), "--keep-alive", log_dir=tmp):
-            server.wait_for(f'gen_ai_client_operation_duration_seconds_count{{service_name="{SERVICE}"}}', TIMEOUT)
-            yield server
+    with (
+        PrometheusServer([f"127.0.0.1:{port}"], tmp_path=tmp) as server,
+        run_demo("--metrics-port", str(port), "--keep-alive", log_dir=tmp),
+    ):
+        server.wait_for(f'gen_ai_client_operation_duration_seconds_count{{service_name="{SERVICE}"}}', TIMEOUT)
+        yield server
 
 
 def test_variable_has_values(prometheus: PrometheusServer, variable_query: VariableQuery) -> None:

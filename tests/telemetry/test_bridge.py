@@ -15,6 +15,9 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from tests.conftest import API_KEY
+from tests.support.crews import two_agent_crew
+from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 
 from crewtrace import LLM, Crew, LLMCallError
 from crewtrace.events import (
@@ -26,9 +29,6 @@ from crewtrace.events import (
     TokenUsage,
 )
 from crewtrace.telemetry import OTelBridge
-from tests.conftest import API_KEY
-from tests.support.crews import two_agent_crew
-from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 
 MakeLLM = Callable[..., LLM]
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -73,7 +73,7 @@ def test_one_trace_per_run_with_the_workflow_task_agent_chat_tree(
     assert len({s.context.trace_id for s in span_exporter.get_finished_spans()}) == 1
     for task, role in (("research", "Researcher"), ("write", "Writer")):
         (task_span,) = spans[f"execute_task {task}"]
-        (agent_span,) = [s for s in spans[f"invoke_agent {role}"]]
+        (agent_span,) = list(spans[f"invoke_agent {role}"])
         chat = next(s for s in spans["chat openai/test-model"] if s.attributes["crewtrace.task.name"] == task)
         assert task_span.parent.span_id == workflow.context.span_id
         assert agent_span.parent.span_id == task_span.context.span_id
@@ -210,7 +210,10 @@ def test_content_is_captured_only_when_turned_on(
 
 
 def test_failed_call_ends_its_span_with_error_status_and_type(
-    server: FakeOpenAIServer, make_llm: MakeLLM, bridge: OTelBridge, span_exporter: InMemorySpanExporter,
+    server: FakeOpenAIServer,
+    make_llm: MakeLLM,
+    bridge: OTelBridge,
+    span_exporter: InMemorySpanExporter,
     metric_reader: InMemoryMetricReader,
 ) -> None:
     server.queue(*[Reply(chunks=["x"], fault=Fault.STATUS_429)] * 3)
@@ -238,11 +241,16 @@ def test_failed_crew_ends_every_span_with_error(
         "invoke_agent Researcher",
         "invoke_workflow team",
     ]
-    assert all(s.status.status_code is StatusCode.ERROR and s.attributes["error.type"] == "InternalServerError" for s in spans)
+    assert all(
+        s.status.status_code is StatusCode.ERROR and s.attributes["error.type"] == "InternalServerError" for s in spans
+    )
 
 
 def test_abandoned_stream_ends_its_span_as_cancelled_and_active_returns_to_zero(
-    server: FakeOpenAIServer, make_llm: MakeLLM, bridge: OTelBridge, span_exporter: InMemorySpanExporter,
+    server: FakeOpenAIServer,
+    make_llm: MakeLLM,
+    bridge: OTelBridge,
+    span_exporter: InMemorySpanExporter,
     metric_reader: InMemoryMetricReader,
 ) -> None:
     server.queue(Reply(chunks=[f"c{i} " for i in range(40)], delay=0.005))
@@ -260,7 +268,10 @@ def test_abandoned_stream_ends_its_span_as_cancelled_and_active_returns_to_zero(
 
 
 def test_metrics_have_semconv_names_buckets_and_agent_task_attributes(
-    make_llm: MakeLLM, bus: EventBus, bridge: OTelBridge, metric_reader: InMemoryMetricReader,
+    make_llm: MakeLLM,
+    bus: EventBus,
+    bridge: OTelBridge,
+    metric_reader: InMemoryMetricReader,
     span_exporter: InMemorySpanExporter,
 ) -> None:
     crew_of_two(make_llm, bus).kickoff(inputs={"topic": "m"})
@@ -276,12 +287,16 @@ def test_metrics_have_semconv_names_buckets_and_agent_task_attributes(
         assert point.attributes["gen_ai.provider.name"] == "openai"
         assert point.attributes["gen_ai.request.model"] == "openai/test-model"
         assert set(point.attributes) == {
-            "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model",
-            "gen_ai.agent.name", "crewtrace.task.name",
+            "gen_ai.operation.name",
+            "gen_ai.provider.name",
+            "gen_ai.request.model",
+            "gen_ai.agent.name",
+            "crewtrace.task.name",
         }, "no ids or other high-cardinality labels"
-        (exemplar,) = [e for e in point.exemplars]
+        (exemplar,) = list(point.exemplars)
         chat = next(
-            s for s in span_exporter.get_finished_spans()
+            s
+            for s in span_exporter.get_finished_spans()
             if s.name.startswith("chat") and s.attributes["gen_ai.agent.name"] == point.attributes["gen_ai.agent.name"]
         )
         assert exemplar.trace_id == chat.context.trace_id and exemplar.span_id == chat.context.span_id
@@ -310,7 +325,10 @@ def test_label_values_are_capped_with_an_other_overflow(
 
 
 def test_an_application_span_around_kickoff_parents_the_workflow(
-    make_llm: MakeLLM, bus: EventBus, bridge: OTelBridge, tracer_provider: TracerProvider,
+    make_llm: MakeLLM,
+    bus: EventBus,
+    bridge: OTelBridge,
+    tracer_provider: TracerProvider,
     span_exporter: InMemorySpanExporter,
 ) -> None:
     tracer = tracer_provider.get_tracer("app")
@@ -357,8 +375,12 @@ async def test_parenting_holds_for_crews_running_in_asyncio_tasks(
 
 
 def test_user_listener_and_bridge_see_the_same_events_and_never_break_each_other(
-    server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus, tracer_provider: TracerProvider,
-    meter_provider: MeterProvider, span_exporter: InMemorySpanExporter,
+    server: FakeOpenAIServer,
+    make_llm: MakeLLM,
+    bus: EventBus,
+    tracer_provider: TracerProvider,
+    meter_provider: MeterProvider,
+    span_exporter: InMemorySpanExporter,
 ) -> None:
     seen_before: list[int] = []
     seen_after: list[int] = []

@@ -11,11 +11,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply, chop
 
 from crewtrace import LLM, Agent, Crew, Task, tool
 from crewtrace.events import EventBus
 from crewtrace.telemetry import OTelBridge
-from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply, chop
 
 MakeLLM = Callable[..., LLM]
 
@@ -29,7 +29,10 @@ def lookup(city: str) -> str:
 
 
 def run_tool_crew(server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus) -> None:
-    calls = [ToolCallReply("call_ok", "lookup", '{"city": "Lisbon"}'), ToolCallReply("call_bad", "lookup", '{"city": "Atlantis"}')]
+    calls = [
+        ToolCallReply("call_ok", "lookup", '{"city": "Lisbon"}'),
+        ToolCallReply("call_bad", "lookup", '{"city": "Atlantis"}'),
+    ]
 
     def respond(body: dict[str, Any]) -> Reply:
         if body["messages"][-1]["role"] != "tool":
@@ -54,8 +57,13 @@ def metric_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
 
 @pytest.mark.parametrize("capture", [False, True], ids=["capture-off", "capture-on"])
 def test_execute_tool_spans_sit_under_the_agent_next_to_the_chat_spans(
-    server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus, tracer_provider: TracerProvider,
-    meter_provider: MeterProvider, span_exporter: InMemorySpanExporter, capture: bool,
+    server: FakeOpenAIServer,
+    make_llm: MakeLLM,
+    bus: EventBus,
+    tracer_provider: TracerProvider,
+    meter_provider: MeterProvider,
+    span_exporter: InMemorySpanExporter,
+    capture: bool,
 ) -> None:
     bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture, bus=bus)
     run_tool_crew(server, make_llm, bus)
@@ -72,7 +80,10 @@ def test_execute_tool_spans_sit_under_the_agent_next_to_the_chat_spans(
         assert span.kind is SpanKind.INTERNAL
         assert span.attributes["gen_ai.operation.name"] == "execute_tool"
         assert span.attributes["gen_ai.tool.name"] == "lookup" and span.attributes["gen_ai.tool.type"] == "function"
-        assert span.attributes["gen_ai.agent.name"] == "Forecaster" and span.attributes["crewtrace.task.name"] == "forecast"
+        assert (
+            span.attributes["gen_ai.agent.name"] == "Forecaster"
+            and span.attributes["crewtrace.task.name"] == "forecast"
+        )
     assert chats[0].end_time <= ok.start_time <= ok.end_time <= bad.start_time <= chats[1].start_time
     assert ok.status.status_code is StatusCode.UNSET
     assert bad.status.status_code is StatusCode.ERROR and bad.attributes["error.type"] == "LookupError"
@@ -84,8 +95,12 @@ def test_execute_tool_spans_sit_under_the_agent_next_to_the_chat_spans(
 
 
 def test_tool_call_chunks_are_span_events_told_apart_from_text(
-    server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus, tracer_provider: TracerProvider,
-    meter_provider: MeterProvider, span_exporter: InMemorySpanExporter,
+    server: FakeOpenAIServer,
+    make_llm: MakeLLM,
+    bus: EventBus,
+    tracer_provider: TracerProvider,
+    meter_provider: MeterProvider,
+    span_exporter: InMemorySpanExporter,
 ) -> None:
     bridge = OTelBridge(tracer_provider, meter_provider, bus=bus)
     run_tool_crew(server, make_llm, bus)
@@ -96,14 +111,19 @@ def test_tool_call_chunks_are_span_events_told_apart_from_text(
     types = {e.attributes["crewtrace.chunk.type"] for e in first_chat.events}
     assert types <= {"tool_call", "mixed"} and "tool_call" in types
     assert {e.attributes["crewtrace.chunk.type"] for e in second_chat.events} == {"text"}
-    assert sum(e.attributes["crewtrace.chunk.count"] for e in first_chat.events) == first_chat.attributes[
-        "crewtrace.stream.chunk_count"
-    ]
+    assert (
+        sum(e.attributes["crewtrace.chunk.count"] for e in first_chat.events)
+        == first_chat.attributes["crewtrace.stream.chunk_count"]
+    )
 
 
 def test_tool_metrics_count_calls_and_errors_per_agent_task_and_tool(
-    server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus, tracer_provider: TracerProvider,
-    meter_provider: MeterProvider, metric_reader: InMemoryMetricReader,
+    server: FakeOpenAIServer,
+    make_llm: MakeLLM,
+    bus: EventBus,
+    tracer_provider: TracerProvider,
+    meter_provider: MeterProvider,
+    metric_reader: InMemoryMetricReader,
 ) -> None:
     bridge = OTelBridge(tracer_provider, meter_provider, bus=bus)
     run_tool_crew(server, make_llm, bus)

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-
-from crewtrace import LLM, Agent, Crew, CrewOutput, Task
-from crewtrace.events import EventBus, LLMCallCompletedEvent
-from crewtrace.telemetry import setup_telemetry
 from tests.conftest import API_KEY
 from tests.support.openai_server import FakeOpenAIServer, Reply, chop
 from tests.support.otlp_decode import attributes as decode_attributes
 from tests.support.otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver, ReceivedSpan
 from tests.support.recording import Recorder
+
+from crewtrace import LLM, Agent, Crew, CrewOutput, Task
+from crewtrace.events import EventBus, LLMCallCompletedEvent
+from crewtrace.telemetry import setup_telemetry
 
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 TOKEN_BUCKETS = [4.0**i for i in range(14)]  # 1, 4, 16 ... 67108864

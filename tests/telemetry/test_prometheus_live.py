@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tests.support.demo_process import DemoProcess, run_demo
 from tests.support.ports import free_port
 from tests.support.prometheus import PrometheusServer, require_prometheus
@@ -62,7 +61,7 @@ def parse_summary(stdout: str) -> dict[str, Row]:
     for line in lines[dashes + 1 :]:
         if not line.strip():
             break
-        row = dict(zip(heading, cells(line)))
+        row = dict(zip(heading, cells(line), strict=False))
         rows[row["agent"]] = Row(
             row["agent"],
             row["task"],

@@ -8,6 +8,7 @@ the global-provider behaviour is checked in fresh interpreters.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -24,14 +25,14 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
+from tests.conftest import API_KEY
+from tests.support.otlp_receiver import OTLPHttpReceiver
+from tests.support.ports import free_port
 
 from crewtrace import LLM, Agent, Crew, Task
 from crewtrace.errors import CrewtraceError, MetricsServerError
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent, LLMStreamChunkEvent
 from crewtrace.telemetry import Telemetry, setup_telemetry
-from tests.conftest import API_KEY
-from tests.support.otlp_receiver import OTLPHttpReceiver
-from tests.support.ports import free_port
 
 MakeLLM = Callable[..., LLM]
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,9 +144,7 @@ def test_resource_attributes_reach_both_providers(
         assert label in target_info
 
 
-def test_service_name_argument_beats_resource_attributes(
-    telemetries: Callable[..., Telemetry], bus: EventBus
-) -> None:
+def test_service_name_argument_beats_resource_attributes(telemetries: Callable[..., Telemetry], bus: EventBus) -> None:
     telemetry = telemetries("svc-arg", bus=bus, resource_attributes={"service.name": "svc-attr"})
     assert telemetry.tracer_provider.resource.attributes["service.name"] == "svc-arg"
 
@@ -276,10 +275,8 @@ def _shut_down_in_background(telemetry: Telemetry) -> None:
     def stop() -> None:
         closers = (telemetry.tracer_provider.shutdown, lambda: telemetry.meter_provider.shutdown(timeout_millis=500))
         for close in closers:
-            try:
+            with contextlib.suppress(Exception):
                 close()
-            except Exception:
-                pass
 
     threading.Thread(target=stop, name="test-cleanup", daemon=True).start()
 
@@ -311,7 +308,7 @@ def test_shutdown_stops_the_exporter_threads_even_when_the_flush_times_out(
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blackhole:
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(64)
-        endpoint = "http://127.0.0.1:%d" % blackhole.getsockname()[1]
+        endpoint = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
         before = set(threading.enumerate())
         telemetry = setup_telemetry("svc-hang", otlp_endpoint=endpoint, otlp_protocol="grpc", set_global=False, bus=bus)
         try:

@@ -15,12 +15,12 @@ from typing import Any
 
 import litellm
 import pytest
+from tests.conftest import API_KEY
+from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 
 from crewtrace import LLM, Agent, Crew, CrewOutput, LLMCallError, LLMStreamError, Task
 from crewtrace.events import EventBus
 from crewtrace.telemetry import Telemetry, setup_telemetry
-from tests.conftest import API_KEY
-from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 
 USAGE_LOGGER = "crewtrace.usage"
 PRICED_MODEL = "openai/gpt-4o-mini"  # in litellm's bundled price map, so calls have a cost
@@ -97,7 +97,7 @@ def fields(record: logging.LogRecord) -> dict[str, Any]:
 def check_crew_records(records: list[dict[str, Any]], output: CrewOutput, crew: Crew) -> None:
     assert [r["agent"] for r in records] == ["Researcher", "Writer"]
     usage = {"Researcher": (120, 4), "Writer": (230, 3)}
-    for record, agent, task in zip(records, crew.agents, crew.tasks):
+    for record, agent, task in zip(records, crew.agents, crew.tasks, strict=False):
         assert set(record) == FIELDS
         assert record["run_id"] == output.run_id and record["crew"] == "usage-crew"
         assert record["agent_id"] == agent.id
@@ -181,7 +181,10 @@ def test_a_stream_broken_mid_way_is_an_error_record_with_its_chunks(
 
 
 def test_usage_log_file_gets_one_json_line_per_call(
-    tmp_path: Path, server: FakeOpenAIServer, priced_llm: Callable[..., LLM], bus: EventBus,
+    tmp_path: Path,
+    server: FakeOpenAIServer,
+    priced_llm: Callable[..., LLM],
+    bus: EventBus,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     path = tmp_path / "logs" / "usage.jsonl"  # the directory does not exist yet
@@ -201,9 +204,9 @@ def test_usage_log_file_gets_one_json_line_per_call(
                 priced_llm(num_retries=0).call("will fail")
         finally:
             assert telemetry.shutdown() is True
-        assert not any(
-            isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in logger.handlers
-        ), "shutdown detaches the file handler"
+        assert not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in logger.handlers), (
+            "shutdown detaches the file handler"
+        )
         priced_llm().call("after shutdown")  # neither listened to nor written
     finally:
         logger.setLevel(saved[0])

@@ -53,9 +53,19 @@ class OfflineModel(CustomLLM):
 
     # litellm calls these with CustomLLM's long signature; only messages and optional_params matter here.
     def streaming(  # type: ignore[override]
-        self, model: str, messages: list[Any], api_base: str, custom_prompt_dict: dict[str, Any],
-        model_response: Any, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
-        optional_params: dict[str, Any], *args: Any, **kwargs: Any,
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str,
+        custom_prompt_dict: dict[str, Any],
+        model_response: Any,
+        print_verbose: Any,
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
     ) -> Iterator[GenericStreamingChunk]:
         delays = self._delays()
         for chunk in self._chunks(messages, optional_params):
@@ -63,9 +73,19 @@ class OfflineModel(CustomLLM):
             yield chunk
 
     async def astreaming(  # type: ignore[override]
-        self, model: str, messages: list[Any], api_base: str, custom_prompt_dict: dict[str, Any],
-        model_response: Any, print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any,
-        optional_params: dict[str, Any], *args: Any, **kwargs: Any,
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str,
+        custom_prompt_dict: dict[str, Any],
+        model_response: Any,
+        print_verbose: Any,
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
     ) -> AsyncIterator[GenericStreamingChunk]:
         delays = self._delays()
         for chunk in self._chunks(messages, optional_params):
@@ -77,7 +97,9 @@ class OfflineModel(CustomLLM):
         while True:
             yield self._chunk_delay
 
-    def _chunks(self, messages: list[dict[str, Any]], optional_params: Mapping[str, Any]) -> Iterator[GenericStreamingChunk]:
+    def _chunks(
+        self, messages: list[dict[str, Any]], optional_params: Mapping[str, Any]
+    ) -> Iterator[GenericStreamingChunk]:
         system = next((str(m.get("content")) for m in messages if m.get("role") == "system"), "")
         match = _ROLE.search(system)
         script = self._scripts.get(match.group(1) if match else "", Script(answer="I have nothing to add."))
@@ -95,11 +117,25 @@ class OfflineModel(CustomLLM):
 
 def _tool_call_chunks(calls: Sequence[ScriptedToolCall], prompt_tokens: int) -> Iterator[GenericStreamingChunk]:
     for index, call in enumerate(calls):
-        yield _chunk(tool_use={"id": f"call_{index}", "type": "function", "function": {"name": call.name, "arguments": ""}, "index": index})
+        yield _chunk(
+            tool_use={
+                "id": f"call_{index}",
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+                "index": index,
+            }
+        )
         arguments = json.dumps(dict(call.arguments))
         for start in range(0, len(arguments), 8):
             fragment = arguments[start : start + 8]
-            yield _chunk(tool_use={"id": None, "type": "function", "function": {"name": None, "arguments": fragment}, "index": index})
+            yield _chunk(
+                tool_use={
+                    "id": None,
+                    "type": "function",
+                    "function": {"name": None, "arguments": fragment},
+                    "index": index,
+                }
+            )
     yield _chunk(finish_reason="tool_calls", usage=(prompt_tokens, 10 * len(calls)))
 
 

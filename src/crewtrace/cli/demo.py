@@ -45,7 +45,10 @@ _SCRIPTS = {
             "2) time to first chunk matters more to users than total duration; "
             "3) token usage per task type shows where the money goes."
         ),
-        tool_calls=(ScriptedToolCall("search_notes", {"query": "streaming"}), ScriptedToolCall("search_notes", {"query": "latency"})),
+        tool_calls=(
+            ScriptedToolCall("search_notes", {"query": "streaming"}),
+            ScriptedToolCall("search_notes", {"query": "latency"}),
+        ),
     ),
     "Writer": Script(
         answer=(
@@ -191,7 +194,7 @@ class SummaryCollector(BaseEventListener):
                 )
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        rendered = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+        rendered = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip() for line in lines]
         rendered.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(rendered)
 

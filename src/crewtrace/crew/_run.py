@@ -91,7 +91,9 @@ def run(bus: EventBus, crew: Any, crew_name: str, steps: list[_Step], inputs: Ma
                 usage = usage + step_usage
         result = RunResult(run_id=scope.run_id or "", tasks_output=list(outputs.values()), token_usage=usage)
         final = result.tasks_output[-1].raw if result.tasks_output else ""
-        bus.emit(crew, CrewKickoffCompletedEvent(**scope.fields(), output=final, token_usage=usage, duration_s=elapsed()))
+        bus.emit(
+            crew, CrewKickoffCompletedEvent(**scope.fields(), output=final, token_usage=usage, duration_s=elapsed())
+        )
     return result
 
 

@@ -30,7 +30,11 @@ class Tool:
     """A function wrapped for agents; calling it calls the function."""
 
     def __init__(
-        self, func: Callable[..., Any], *, name: str | None = None, description: str | None = None,
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
         timeout: float | None = None,
     ) -> None:
         if timeout is not None and timeout <= 0:
@@ -56,7 +60,10 @@ class Tool:
         """The OpenAI ``tools=[...]`` entry."""
         parameters = self.args_model.model_json_schema()
         parameters.pop("title", None)
-        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": parameters}}
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": parameters},
+        }
 
     def parse_arguments(self, arguments: str) -> dict[str, Any]:
         """The model's JSON arguments, validated; raises ValueError saying what is wrong."""

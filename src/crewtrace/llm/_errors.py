@@ -58,9 +58,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _KEY_PATTERN.sub("***", text)
 
 
-def to_llm_error(
-    exc: BaseException, *, model: str, message: str, partial_text: str, chunks_received: int
-) -> LLMError:
+def to_llm_error(exc: BaseException, *, model: str, message: str, partial_text: str, chunks_received: int) -> LLMError:
     error_type = error_type_of(exc)
     if chunks_received == 0:
         return LLMCallError(f"{model}: {message}", model=model, error_type=error_type)

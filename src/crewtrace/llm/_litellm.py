@@ -13,7 +13,7 @@ from crewtrace.llm._errors import redact
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import litellm  # noqa: E402
+import litellm
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout for every error
 

@@ -102,9 +102,7 @@ class LLM:
                 pass
         else:
             try:
-                recorder.on_response(
-                    await litellm.acompletion(**self._request(normalised, stream=False, tools=tools))
-                )
+                recorder.on_response(await litellm.acompletion(**self._request(normalised, stream=False, tools=tools)))
             except BaseException as exc:
                 recorder.fail(exc)
         return recorder.completed()

@@ -49,7 +49,17 @@ class _Group:
 class ChunkTimeline:
     """Per-stream chunk bookkeeping; :meth:`add` is on the per-chunk hot path."""
 
-    __slots__ = ("_capture", "_groups", "_group_size", "_max_groups", "_pending", "count", "first", "gaps", "request_ns")
+    __slots__ = (
+        "_capture",
+        "_group_size",
+        "_groups",
+        "_max_groups",
+        "_pending",
+        "count",
+        "first",
+        "gaps",
+        "request_ns",
+    )
 
     def __init__(self, request_ns: int, *, max_events: int, capture_text: bool) -> None:
         self.request_ns = request_ns
@@ -88,7 +98,7 @@ class ChunkTimeline:
         groups.append(chunk)
         if len(groups) > self._max_groups:
             merged = groups[0::2]
-            for left, right in zip(merged, groups[1::2]):
+            for left, right in zip(merged, groups[1::2], strict=False):
                 left.absorb(right)
             self._groups = merged
             self._group_size *= 2

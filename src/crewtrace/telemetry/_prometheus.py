@@ -24,7 +24,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Union
+from typing import Any
 
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -134,11 +134,18 @@ class PrometheusReader(MetricReader):
     def __init__(self, *, cardinality_limits: CardinalityLimits | None = None) -> None:
         cumulative = AggregationTemporality.CUMULATIVE
         super().__init__(
-            preferred_temporality={
-                kind: cumulative
-                for kind in (Counter, UpDownCounter, Histogram, _Gauge, ObservableCounter,
-                             ObservableUpDownCounter, ObservableGauge)
-            },  # fmt: skip
+            preferred_temporality=dict.fromkeys(
+                (
+                    Counter,
+                    UpDownCounter,
+                    Histogram,
+                    _Gauge,
+                    ObservableCounter,
+                    ObservableUpDownCounter,
+                    ObservableGauge,
+                ),
+                cumulative,
+            ),
             cardinality_limits=cardinality_limits,
             otel_component_type=OtelComponentTypeValues.PROMETHEUS_HTTP_TEXT_METRIC_EXPORTER,
         )
@@ -207,7 +214,7 @@ def _merge_exemplars(old: Sequence[OtelExemplar], new: Sequence[OtelExemplar], p
     return [by_bucket[i] for i in sorted(by_bucket)]
 
 
-_Bucket = Union[tuple[str, float], tuple[str, float, Exemplar]]
+_Bucket = tuple[str, float] | tuple[str, float, Exemplar]
 
 
 @dataclass

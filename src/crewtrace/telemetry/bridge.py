@@ -184,7 +184,9 @@ class OTelBridge(BaseEventListener):
         self._open(task_key(event), run_key(event), f"{names.OP_EXECUTE_TASK} {event.task_name}", event, attributes)
 
     def _on_task_ended(self, source: Any, event: TaskCompletedEvent | TaskFailedEvent) -> None:
-        content = {names.TASK_OUTPUT: event.output} if self.capture_content and isinstance(event, TaskCompletedEvent) else {}
+        content = (
+            {names.TASK_OUTPUT: event.output} if self.capture_content and isinstance(event, TaskCompletedEvent) else {}
+        )
         self._close(task_key(event), event, content)
 
     def _on_agent_started(self, source: Any, event: AgentExecutionStartedEvent) -> None:
@@ -334,7 +336,9 @@ class OTelBridge(BaseEventListener):
         attributes = call.metric_attributes
         record = self._instruments
         if usage is not None:
-            record.token_usage.record(usage.input_tokens, {**attributes, names.TOKEN_TYPE: names.TOKEN_TYPE_INPUT}, context)
+            record.token_usage.record(
+                usage.input_tokens, {**attributes, names.TOKEN_TYPE: names.TOKEN_TYPE_INPUT}, context
+            )
             record.token_usage.record(
                 usage.output_tokens, {**attributes, names.TOKEN_TYPE: names.TOKEN_TYPE_OUTPUT}, context
             )

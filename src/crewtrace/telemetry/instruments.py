@@ -17,7 +17,7 @@ _TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
 # Per-chunk gaps (and most tool calls) are far below the call-duration buckets: add sub-10 ms ones.
-_CHUNK_GAP_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005) + _DURATION_BUCKETS
+_CHUNK_GAP_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, *_DURATION_BUCKETS)
 _COST_BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 
 
@@ -77,7 +77,9 @@ def create_instruments(meter: Meter) -> Instruments:
             names.METRIC_TOOL_CALLS, unit="{call}", description="Tool calls agents made, failed ones included."
         ),
         tool_errors=meter.create_counter(
-            names.METRIC_TOOL_ERRORS, unit="{call}", description="Tool calls that failed (their error went back to the model)."
+            names.METRIC_TOOL_ERRORS,
+            unit="{call}",
+            description="Tool calls that failed (their error went back to the model).",
         ),
         tool_duration=meter.create_histogram(
             names.METRIC_TOOL_DURATION,

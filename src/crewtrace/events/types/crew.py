@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from crewtrace.events.base import BaseEvent, FailureMixin, TokenUsage
 
 __all__ = ["CrewKickoffCompletedEvent", "CrewKickoffFailedEvent", "CrewKickoffStartedEvent"]
@@ -11,7 +13,7 @@ __all__ = ["CrewKickoffCompletedEvent", "CrewKickoffFailedEvent", "CrewKickoffSt
 
 class CrewKickoffStartedEvent(BaseEvent):
     type: Literal["crew_kickoff_started"] = "crew_kickoff_started"
-    inputs: dict[str, Any] = {}
+    inputs: dict[str, Any] = Field(default_factory=dict)
 
 
 class CrewKickoffCompletedEvent(BaseEvent):

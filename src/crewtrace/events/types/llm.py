@@ -80,7 +80,9 @@ class _LLMCallEnded(LLMEvent):
 class LLMCallCompletedEvent(_LLMCallEnded):
     type: Literal["llm_call_completed"] = "llm_call_completed"
     response: str
-    usage: TokenUsage | None = Field(default=None, description="From the stream's own usage chunk; None if it sent none.")
+    usage: TokenUsage | None = Field(
+        default=None, description="From the stream's own usage chunk; None if it sent none."
+    )
     finish_reason: str | None = None
     response_id: str | None = None
     response_model: str | None = None
