@@ -9,22 +9,87 @@
     ├── MetricsServerError        the Prometheus endpoint could not listen (also an OSError)
     └── MissingInputError         a {placeholder} that kickoff(inputs=...) did not fill
 
-Catch ``CrewtraceError`` for everything, or a leaf for one cause. The original
-exception (usually litellm's) is always chained as ``__cause__``.
+Catch ``CrewtraceError`` for everything, or a leaf for one cause.
+
+:class:`ErrorType` is the one vocabulary of ``error_type`` values (``error.type``
+in telemetry): crewtrace's own words for its own causes, otherwise the
+exception's class name.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Final
+
 __all__ = [
     "ConfigurationError",
     "CrewtraceError",
+    "ErrorType",
     "LLMCallError",
     "LLMError",
     "LLMStreamError",
     "MaxIterationsError",
     "MetricsServerError",
     "MissingInputError",
+    "error_type_of",
+    "is_cancellation",
 ]
+
+
+class ErrorType:
+    """The ``error_type`` values crewtrace assigns itself; any other value is an exception's class name."""
+
+    CANCELLED: Final = "cancelled"
+    """The consumer abandoned, closed or cancelled the work (break, ``close()``, GC, Ctrl-C, task cancel)."""
+    TIMEOUT: Final = "timeout"
+    """An LLM call or a tool ran out of time (before or during a stream)."""
+    UNKNOWN_TOOL: Final = "unknown_tool"
+    """The model asked for a tool the agent does not have."""
+    INVALID_ARGUMENTS: Final = "invalid_arguments"
+    """The model's tool arguments were not JSON or did not match the tool's schema."""
+    INVALID_RESULT: Final = "invalid_result"
+    """A tool returned something that cannot be sent back to the model as text."""
+    BRIDGE_CLOSED: Final = "bridge_closed"
+    """The telemetry bridge was closed while the span was still open."""
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc`` means the work was stopped from outside rather than failed."""
+    return isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt))
+
+
+def error_type_of(exc: BaseException) -> str:
+    """A short, low-cardinality cause: an :class:`ErrorType` value, or the exception's class name.
+
+    litellm wraps every mid-stream failure in ``MidStreamFallbackError`` around an
+    ``APIConnectionError``; the cause chain tells a timeout from a broken connection.
+    """
+    if is_cancellation(exc):
+        return ErrorType.CANCELLED
+    if isinstance(exc, LLMError):
+        return exc.error_type
+    original = getattr(exc, "original_exception", None)
+    if type(exc).__name__ == "MidStreamFallbackError" and isinstance(original, BaseException):
+        return ErrorType.TIMEOUT if _timed_out(original) else type(original).__name__
+    if _is_timeout(exc):
+        return ErrorType.TIMEOUT
+    return type(exc).__name__
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a timeout is anywhere in the cause chain (httpx, aiohttp, litellm, futures or builtin)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_timeout(current):
+            return True
+        current = current.__cause__ or current.__context__ or getattr(current, "original_exception", None)
+    return False
 
 
 class CrewtraceError(Exception):

@@ -13,7 +13,7 @@ Found here: litellm wraps every mid-stream failure in ``MidStreamFallbackError``
 ``litellm.APIConnectionError``, whatever the cause underneath (``httpx.ReadError`` for a
 reset, ``json.JSONDecodeError`` for a malformed event, ``httpx.ReadTimeout`` /
 ``aiohttp.SocketTimeoutError`` for a stall). A reset and a malformed event report
-``APIConnectionError``; a stall reports ``Timeout``, like a server that never sends its
+``APIConnectionError``; a stall reports ``timeout``, like a server that never sends its
 headers (crewtrace looks for a timeout in the cause chain).
 
 Covered elsewhere: 429 on ``call`` with an in-memory bridge, 500 failing a crew, reset
@@ -60,7 +60,7 @@ FAILURES = {
     "malformed": Expected(
         Reply(chunks=CHUNKS, fault=Fault.MALFORMED, fault_after=2), LLMStreamError, "APIConnectionError", 2
     ),
-    "stall": Expected(Reply(chunks=CHUNKS, fault=Fault.STALL, fault_after=2), LLMStreamError, "Timeout", 2),
+    "stall": Expected(Reply(chunks=CHUNKS, fault=Fault.STALL, fault_after=2), LLMStreamError, "timeout", 2),
 }
 
 
@@ -188,9 +188,9 @@ def test_a_server_that_never_answers_fails_with_timeout(
     with pytest.raises(LLMCallError) as caught:
         run_mode(llm, mode, [])
     assert time.monotonic() - started < 5.0
-    assert caught.value.error_type == "Timeout"
+    assert caught.value.error_type == "timeout"
     (chat,) = pipeline.chat_spans()
-    assert chat.status.status_code is StatusCode.ERROR and chat.attributes["error.type"] == "Timeout"
+    assert chat.status.status_code is StatusCode.ERROR and chat.attributes["error.type"] == "timeout"
     assert_nothing_left_open(pipeline)
 
 

@@ -15,14 +15,14 @@ from typing import Any
 from crewtrace.crew._flow import LLMRequest, Request, ToolRequest
 from crewtrace.crew.agent import Agent
 from crewtrace.crew.tool import Tool, ToolOutcome
-from crewtrace.errors import MaxIterationsError
+from crewtrace.errors import ErrorType, MaxIterationsError, error_type_of
 from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus
 from crewtrace.events.scope import ExecutionScope
 from crewtrace.events.types.llm import ToolCall
 from crewtrace.events.types.tool import ToolUsageErrorEvent, ToolUsageFinishedEvent, ToolUsageStartedEvent
 from crewtrace.llm import CallResult
-from crewtrace.llm._errors import error_type_of, redact
+from crewtrace.redaction import error_message
 
 
 def agent_loop(
@@ -59,12 +59,12 @@ def _call_tool(
     bus.emit(source, ToolUsageStartedEvent(**fields))
     if tool is None:
         known = ", ".join(sorted(t.name for t in agent.tools)) or "none"
-        outcome = ToolOutcome(None, f"unknown tool {call.name!r} (available: {known})", "unknown_tool", 0.0)
+        outcome = ToolOutcome(None, f"unknown tool {call.name!r} (available: {known})", ErrorType.UNKNOWN_TOOL, 0.0)
     else:
         try:
             arguments = tool.parse_arguments(call.arguments)
         except ValueError as exc:
-            outcome = ToolOutcome(None, str(exc), "invalid_arguments", 0.0)
+            outcome = ToolOutcome(None, str(exc), ErrorType.INVALID_ARGUMENTS, 0.0)
         else:
             started = time.perf_counter()
             try:
@@ -72,7 +72,7 @@ def _call_tool(
             except BaseException as exc:  # cancelled while the tool ran: its span must end too
                 failed = ToolUsageErrorEvent(
                     **fields,
-                    error=redact(f"{type(exc).__name__}: {exc}"),
+                    error=error_message(exc),
                     error_type=error_type_of(exc),
                     duration_s=time.perf_counter() - started,
                 )

@@ -33,10 +33,10 @@ class LLMRequest:
     tools: list[dict[str, Any]] | None = None
 
     def run(self) -> CallResult:
-        return self.llm._invoke(self.messages, self.tools)
+        return self.llm.invoke(self.messages, tools=self.tools)
 
     async def arun(self) -> CallResult:
-        return await self.llm._ainvoke(self.messages, self.tools)
+        return await self.llm.ainvoke(self.messages, tools=self.tools)
 
 
 @dataclass(frozen=True, slots=True)

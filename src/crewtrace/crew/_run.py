@@ -15,6 +15,7 @@ from crewtrace.crew._prompt import task_messages
 from crewtrace.crew._template import fill
 from crewtrace.crew.agent import Agent
 from crewtrace.crew.task import Task, TaskOutput
+from crewtrace.errors import error_type_of
 from crewtrace.events.base import BaseEvent, TokenUsage
 from crewtrace.events.bus import EventBus
 from crewtrace.events.scope import ExecutionScope, use_scope
@@ -29,7 +30,7 @@ from crewtrace.events.types.crew import (
     CrewKickoffStartedEvent,
 )
 from crewtrace.events.types.task import TaskCompletedEvent, TaskFailedEvent, TaskStartedEvent
-from crewtrace.llm._errors import error_type_of, redact
+from crewtrace.redaction import error_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +152,7 @@ def _phase(
             source,
             failed(
                 **scope.fields(),
-                error=redact(f"{type(exc).__name__}: {exc}"),
+                error=error_message(exc),
                 error_type=error_type_of(exc),
                 duration_s=elapsed(),
             ),

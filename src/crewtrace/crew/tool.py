@@ -21,6 +21,8 @@ from typing import Any, get_type_hints, overload
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from crewtrace.errors import ErrorType
+
 __all__ = ["Tool", "ToolOutcome", "tool"]
 
 _ARG_LINE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
@@ -132,7 +134,7 @@ def _run_in_thread(tool: Tool, arguments: dict[str, Any]) -> Any:
 
 def _failure(tool: Tool, exc: Exception, started: float) -> ToolOutcome:
     if isinstance(exc, (TimeoutError, FutureTimeout, asyncio.TimeoutError)):
-        message, error_type = f"timed out after {tool.timeout} s", "timeout"
+        message, error_type = f"timed out after {tool.timeout} s", ErrorType.TIMEOUT
     else:
         message, error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
     return ToolOutcome(None, message, error_type, time.perf_counter() - started)

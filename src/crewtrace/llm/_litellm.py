@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
-from crewtrace.llm._errors import redact
+from crewtrace.redaction import redact
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -17,10 +17,9 @@ import litellm
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout for every error
 
-__all__ = ["litellm", "register_secrets"]
+__all__ = ["litellm"]
 
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
-_secrets: set[str] = set()
 
 
 class _RedactKeys(logging.Filter):
@@ -28,14 +27,10 @@ class _RedactKeys(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message, _secrets)
+        cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
-
-
-def register_secrets(keys: tuple[str, ...]) -> None:
-    _secrets.update(keys)
 
 
 for _name in _LITELLM_LOGGERS:

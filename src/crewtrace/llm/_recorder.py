@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from crewtrace.errors import LLMError
+from crewtrace.errors import LLMError, error_type_of, is_cancellation
 from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus
 from crewtrace.events.scope import current_scope
@@ -26,7 +26,8 @@ from crewtrace.events.types.llm import (
     ToolCall,
     ToolCallChunk,
 )
-from crewtrace.llm._errors import error_type_of, is_cancellation, redact, to_llm_error
+from crewtrace.llm._errors import to_llm_error
+from crewtrace.redaction import error_message
 
 if TYPE_CHECKING:
     from crewtrace.llm.client import LLM
@@ -223,10 +224,7 @@ class CallRecorder:
             raise exc
         partial = "".join(self.parts)
         self.result = CallResult(text=partial, usage=_token_usage(self.usage), cost_usd=None, tool_calls=[])
-        if is_cancellation(exc):
-            message = _CANCELLED_MESSAGE
-        else:
-            message = redact(f"{type(exc).__name__}: {exc}", self._llm.secrets)
+        message = _CANCELLED_MESSAGE if is_cancellation(exc) else error_message(exc, self._llm.secrets)
         self._bus.emit(
             self._llm,
             LLMCallFailedEvent(

@@ -9,8 +9,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crewtrace.events.bus import EventBus, crewtrace_event_bus
-from crewtrace.llm._litellm import litellm, register_secrets
+from crewtrace.llm._litellm import litellm
 from crewtrace.llm._recorder import CallRecorder, CallResult
+from crewtrace.redaction import register_secrets
 
 __all__ = ["LLM", "Messages"]
 
@@ -71,17 +72,20 @@ class LLM:
         return self._stream(_normalise(messages))
 
     def call(self, messages: Messages) -> str:
-        return self._invoke(messages).text
+        return self.invoke(messages).text
 
     async def acall(self, messages: Messages) -> str:
-        return (await self._ainvoke(messages)).text
+        return (await self.ainvoke(messages)).text
 
     def astream(self, messages: Messages) -> AsyncIterator[str]:
         """Async form of :meth:`stream`."""
         return self._astream(_normalise(messages))
 
-    def _invoke(self, messages: Messages, tools: list[dict[str, Any]] | None = None) -> CallResult:
-        """One call, with tool definitions when an agent has tools; the result includes tool calls."""
+    def invoke(self, messages: Messages, *, tools: list[dict[str, Any]] | None = None) -> CallResult:
+        """One call with optional tool definitions (OpenAI ``tools=`` entries); the result includes tool calls.
+
+        Streams when the LLM was built with ``stream=True`` (chunk events as they arrive).
+        """
         normalised = _normalise(messages)
         recorder = CallRecorder(self, normalised, stream=self.stream_enabled)
         if self.stream_enabled:
@@ -94,7 +98,8 @@ class LLM:
                 recorder.fail(exc)
         return recorder.completed()
 
-    async def _ainvoke(self, messages: Messages, tools: list[dict[str, Any]] | None = None) -> CallResult:
+    async def ainvoke(self, messages: Messages, *, tools: list[dict[str, Any]] | None = None) -> CallResult:
+        """Async form of :meth:`invoke`."""
         normalised = _normalise(messages)
         recorder = CallRecorder(self, normalised, stream=self.stream_enabled)
         if self.stream_enabled:

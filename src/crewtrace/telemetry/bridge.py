@@ -23,6 +23,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, TracerProvider
 
 from crewtrace._version import __version__
+from crewtrace.errors import ErrorType
 from crewtrace.events import (
     AgentExecutionCompletedEvent,
     AgentExecutionErrorEvent,
@@ -152,7 +153,9 @@ class OTelBridge(BaseEventListener):
             calls, self._calls = self._calls, {}
             spans, self._spans = self._spans, {}
         for call in calls.values():
-            call.span.set_attributes({names.ERROR_TYPE: "bridge_closed", names.STREAM_CHUNK_COUNT: call.timeline.count})
+            call.span.set_attributes(
+                {names.ERROR_TYPE: ErrorType.BRIDGE_CLOSED, names.STREAM_CHUNK_COUNT: call.timeline.count}
+            )
             if call.stream:
                 self._instruments.stream_active.add(-1, call.metric_attributes)
             call.span.end()
