@@ -16,15 +16,13 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from litellm import CustomLLM
-from litellm.types.utils import GenericStreamingChunk
-
-from crewtrace.llm._litellm import litellm
+from crewtrace.llm.providers import CustomLLM, GenericStreamingChunk, register_model_prices, register_provider
 
 PROVIDER = "crewtrace-offline"
 MODEL = f"{PROVIDER}/demo"
 # Priced like a small hosted model, so cost metrics have something to show.
-_PRICE = {"input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07}
+_INPUT_COST_PER_TOKEN = 1.5e-07
+_OUTPUT_COST_PER_TOKEN = 6e-07
 _ROLE = re.compile(r"You are (.+?)\.")
 
 
@@ -52,7 +50,7 @@ class OfflineModel(CustomLLM):
         self._chunk_delay = chunk_delay
 
     # litellm calls these with CustomLLM's long signature; only messages and optional_params matter here.
-    def streaming(  # type: ignore[override]
+    def streaming(
         self,
         model: str,
         messages: list[Any],
@@ -155,19 +153,9 @@ def _chunk(
 
 
 def install(scripts: Mapping[str, Script]) -> str:
-    """Register the offline provider and its price with litellm; returns the model name to use."""
-    handler = OfflineModel(scripts)
-    others = [entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER]
-    litellm.custom_provider_map = [*others, {"provider": PROVIDER, "custom_handler": handler}]
-    litellm.register_model(
-        {
-            MODEL: {
-                **_PRICE,
-                "cache_creation_input_token_cost": 0.0,
-                "cache_read_input_token_cost": 0.0,
-                "litellm_provider": PROVIDER,
-                "mode": "chat",
-            }
-        }
+    """Register the offline provider and its price; returns the model name to use."""
+    register_provider(PROVIDER, OfflineModel(scripts))
+    register_model_prices(
+        MODEL, input_cost_per_token=_INPUT_COST_PER_TOKEN, output_cost_per_token=_OUTPUT_COST_PER_TOKEN
     )
     return MODEL

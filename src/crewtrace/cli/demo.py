@@ -1,4 +1,4 @@
-"""The demo crew, and the two listeners that show it live: chunks as they stream, then a summary."""
+"""``crewtrace demo``: a two-agent crew, its chunks live, a summary table and a waterfall of its trace."""
 
 from __future__ import annotations
 
@@ -6,30 +6,28 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
 
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from crewtrace.cli._delivery import HeldTelemetryLogs, nothing_listens_at, undelivered_message
+from crewtrace.cli._listeners import LiveChunkPrinter, SummaryCollector
 from crewtrace.cli._offline_model import Script, ScriptedToolCall
 from crewtrace.cli._offline_model import install as install_offline_model
+from crewtrace.cli.waterfall import Glyphs, render_waterfall
 from crewtrace.crew import Agent, Crew, Task, tool
 from crewtrace.errors import CrewtraceError
-from crewtrace.events import (
-    BaseEventListener,
-    EventBus,
-    LLMCallCompletedEvent,
-    LLMCallFailedEvent,
-    LLMStreamChunkEvent,
-    ToolUsageErrorEvent,
-    ToolUsageFinishedEvent,
-    crewtrace_event_bus,
-)
+from crewtrace.events import EventBus, crewtrace_event_bus
 from crewtrace.llm import LLM
+from crewtrace.telemetry import Telemetry, setup_telemetry
 
-if TYPE_CHECKING:
-    from crewtrace.telemetry import Telemetry
+__all__ = ["DEFAULT_TOPIC", "UsageError", "build_crew", "run_demo"]
 
-DEMO_INPUTS: Mapping[str, str] = {"topic": "observability for LLM agent crews"}
+DEFAULT_TOPIC = "observability for LLM agent crews"
+# Plenty for a collector that is up. With nothing listening at the endpoint the exporters would
+# retry with backoff until the timeout, so the demo gives them only a moment.
+SHUTDOWN_TIMEOUT_S = 3.0
+DEAD_ENDPOINT_SHUTDOWN_TIMEOUT_S = 0.5
 
 _NOTES = {
     "streaming": "Every streamed chunk carries its agent and task, so slow agents stand out.",
@@ -37,26 +35,32 @@ _NOTES = {
     "cost": "Token usage per task type shows where the money goes.",
 }
 
-# What the offline model says, per agent role (tool calls first where the agent has tools).
-_SCRIPTS = {
-    "Researcher": Script(
-        answer=(
-            "Key findings: 1) every streamed chunk carries its agent and task, so slow agents stand out; "
-            "2) time to first chunk matters more to users than total duration; "
-            "3) token usage per task type shows where the money goes."
+
+class UsageError(ValueError):
+    """A command-line value the user has to change (exit code 2)."""
+
+
+def offline_scripts(topic: str) -> dict[str, Script]:
+    """What the offline model says, per agent role (tool calls first where the agent has tools)."""
+    return {
+        "Researcher": Script(
+            answer=(
+                f"Key findings on {topic}: 1) every streamed chunk carries its agent and task, so slow agents "
+                "stand out; 2) time to first chunk matters more to users than total duration; "
+                "3) token usage per task type shows where the money goes."
+            ),
+            tool_calls=(
+                ScriptedToolCall("search_notes", {"query": "streaming"}),
+                ScriptedToolCall("search_notes", {"query": "latency"}),
+            ),
         ),
-        tool_calls=(
-            ScriptedToolCall("search_notes", {"query": "streaming"}),
-            ScriptedToolCall("search_notes", {"query": "latency"}),
+        "Writer": Script(
+            answer=(
+                f"Summary of {topic}: crews stream their answers chunk by chunk. Tracing each chunk with its "
+                "agent and task turns a black box into a timeline you can debug, meter and alert on."
+            )
         ),
-    ),
-    "Writer": Script(
-        answer=(
-            "Summary: crews stream their answers chunk by chunk. Tracing each chunk with its agent and task "
-            "turns a black box into a timeline you can debug, meter and alert on."
-        )
-    ),
-}
+    }
 
 
 @tool
@@ -70,10 +74,10 @@ def search_notes(query: str) -> str:
     return "\n".join(hits) or f"no notes about {query!r}"
 
 
-def build_crew(model: str | None, base_url: str | None, bus: EventBus) -> Crew:
-    """Two agents (the researcher with a tool), two tasks. ``model=None`` runs offline."""
+def build_crew(model: str | None, base_url: str | None, bus: EventBus, topic: str = DEFAULT_TOPIC) -> Crew:
+    """Two agents (the researcher with a tool), two tasks. ``model=None`` runs the offline model."""
     if model is None:
-        model = install_offline_model(_SCRIPTS)
+        model = install_offline_model(offline_scripts(topic))
     researcher = Agent(
         role="Researcher",
         goal="Find the three facts about {topic} that matter most.",
@@ -102,150 +106,79 @@ def build_crew(model: str | None, base_url: str | None, bus: EventBus) -> Crew:
     return Crew(name="demo-crew", agents=[researcher, writer], tasks=[research, summary], bus=bus)
 
 
-class LiveChunkPrinter(BaseEventListener):
-    """Prints chunks as they arrive, with a header whenever the agent or task changes, and tool calls."""
-
-    def __init__(self, bus: EventBus | None = None, out: TextIO = sys.stdout) -> None:
-        self._out = out
-        self._last: tuple[str | None, str | None] | None = None
-        super().__init__(bus)
-
-    def setup_listeners(self, crewtrace_event_bus: EventBus) -> None:
-        @crewtrace_event_bus.on(LLMStreamChunkEvent)
-        def on_chunk(source: Any, event: LLMStreamChunkEvent) -> None:
-            who = (event.agent_role, event.task_name)
-            if who != self._last:
-                self._last = who
-                self._out.write(f"\n\n[{event.agent_role} | {event.task_name}] ")
-            if event.tool_call is not None and event.tool_call.name:
-                self._out.write(f"\n  calls {event.tool_call.name} ")
-            self._out.write(event.chunk)
-            self._out.flush()
-
-        @crewtrace_event_bus.on(ToolUsageFinishedEvent)
-        @crewtrace_event_bus.on(ToolUsageErrorEvent)
-        def on_tool_result(source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
-            result = event.output if isinstance(event, ToolUsageFinishedEvent) else f"error: {event.error}"
-            self._out.write(f"\n  {event.tool_name} -> {result.splitlines()[0] if result else ''}\n  ")
-            self._out.flush()
-
-
-@dataclass
-class _Row:
-    calls: int = 0
-    failed: int = 0
-    tool_calls: int = 0
-    chunks: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    first_chunk_s: float = 0.0
-    duration_s: float = 0.0
-
-
-class SummaryCollector(BaseEventListener):
-    """Totals per agent and task, from the completed and failed events alone."""
-
-    def __init__(self, bus: EventBus | None = None) -> None:
-        self.rows: dict[tuple[str, str], _Row] = {}
-        self._lock = threading.Lock()
-        super().__init__(bus)
-
-    def setup_listeners(self, crewtrace_event_bus: EventBus) -> None:
-        @crewtrace_event_bus.on(LLMCallCompletedEvent)
-        @crewtrace_event_bus.on(LLMCallFailedEvent)
-        def on_end(source: Any, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:
-            key = (event.agent_role or "-", event.task_name or "-")
-            with self._lock:
-                row = self.rows.setdefault(key, _Row())
-                row.calls += 1
-                row.chunks += event.chunk_count
-                row.duration_s += event.duration_s
-                row.first_chunk_s += event.time_to_first_chunk_s or 0.0
-                if isinstance(event, LLMCallFailedEvent):
-                    row.failed += 1
-                elif event.usage is not None:
-                    row.input_tokens += event.usage.input_tokens
-                    row.output_tokens += event.usage.output_tokens
-
-        @crewtrace_event_bus.on(ToolUsageFinishedEvent)
-        @crewtrace_event_bus.on(ToolUsageErrorEvent)
-        def on_tool(source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
-            with self._lock:
-                self.rows.setdefault((event.agent_role or "-", event.task_name or "-"), _Row()).tool_calls += 1
-
-    def table(self) -> str:
-        header = (
-            "agent", "task", "calls", "failed", "tools", "chunks", "tokens in", "tokens out", "first chunk", "duration",
-        )  # fmt: skip
-        lines = [header]
-        for (agent, task), row in sorted(self.rows.items()):
-            lines.append(
-                (
-                    agent,
-                    task,
-                    str(row.calls),
-                    str(row.failed),
-                    str(row.tool_calls),
-                    str(row.chunks),
-                    str(row.input_tokens),
-                    str(row.output_tokens),
-                    f"{row.first_chunk_s / row.calls * 1000:.0f} ms",
-                    f"{row.duration_s / row.calls * 1000:.0f} ms",
-                )
-            )
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        rendered = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip() for line in lines]
-        rendered.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(rendered)
-
-
 def run_demo(args: argparse.Namespace) -> int:
-    telemetry = _setup_telemetry(args)
+    """Run the crew with telemetry; 0 on success, 1 if the crew failed. Raises UsageError for bad values."""
+    topic = args.topic or DEFAULT_TOPIC
     bus = crewtrace_event_bus
+    with HeldTelemetryLogs() as held:
+        telemetry = _setup_telemetry(args, bus)
+        dead_endpoint = False
+        try:
+            spans = InMemorySpanExporter()
+            telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+            code = _run(args, topic, bus, telemetry, spans)
+        finally:
+            # Also on Ctrl-C: the bridge ends what is still open, and the exporters get a bounded chance.
+            dead_endpoint = bool(args.otlp_endpoint) and nothing_listens_at(args.otlp_endpoint)
+            timeout = DEAD_ENDPOINT_SHUTDOWN_TIMEOUT_S if dead_endpoint else SHUTDOWN_TIMEOUT_S
+            delivered = telemetry.shutdown(timeout=timeout)
+    if args.otlp_endpoint and (dead_endpoint or not delivered or held.export_failed):
+        print(undelivered_message(args.otlp_endpoint), file=sys.stderr)
+    else:
+        held.replay()
+    return code
+
+
+def _run(args: argparse.Namespace, topic: str, bus: EventBus, telemetry: Telemetry, spans: InMemorySpanExporter) -> int:
     printer = LiveChunkPrinter(bus)
     summary = SummaryCollector(bus)
-    crew = build_crew(args.model, args.base_url, bus)
-    inputs = dict(DEMO_INPUTS) if args.topic is None else {"topic": args.topic}
-    mode = "offline model" if args.model is None else args.model
-    print(f"crewtrace demo: crew {crew.name!r}, {len(crew.agents)} agents, {len(crew.tasks)} tasks ({mode})")
-    if telemetry is not None and telemetry.metrics_url:
-        print(f"metrics: {telemetry.metrics_url}", flush=True)
     try:
-        result = crew.kickoff(inputs=inputs)
-    except CrewtraceError as exc:
-        print(f"\n\ncrew failed: {exc}", file=sys.stderr)
-        return 1
+        try:
+            crew = build_crew(args.model, args.base_url, bus, topic)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--model {args.model!r}: {exc}") from exc
+        mode = "offline model" if args.model is None else args.model
+        print(f"crewtrace demo: crew {crew.name!r}, {len(crew.agents)} agents, {len(crew.tasks)} tasks ({mode})")
+        if telemetry.metrics_url:
+            print(f"metrics: {telemetry.metrics_url}", flush=True)
+        code = 0
+        try:
+            crew.kickoff(inputs={"topic": topic})
+        except CrewtraceError as exc:
+            print(f"\n\ncrew failed: {_one_line(exc)}", file=sys.stderr, flush=True)
+            code = 1
     finally:
         printer.close()
         summary.close()
-        if telemetry is not None and not args.keep_alive:
-            telemetry.shutdown()
-    print(f"\n\nfinal answer: {result.raw}\n")
+    print("\n")
     print(summary.table())
-    usage = result.token_usage
-    print(f"\ntokens: {usage.input_tokens} in, {usage.output_tokens} out")
-    if telemetry is not None and args.keep_alive:
+    print()
+    print(render_waterfall(spans.get_finished_spans(), Glyphs.for_encoding(sys.stdout.encoding)), flush=True)
+    if args.keep_alive:
         print("\nkeeping telemetry alive until interrupted (Ctrl-C)", flush=True)
         _wait_for_signal()
-        telemetry.shutdown()
-    return 0
+    return code
 
 
-def _setup_telemetry(args: argparse.Namespace) -> Telemetry | None:
-    wanted = args.otlp_endpoint or args.metrics_port is not None or args.usage_log or args.keep_alive
-    if not wanted:
-        return None
-    from crewtrace.telemetry import setup_telemetry
+def _setup_telemetry(args: argparse.Namespace, bus: EventBus) -> Telemetry:
+    try:
+        return setup_telemetry(
+            args.service_name,
+            otlp_endpoint=args.otlp_endpoint,
+            otlp_protocol=args.otlp_protocol,
+            prometheus_port=args.metrics_port,
+            prometheus_host=args.metrics_host,
+            console=args.console,
+            capture_content=True if args.capture_content else None,
+            usage_log=args.usage_log,
+            bus=bus,
+        )
+    except ValueError as exc:  # a malformed endpoint, protocol or OTEL_* value: the user's to change
+        raise UsageError(str(exc)) from exc
 
-    return setup_telemetry(
-        args.service_name,
-        otlp_endpoint=args.otlp_endpoint,
-        otlp_protocol=args.otlp_protocol,
-        prometheus_port=args.metrics_port,
-        prometheus_host=args.metrics_host,
-        capture_content=True if args.capture_content else None,
-        usage_log=args.usage_log,
-    )
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _wait_for_signal() -> None:
