@@ -158,32 +158,33 @@ class SummaryCollector(BaseEventListener):
                 self.rows.setdefault((event.agent_role or "-", event.task_name or "-"), _Row()).tool_calls += 1
 
     def table(self) -> str:
-        """Totals per agent and task, mean time to first chunk and duration per call; fits 80 columns."""
-        header = ("agent", "task", "calls", "failed", "tools", "chunks", "tokens", "ttfc", "time")
+        """Totals per agent and task and the mean time to first chunk per call; fits 80 columns.
+
+        Columns are found by their heading (tests and scripts parse them); notes follow a blank line.
+        """
+        header = ("agent", "task", "calls", "failed", "chunks", "tokens in", "tokens out", "ttfc")
         lines = [header]
         for (agent, task), row in sorted(self.rows.items()):
-            calls = max(row.calls, 1)
             lines.append(
                 (
                     agent,
                     task,
                     str(row.calls),
                     str(row.failed),
-                    str(row.tool_calls),
                     str(row.chunks),
-                    f"{row.input_tokens}/{row.output_tokens}",
-                    format_seconds(row.first_chunk_s / calls),
-                    format_seconds(row.duration_s / calls),
+                    str(row.input_tokens),
+                    str(row.output_tokens),
+                    format_seconds(row.first_chunk_s / max(row.calls, 1)),
                 )
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         rendered = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
         rendered.insert(1, "  ".join("-" * w for w in widths))
         rows = self.rows.values()
-        cost = sum(row.cost_usd for row in rows)
         rendered += [
-            "tokens: in/out; ttfc: time to first chunk; ttfc and time: mean per call",
+            "",
+            f"ttfc: mean time to first chunk per call; tool calls: {sum(r.tool_calls for r in rows)}",
             f"total: {sum(r.input_tokens for r in rows)} tokens in, {sum(r.output_tokens for r in rows)} out, "
-            f"cost ${cost:.6f} (litellm's prices)",
+            f"cost ${sum(r.cost_usd for r in rows):.6f} (litellm's prices)",
         ]
         return "\n".join(rendered)

@@ -22,7 +22,7 @@ __all__ = ["Glyphs", "format_seconds", "render_waterfall"]
 WIDTH = 80
 _LABEL = 33
 _DURATION = 8
-_NOTE = 17
+_NOTE = 21  # room for "✗ InternalServerError"
 _BAR = WIDTH - _LABEL - 1 - 2 - _DURATION - 1 - _NOTE  # label, space, bar in |...|, duration, space, note
 
 
@@ -87,9 +87,7 @@ def _trace(spans: Sequence[ReadableSpan], glyphs: Glyphs) -> str:
 
 
 def _line(span: ReadableSpan, depth: int, origin: int, total: int, glyphs: Glyphs) -> str:
-    label = "  " * depth + span.name
-    if len(label) > _LABEL:
-        label = label[: _LABEL - 1] + glyphs.ellipsis
+    label = _clip("  " * depth + span.name, _LABEL, glyphs)
     first = math.floor((_start(span) - origin) / total * _BAR)
     last = max(math.ceil((_end(span) - origin) / total * _BAR), first + 1)
     first = min(first, _BAR - 1)
@@ -110,7 +108,7 @@ def _line(span: ReadableSpan, depth: int, origin: int, total: int, glyphs: Glyph
 def _note(span: ReadableSpan, glyphs: Glyphs) -> str:
     attributes = span.attributes or {}
     if span.status.status_code is StatusCode.ERROR:
-        return f"{glyphs.failed} {attributes.get(names.ERROR_TYPE, 'error')}"[:_NOTE]
+        return _clip(f"{glyphs.failed} {attributes.get(names.ERROR_TYPE, 'error')}", _NOTE, glyphs)
     parts = []
     ttfc = attributes.get(names.RESPONSE_TIME_TO_FIRST_CHUNK)
     if isinstance(ttfc, (int, float)):
@@ -118,7 +116,11 @@ def _note(span: ReadableSpan, glyphs: Glyphs) -> str:
     chunks = attributes.get(names.STREAM_CHUNK_COUNT)
     if isinstance(chunks, int):
         parts.append(f"{chunks} ch")
-    return " ".join(parts)[:_NOTE]
+    return _clip(" ".join(parts), _NOTE, glyphs)
+
+
+def _clip(text: str, width: int, glyphs: Glyphs) -> str:
+    return text if len(text) <= width else text[: width - 1] + glyphs.ellipsis
 
 
 def _duration(nanoseconds: int, *, compact: bool = False) -> str:

@@ -1,0 +1,42 @@
+"""Run ``crewtrace`` as a user does: a subprocess, without the variables the suite sets for itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+# Set by tests/conftest.py for the suite's own process; a user's shell has none of them.
+SUITE_VARIABLES = ("LITELLM_LOCAL_MODEL_COST_MAP",)
+
+
+def user_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in SUITE_VARIABLES}
+    env.update({"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", **(extra or {})})
+    return env
+
+
+def crewtrace_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "crewtrace", *args]
+
+
+def run_crewtrace(
+    *args: str, env: Mapping[str, str] | None = None, prefix: Sequence[str] = (), cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, *crewtrace_command(*args)],
+        env=user_env(env),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=180,
+        cwd=cwd,
+    )
+
+
+def one_line(text: str) -> str:
+    """The single line of ``text``; fails if there are more (or none)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got {len(lines)}:\n{text}"
+    return lines[0]
