@@ -1,24 +1,51 @@
-# Two entry points: `make demo` and `make test`. Each builds its own virtual environment.
+# `make demo` to see crewtrace, `make test` for the whole suite (what CI runs), `make test-fast` while you work.
+# Each builds the virtual environment it needs in .venv.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LOWEST_VENV ?= .venv-lowest
+# Skip reasons and the 15 slowest tests at the end of every run.
+PYTEST := -m pytest -q -rs --durations=15
+# The inner loop (under 2 minutes on 2 cores): no fault suite, no real Prometheus, nothing marked slow.
+FAST := -m "not slow and not integration" --ignore=tests/reliability
+# What the tests need beyond the test extra: `build` for tests/test_packaging.py.
+TEST_TOOLS := "build>=1.2,<2"
 
-.PHONY: demo test bench system-deps clean
+.PHONY: demo test test-fast test-lowest bench system-deps clean
 
-$(BIN)/crewtrace: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+
+# The demo needs crewtrace and its runtime dependencies only.
+$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-demo: $(BIN)/crewtrace
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]' $(TEST_TOOLS)
+	touch $@
+
+demo: $(VENV)/.demo-installed
 	$(BIN)/crewtrace demo
 
-test: $(BIN)/crewtrace
-	$(BIN)/python -m pytest -q
+# The newest versions the dependency ranges allow (pip's resolution), the whole suite.
+test: $(VENV)/.test-installed
+	$(BIN)/python $(PYTEST)
+
+test-fast: $(VENV)/.test-installed
+	$(BIN)/python $(PYTEST) $(FAST)
+
+# The lowest versions the ranges allow (uv's lowest-direct resolution), in a second environment, the whole suite.
+test-lowest: $(VENV)/.test-installed
+	$(BIN)/python -m pip install -q "uv>=0.5,<1"
+	$(BIN)/uv venv -q --allow-existing --python $(BIN)/python $(LOWEST_VENV)
+	$(BIN)/uv pip install -q --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e '.[test]' $(TEST_TOOLS) "pip>=24"
+	$(BIN)/uv pip list --python $(LOWEST_VENV)/bin/python | grep -iE '^(litellm|mcp|pydantic|opentelemetry-(api|sdk|semantic-conventions)|prometheus.client) '
+	$(LOWEST_VENV)/bin/python $(PYTEST)
 
 # Not part of the tests: a side-by-side benchmark (~12 min on 2 cores), results in docs/benchmarks.md.
-bench: $(BIN)/crewtrace
+bench: $(VENV)/.test-installed
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench.run
 
@@ -27,4 +54,4 @@ system-deps:
 	@command -v promtool >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q prometheus; }
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LOWEST_VENV) .pytest_cache .import_linter_cache build dist

@@ -13,6 +13,8 @@ SUITE_VARIABLES = ("LITELLM_LOCAL_MODEL_COST_MAP",)
 
 def user_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if name not in SUITE_VARIABLES}
+    if env.get("PYTHONPATH"):  # absolute, so that a run from another directory imports the same crewtrace
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in env["PYTHONPATH"].split(os.pathsep))
     env.update({"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", **(extra or {})})
     return env
 

@@ -93,6 +93,7 @@ def test_offline_demo_fits_80_columns_without_trailing_spaces(offline: tuple[str
         assert line == line.rstrip(), repr(line)
 
 
+@pytest.mark.slow  # a whole demo run
 def test_topic_changes_the_offline_answer(no_network: list[str]) -> None:
     result = run_crewtrace("demo", "--topic", "sleepy robots", prefix=no_network)
     assert result.returncode == 0, result.stderr
@@ -100,6 +101,7 @@ def test_topic_changes_the_offline_answer(no_network: list[str]) -> None:
     assert "Summary of sleepy robots:" in result.stdout
 
 
+@pytest.mark.slow  # a whole demo run
 def test_console_prints_raw_spans_and_metrics(no_network: list[str]) -> None:
     result = run_crewtrace("demo", "--console", prefix=no_network)
     assert result.returncode == 0, result.stderr
@@ -109,6 +111,7 @@ def test_console_prints_raw_spans_and_metrics(no_network: list[str]) -> None:
     assert "\ntrace " in result.stdout, "and the waterfall"
 
 
+@pytest.mark.slow  # a whole demo run
 def test_demo_runs_on_a_real_endpoint(server: FakeOpenAIServer) -> None:
     result = run_crewtrace(
         "demo", "--model", "openai/test-model", "--base-url", server.base_url, env={"OPENAI_API_KEY": "sk-demo"}
@@ -120,6 +123,7 @@ def test_demo_runs_on_a_real_endpoint(server: FakeOpenAIServer) -> None:
     assert [line.split(" |")[0].strip() for line in waterfall(result.stdout)][-1] == "chat openai/test-model"
 
 
+@pytest.mark.slow  # a whole demo run
 def test_a_failing_endpoint_is_one_line_exit_1_and_marked_in_the_waterfall(server: FakeOpenAIServer) -> None:
     server.responder = lambda body: Reply(chunks=["x"], fault=Fault.STATUS_500)
     result = run_crewtrace(
@@ -132,6 +136,7 @@ def test_a_failing_endpoint_is_one_line_exit_1_and_marked_in_the_waterfall(serve
     assert chat.endswith("✗ InternalServerError")
 
 
+@pytest.mark.slow  # a whole demo run
 def test_otlp_endpoint_with_nothing_listening_says_so_once_at_the_end(unused_port: int) -> None:
     endpoint = f"http://127.0.0.1:{unused_port}"
     for protocol in ("grpc", "http/protobuf"):
@@ -144,6 +149,7 @@ def test_otlp_endpoint_with_nothing_listening_says_so_once_at_the_end(unused_por
         assert "crewtrace stack crewtrace-stack && docker compose -f crewtrace-stack/docker-compose.yml up -d" in line
 
 
+@pytest.mark.slow  # a whole demo run
 def test_otlp_endpoint_with_a_collector_delivers_the_trace_quietly() -> None:
     with OTLPGrpcReceiver() as collector:
         result = run_crewtrace("demo", "--otlp-endpoint", collector.endpoint)

@@ -76,6 +76,7 @@ def test_a_metrics_port_in_use_is_one_line_exit_1(busy_port: int) -> None:
     assert line.startswith("crewtrace demo: error: ") and str(busy_port) in line
 
 
+@pytest.mark.slow  # starts a demo run
 def test_a_usage_log_that_cannot_be_written_is_one_line_exit_1(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     result = run_crewtrace("demo", "--usage-log", str(tmp_path / "file" / "usage.jsonl"))
@@ -83,6 +84,7 @@ def test_a_usage_log_that_cannot_be_written_is_one_line_exit_1(tmp_path: Path) -
     assert one_line(result.stderr).startswith("crewtrace demo: error: ")
 
 
+@pytest.mark.slow  # starts a demo run
 def test_ctrl_c_ends_the_run_and_its_spans_with_exit_130(server: FakeOpenAIServer) -> None:
     server.responder = lambda body: Reply(chunks=[f"word{i} " for i in range(200)], delay=0.05)
     with OTLPGrpcReceiver() as collector:
