@@ -96,7 +96,8 @@ def _line(span: ReadableSpan, depth: int, origin: int, total: int, glyphs: Glyph
     ttfc = attributes.get(names.RESPONSE_TIME_TO_FIRST_CHUNK)
     waiting_cells = 0
     if isinstance(ttfc, (int, float)):
-        waiting_cells = min(round(ttfc * 1e9 / total * _BAR), last - first - 1)
+        # At least one cell of waiting whenever the bar has room for both parts, so it always shows.
+        waiting_cells = min(max(round(ttfc * 1e9 / total * _BAR), 1), last - first - 1)
     cells = [" "] * _BAR
     for cell in range(first, last):
         cells[cell] = glyphs.waiting if cell - first < waiting_cells else glyphs.busy
