@@ -67,11 +67,11 @@ class CallRecorder:
         "usage",
     )
 
-    def __init__(self, llm: LLM, messages: list[dict[str, Any]], *, stream: bool) -> None:
+    def __init__(self, llm: LLM, messages: list[dict[str, Any]], *, stream: bool, bus: EventBus | None = None) -> None:
         self._llm = llm
-        self._bus: EventBus = llm.bus
+        self._bus: EventBus = llm.bus if bus is None else bus
         self._base: dict[str, Any] = {
-            **current_scope().fields(),
+            **current_scope(),
             "call_id": uuid.uuid4().hex,
             "model": llm.model,
             "provider": llm.provider,

@@ -81,13 +81,16 @@ class LLM:
         """Async form of :meth:`stream`."""
         return self._astream(_normalise(messages))
 
-    def invoke(self, messages: Messages, *, tools: list[dict[str, Any]] | None = None) -> CallResult:
+    def invoke(
+        self, messages: Messages, *, tools: list[dict[str, Any]] | None = None, bus: EventBus | None = None
+    ) -> CallResult:
         """One call with optional tool definitions (OpenAI ``tools=`` entries); the result includes tool calls.
 
-        Streams when the LLM was built with ``stream=True`` (chunk events as they arrive).
+        Streams when the LLM was built with ``stream=True`` (chunk events as they arrive). ``bus``
+        overrides the LLM's own for this call (a crew sends its LLM calls to its bus).
         """
         normalised = _normalise(messages)
-        recorder = CallRecorder(self, normalised, stream=self.stream_enabled)
+        recorder = CallRecorder(self, normalised, stream=self.stream_enabled, bus=bus)
         if self.stream_enabled:
             for _ in self._stream(normalised, recorder, tools):
                 pass
@@ -98,10 +101,12 @@ class LLM:
                 recorder.fail(exc)
         return recorder.completed()
 
-    async def ainvoke(self, messages: Messages, *, tools: list[dict[str, Any]] | None = None) -> CallResult:
+    async def ainvoke(
+        self, messages: Messages, *, tools: list[dict[str, Any]] | None = None, bus: EventBus | None = None
+    ) -> CallResult:
         """Async form of :meth:`invoke`."""
         normalised = _normalise(messages)
-        recorder = CallRecorder(self, normalised, stream=self.stream_enabled)
+        recorder = CallRecorder(self, normalised, stream=self.stream_enabled, bus=bus)
         if self.stream_enabled:
             async for _ in self._astream(normalised, recorder, tools):
                 pass
