@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import Any, TypedDict
 
 from crewtrace.crew._flow import LLMRequest, Request, ToolRequest
 from crewtrace.crew.agent import Agent
@@ -23,6 +23,15 @@ from crewtrace.events.types.llm import ToolCall
 from crewtrace.events.types.tool import ToolUsageErrorEvent, ToolUsageFinishedEvent, ToolUsageStartedEvent
 from crewtrace.llm import CallResult
 from crewtrace.redaction import error_message
+
+
+class _ToolIdentity(TypedDict):
+    """The fields every event of one tool call shares, beside its scope."""
+
+    tool_name: str
+    tool_call_id: str
+    arguments: str
+    iteration: int
 
 
 def agent_loop(
@@ -50,7 +59,7 @@ def _call_tool(
     """Run one tool call and return what the model gets back: the output or the error."""
     source = tool or agent
     fields = ExecutionScope(**scope)
-    identity = {"tool_name": call.name, "tool_call_id": call.id, "arguments": call.arguments, "iteration": iteration}
+    identity = _ToolIdentity(tool_name=call.name, tool_call_id=call.id, arguments=call.arguments, iteration=iteration)
     started = time.perf_counter()
     try:
         bus.emit(source, ToolUsageStartedEvent(**fields, **identity))

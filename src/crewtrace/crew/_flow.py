@@ -70,7 +70,8 @@ def drive(flow: Flow[T]) -> T:
             else:
                 request = flow.send(result)
     except StopIteration as stop:
-        return stop.value
+        value: T = stop.value
+        return value
 
 
 async def adrive(flow: Flow[T]) -> T:
@@ -85,4 +86,5 @@ async def adrive(flow: Flow[T]) -> T:
             else:
                 request = flow.send(result)
     except StopIteration as stop:
-        return stop.value
+        value: T = stop.value
+        return value

@@ -37,7 +37,7 @@ class Agent(StrictModel):
     role: str
     goal: str
     backstory: str
-    llm: LLM = Field(default=None, validate_default=True)  # type: ignore[assignment]
+    llm: LLM = Field(default=None, validate_default=True)
     tools: list[Tool] = Field(default_factory=list)
     max_iterations: int = Field(default=10, ge=1, description="LLM calls per task before giving up on tool loops.")
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))

@@ -8,6 +8,7 @@ validates the model's arguments against it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import re
@@ -141,7 +142,7 @@ def _in_thread(tool: Tool, func: Callable[..., Any], arguments: dict[str, Any], 
     # A thread cannot be killed: a tool that overruns keeps running, its result discarded.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"crewtrace-tool-{tool.name}")
     try:
-        return executor.submit(copy_context().run, func, **arguments).result(timeout=timeout)
+        return executor.submit(copy_context().run, functools.partial(func, **arguments)).result(timeout=timeout)
     finally:
         executor.shutdown(wait=False)
 
