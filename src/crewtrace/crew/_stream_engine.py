@@ -3,7 +3,7 @@
 See :mod:`crewtrace.crew.streaming` for the design. Both engines drive the
 run's flow behind a gate (each request first checks whether the consumer
 stopped the run and, for asyncio, waits for room in the queue) and hand the
-outcome to the shared ``RunState``.
+outcome to the shared ``_RunState``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from crewtrace.crew._flow import Flow, Request, adrive, drive
 
 if TYPE_CHECKING:
     from crewtrace.crew._run import RunResult
-    from crewtrace.crew.streaming import RunState, StreamChunk
+    from crewtrace.crew.streaming import StreamChunk, _RunState
 
 
 class StreamCancelled(asyncio.CancelledError):
@@ -113,7 +113,7 @@ class ThreadQueue(Gate):
 
 
 class ThreadRun:
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: _RunState) -> None:
         self._state = state
         self._queue = ThreadQueue(state.max_pending)
         self._thread: threading.Thread | None = None
@@ -211,7 +211,7 @@ class LoopQueue(Gate):
 
 
 class TaskRun:
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: _RunState) -> None:
         self._state = state
         self._queue: LoopQueue | None = None
         self._task: asyncio.Task[None] | None = None
@@ -236,6 +236,8 @@ class TaskRun:
             self._task.cancel()
         if self._task is not None:
             await asyncio.wait({self._task})  # returns once the run has stopped, raises nothing of the run's
+            if not self._state.ended:  # cancelled before it ever ran
+                self._state.settle(None, None)
 
     async def _work(self, queue: LoopQueue) -> None:
         output, error = None, None

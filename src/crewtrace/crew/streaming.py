@@ -96,7 +96,7 @@ RunFactory = Callable[[str], Flow["RunResult"]]
 
 
 class CrewStreamingOutput:
-    """What ``kickoff()`` / ``kickoff_async()`` return for a ``Crew(stream=True)``.
+    """What ``kickoff()`` / ``kickoff_async()`` of a ``Crew(stream=True)`` return (made by the crew, not by you).
 
     Iterate it once (``for``, or ``async for`` when it came from ``kickoff_async``);
     the run starts with the iteration. Then ``.result`` is the ``CrewOutput``. An
@@ -117,7 +117,7 @@ class CrewStreamingOutput:
         self.run_id = uuid.uuid4().hex
         """Known before the run starts: the ``run_id`` of its events (tool results, for one)."""
         self._asynchronous = asynchronous
-        self._state = RunState(self.run_id, factory, finish, bus, {task.id: n for n, task in enumerate(tasks)})
+        self._state = _RunState(self.run_id, factory, finish, bus, {task.id: n for n, task in enumerate(tasks)})
         self._engine: ThreadRun | TaskRun | None = None
 
     def __iter__(self) -> Iterator[StreamChunk]:
@@ -187,7 +187,7 @@ class CrewStreamingOutput:
         self._engine = engine
 
 
-class RunState:
+class _RunState:
     """One run's identity, outcome and chunk source; shared by whichever engine drives it."""
 
     def __init__(
