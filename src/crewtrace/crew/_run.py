@@ -86,8 +86,10 @@ def plan(tasks: Sequence[Task], inputs: Mapping[str, Any], *, verbose: bool = Fa
     return steps
 
 
-def run(bus: EventBus, crew: Any, crew_name: str, steps: list[_Step], inputs: Mapping[str, Any]) -> RunFlow:
-    scope = ExecutionScope(run_id=uuid.uuid4().hex, crew_name=crew_name)
+def run(
+    bus: EventBus, crew: Any, crew_name: str, steps: list[_Step], inputs: Mapping[str, Any], run_id: str | None = None
+) -> RunFlow:
+    scope = ExecutionScope(run_id=run_id or uuid.uuid4().hex, crew_name=crew_name)
     with use_scope(scope), _phase(bus, crew, scope, CrewKickoffFailedEvent) as elapsed:
         bus.emit(crew, CrewKickoffStartedEvent(**scope, inputs=dict(inputs)))
         outputs: dict[str, TaskOutput] = {}

@@ -11,6 +11,7 @@ from crewtrace.crew import _run
 from crewtrace.crew._flow import adrive, drive
 from crewtrace.crew._model import StrictModel
 from crewtrace.crew.agent import Agent
+from crewtrace.crew.streaming import CrewStreamingOutput
 from crewtrace.crew.task import Task, TaskOutput
 from crewtrace.errors import ConfigurationError
 from crewtrace.events.base import TokenUsage
@@ -60,6 +61,7 @@ class Crew(StrictModel):
     name: str | None = None
     process: str = _SEQUENTIAL
     verbose: bool = False
+    stream: bool = Field(default=False, description="kickoff() returns a CrewStreamingOutput of the run's chunks.")
     bus: EventBus = Field(default=crewtrace_event_bus, exclude=True, repr=False)
 
     @field_validator("process", mode="before")
@@ -99,16 +101,29 @@ class Crew(StrictModel):
         """The crew's name in events and telemetry; ``crew`` when it has none."""
         return self.name or "crew"
 
-    def kickoff(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput:
-        """Run the crew; ``inputs`` fill the ``{placeholders}`` of agents and tasks."""
+    def kickoff(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput | CrewStreamingOutput:
+        """Run the crew; ``inputs`` fill the ``{placeholders}`` of agents and tasks.
+
+        With ``stream=True`` it returns at once: the run starts when the chunks are iterated.
+        """
         inputs = dict(inputs or {})
         steps = _run.plan(self.tasks, inputs, verbose=self.verbose)
+        if self.stream:
+            return self._streaming(steps, inputs, asynchronous=False)
         return self._output(drive(_run.run(self.bus, self, self.label, steps, inputs)))
 
-    async def kickoff_async(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput:
+    async def kickoff_async(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput | CrewStreamingOutput:
         inputs = dict(inputs or {})
         steps = _run.plan(self.tasks, inputs, verbose=self.verbose)
+        if self.stream:
+            return self._streaming(steps, inputs, asynchronous=True)
         return self._output(await adrive(_run.run(self.bus, self, self.label, steps, inputs)))
+
+    def _streaming(self, steps: list[_run._Step], inputs: dict[str, Any], *, asynchronous: bool) -> CrewStreamingOutput:
+        def factory(run_id: str) -> _run.RunFlow:
+            return _run.run(self.bus, self, self.label, steps, inputs, run_id=run_id)
+
+        return CrewStreamingOutput(factory, self._output, self.bus, self.tasks, asynchronous=asynchronous)
 
     def _output(self, result: _run.RunResult) -> CrewOutput:
         return CrewOutput(
