@@ -20,12 +20,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, sdk_threads
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.ports import free_port
 
@@ -36,44 +36,6 @@ from crewtrace.telemetry import Telemetry, setup_telemetry
 
 MakeLLM = Callable[..., LLM]
 ROOT = Path(__file__).resolve().parents[2]
-
-_OTEL_ENV = (
-    "OTEL_SERVICE_NAME",
-    "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the developer's shell exports must not change what these tests see."""
-    for name in _OTEL_ENV:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def telemetries() -> Iterator[Callable[..., Telemetry]]:
-    """``setup_telemetry(set_global=False, ...)``, shut down at teardown whatever the test did."""
-    made: list[Telemetry] = []
-
-    def make(*args: object, **kwargs: object) -> Telemetry:
-        kwargs.setdefault("set_global", False)
-        telemetry = setup_telemetry(*args, **kwargs)  # type: ignore[arg-type]
-        made.append(telemetry)
-        return telemetry
-
-    yield make
-    for telemetry in made:
-        telemetry.shutdown(timeout=2.0)
-
-
-def sdk_threads() -> set[threading.Thread]:
-    """Worker threads the OpenTelemetry SDK starts (batch span processor, periodic metric reader)."""
-    return {t for t in threading.enumerate() if t.name.startswith("Otel") and t.is_alive()}
 
 
 def one_task_crew(make_llm: MakeLLM, bus: EventBus) -> Crew:
