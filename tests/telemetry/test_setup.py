@@ -411,3 +411,40 @@ def test_application_providers_stay_global_and_the_bridge_uses_its_own() -> None
     assert out["received_spans"] == ["chat openai/test-model"], "the bridge exports through crewtrace's providers"
     assert out["received_services"] == ["crewtrace-own"]
     assert "gen_ai.client.operation.duration" in out["received_metrics"]  # type: ignore[operator]
+
+
+def test_setting_up_again_after_a_shutdown_warns_once_that_the_globals_are_stale() -> None:
+    """OpenTelemetry sets its global providers once per process: the second telemetry cannot replace them."""
+    out = _run_python(
+        """
+        import json, logging
+        from opentelemetry import trace
+        from crewtrace.events import EventBus
+        from crewtrace.telemetry import setup_telemetry
+
+        warnings = []
+        class Collect(logging.Handler):
+            def emit(self, record):
+                if record.levelno >= logging.WARNING:
+                    warnings.append(record.getMessage())
+        logging.getLogger("crewtrace.telemetry").addHandler(Collect())
+
+        first = setup_telemetry("svc-first", bus=EventBus())
+        first.shutdown()
+        quiet_so_far = list(warnings)
+        second = setup_telemetry("svc-second", bus=EventBus())
+        third = setup_telemetry("svc-third", bus=EventBus())
+        result = {
+            "before": quiet_so_far,
+            "warnings": warnings,
+            "global_is_first": trace.get_tracer_provider() is first.tracer_provider,
+        }
+        second.shutdown()
+        third.shutdown()
+        print(json.dumps(result))
+        """
+    )
+    assert out["before"] == [], "a first setup and its shutdown say nothing"
+    assert out["global_is_first"] is True, "the globals cannot be replaced (OpenTelemetry's rule)"
+    (warning,) = out["warnings"]  # type: ignore[misc]
+    assert "shut down" in warning and "set_global=False" in warning and "tracer_provider=" in warning
