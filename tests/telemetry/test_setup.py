@@ -27,6 +27,7 @@ import pytest
 from opentelemetry import metrics, trace
 from tests.conftest import API_KEY, sdk_threads
 from tests.support.otlp_receiver import OTLPHttpReceiver
+from tests.support.polling import wait_until
 from tests.support.ports import free_port
 
 from crewtrace import LLM, Agent, Crew, Task
@@ -280,10 +281,7 @@ def test_shutdown_stops_the_exporter_threads_even_when_the_flush_times_out(
             assert telemetry.shutdown(timeout=0.3) is False
             # In the background the exports give up after ~1 s each, then the providers finish
             # shutting down; give that a generous bound.
-            deadline = time.monotonic() + 6.0
-            while any(t.is_alive() for t in ours) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not any(t.is_alive() for t in ours), f"still running: {sorted(t.name for t in ours if t.is_alive())}"
+            wait_until(lambda: not any(t.is_alive() for t in ours), 6.0, interval=0.05, what="exporter threads ended")
         finally:
             _shut_down_in_background(telemetry)
 
