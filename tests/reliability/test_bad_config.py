@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, export_log_filters, small_crew
+from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, export_log_filters, handler_count, small_crew
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
 
@@ -201,7 +201,7 @@ def test_non_fatal_misconfiguration_never_breaks_a_run(
 
 def test_setup_and_shutdown_cycles_accumulate_nothing(make_llm: MakeLLM, bus: EventBus, tmp_path: Path) -> None:
     threads, filters = background_threads(), export_log_filters()
-    handlers = len(bus._registrations)
+    handlers = handler_count(bus)
     for cycle in range(5):
         telemetry = setup_telemetry(
             "svc-cycle", prometheus_port=0, usage_log=tmp_path / "usage.jsonl", set_global=False, bus=bus
@@ -210,7 +210,7 @@ def test_setup_and_shutdown_cycles_accumulate_nothing(make_llm: MakeLLM, bus: Ev
         assert telemetry.shutdown(timeout=2.0) is True
     wait_until(lambda: background_threads() <= threads, 3.0, what="no thread left by the cycles")
     assert export_log_filters() == filters
-    assert len(bus._registrations) == handlers
+    assert handler_count(bus) == handlers
     assert (tmp_path / "usage.jsonl").read_text().count("\n") == 5
 
 
