@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import litellm
 from litellm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
 
-from crewtrace.llm._litellm import litellm
+import crewtrace.llm  # noqa: F401  (sets LITELLM_LOCAL_MODEL_COST_MAP before litellm loads)
 
 PROVIDER = "crewtrace-offline"
 MODEL = f"{PROVIDER}/demo"
