@@ -290,7 +290,7 @@ class CallRecorder:
     def _describe(self, exc: BaseException) -> str:
         message = error_message(exc, self._settings.secrets)
         url = self._settings.base_url
-        if url and self.chunk_count == 0 and "Connection" in type(exc).__name__ and url not in message:
+        if url and self.chunk_count == 0 and _could_not_connect(exc) and url not in message:
             message = f"{message} (tried {url})"
         return message
 
@@ -300,6 +300,18 @@ class CallRecorder:
             "duration_s": time.perf_counter() - self._started,
             "time_to_first_chunk_s": self.time_to_first_chunk,
         }
+
+
+def _could_not_connect(exc: BaseException) -> bool:
+    """Whether a connection failure is in the cause chain (litellm reports a refused one as a server error)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError) or "Connect" in type(current).__name__:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _token_usage(usage: Any) -> TokenUsage | None:
