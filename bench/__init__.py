@@ -1,9 +1,8 @@
 """crewtrace's benchmark (not part of the test suite).
 
-``python -m bench.run`` measures, interleaved in one run, bare litellm
-streaming, ``crewtrace.LLM`` with and without the OpenTelemetry bridge, the
-event bus alone and, where installed (the ``bench`` extra), OpenInference's
-litellm instrumentation and litellm's own OpenTelemetry callback. It prints
-tables and writes the same figures to ``docs/benchmarks.json``; the method
-and the latest results are in ``docs/benchmarks.md``.
+``python -m bench.run`` streams the same reply from one local server through every
+scenario of :mod:`bench.scenarios`, interleaved round by round, and writes what it
+measured as pyperf benchmark suites (one file per scenario) plus a markdown table.
+Compare any two runs or scenarios with ``python -m pyperf compare_to A.json B.json``.
+The method and the latest results are in ``docs/benchmarks.md``.
 """

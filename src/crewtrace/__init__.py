@@ -25,12 +25,39 @@ from crewtrace.errors import (
 )
 
 if TYPE_CHECKING:
-    from crewtrace.crew import Agent, Crew, CrewOutput, Task, TaskOutput, Tool, tool
+    from crewtrace.crew import (
+        Agent,
+        Crew,
+        CrewOutput,
+        CrewStreamingOutput,
+        StreamChunk,
+        StreamChunkType,
+        Task,
+        TaskOutput,
+        Tool,
+        ToolCallChunk,
+        tool,
+    )
     from crewtrace.llm import LLM
 
 _LAZY = {
     "LLM": "crewtrace.llm",
-    **dict.fromkeys(("Agent", "Crew", "CrewOutput", "Task", "TaskOutput", "Tool", "tool"), "crewtrace.crew"),
+    **dict.fromkeys(
+        (
+            "Agent",
+            "Crew",
+            "CrewOutput",
+            "CrewStreamingOutput",
+            "StreamChunk",
+            "StreamChunkType",
+            "Task",
+            "TaskOutput",
+            "Tool",
+            "ToolCallChunk",
+            "tool",
+        ),
+        "crewtrace.crew",
+    ),
 }
 
 __all__ = [
@@ -39,6 +66,7 @@ __all__ = [
     "ConfigurationError",
     "Crew",
     "CrewOutput",
+    "CrewStreamingOutput",
     "CrewtraceError",
     "LLMCallError",
     "LLMError",
@@ -46,9 +74,12 @@ __all__ = [
     "MaxIterationsError",
     "MetricsServerError",
     "MissingInputError",
+    "StreamChunk",
+    "StreamChunkType",
     "Task",
     "TaskOutput",
     "Tool",
+    "ToolCallChunk",
     "__version__",
     "tool",
 ]

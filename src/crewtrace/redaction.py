@@ -6,6 +6,12 @@ secret and key-shaped token replaced and its length bounded. Known secrets are
 the API keys an ``LLM`` was given or read from the provider's variable; they
 are registered here once, process-wide, so that layers which never saw the
 key (a tool's error, a task's failure) redact it too.
+
+What each consumer gets of an error: events (in-process, like the prompts they
+carry) hold the redacted, bounded message; telemetry holds only the error type
+unless content capture is on, because a message can echo tool arguments or
+the request; exceptions crewtrace raises chain a redacted stand-in, never the
+provider's own exception text.
 """
 
 from __future__ import annotations

@@ -87,7 +87,8 @@ def test_every_event_of_a_task_carries_run_task_and_agent(make_llm: MakeLLM, bus
         of_task = [e for e in llm_events if e.task_id == task.id]
         assert {e.type for e in of_task} == {"llm_call_started", "llm_stream_chunk", "llm_call_completed"}
         assert all(e.agent_id == agent.id and e.task_name == task.label for e in of_task)
-    assert {e.agent_role for e in llm_events} == {"AI Researcher", "Writer"}
+    # The role as written, not as filled in: inputs are content, never attribution.
+    assert {e.agent_role for e in llm_events} == {"{field} Researcher", "Writer"}
     sequence = [e.type for e in recorder.events if not isinstance(e, LLMEvent)]
     assert sequence == [
         "crew_kickoff_started",

@@ -32,10 +32,11 @@ from tests.reliability.conftest import (
     Pipeline,
     handler_count,
     live_bridge_objects,
-    open_state,
+    open_calls,
     small_crew,
 )
 from tests.support.openai_server import FakeOpenAIServer, Reply
+from tests.support.polling import await_until, wait_until
 
 from crewtrace import LLM
 from crewtrace.events import LLMCallStartedEvent, LLMStreamChunkEvent
@@ -46,7 +47,7 @@ CHUNKS = [f"c{i} " for i in range(5)]
 
 
 def assert_all_closed(pipeline: Pipeline, handlers_before: int) -> None:
-    assert all(n == 0 for n in open_state(pipeline.bridge).values()), open_state(pipeline.bridge)
+    assert pipeline.bridge.open_spans() == ()
     assert pipeline.value("crewtrace.stream.active") == 0
     assert pipeline.value("otel.sdk.span.live") == 0, "the SDK counts a span still open"
     assert pipeline.counter.open == 0, f"{pipeline.counter.started} started, {pipeline.counter.ended} ended"
@@ -140,9 +141,7 @@ ASYNC_WAYS = [abandon_async_by_break, abandon_async_by_aclose, abandon_async_by_
 
 async def settle(pipeline: Pipeline, timeout: float = 2.0) -> None:
     """An abandoned async generator is finalised by the event loop (aclose() scheduled by its GC hook)."""
-    deadline = time.monotonic() + timeout
-    while open_state(pipeline.bridge)["_calls"] and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
+    await await_until(lambda: not open_calls(pipeline.bridge), timeout, what="every abandoned call ended")
 
 
 @pytest.mark.parametrize("way", SYNC_WAYS, ids=lambda f: f.__name__)
@@ -187,8 +186,7 @@ def test_cancelling_a_task_while_it_awaits_the_next_chunk_ends_the_span(
                 received.append(piece)
 
         task = asyncio.create_task(consumer())
-        while len(received) < 2:
-            await asyncio.sleep(0.005)
+        await await_until(lambda: len(received) >= 2, what="two chunks received")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -298,7 +296,7 @@ def test_closing_the_bridge_mid_stream_ends_the_span_and_spares_the_stream(
     (chat,) = pipeline.chat_spans()
     assert chat.attributes["error.type"] == "bridge_closed"
     assert chat.attributes["crewtrace.stream.chunk_count"] == 2, "the chunks seen before the bridge closed"
-    assert all(n == 0 for n in open_state(pipeline.bridge).values())
+    assert pipeline.bridge.open_spans() == ()
     assert pipeline.value("crewtrace.stream.active") == 0, "a MeterProvider that outlives the bridge reads 0"
     assert pipeline.counter.open == 0 and pipeline.value("otel.sdk.span.live") == 0
     assert handler_count(pipeline.bus) < handlers, "the bridge's handlers are gone"
@@ -343,11 +341,10 @@ def test_a_thousand_abandoned_streams_leave_nothing_behind(
     assert all(s.attributes["crewtrace.stream.chunk_count"] == 2 for s in chats)
     assert_all_closed(pipeline, handlers)
     assert live_bridge_objects() == objects, "no per-call bookkeeping survives its call"
-    time.sleep(0.2)
-    assert len(server._connections) <= 2, "abandoned streams release their HTTP connections"
+    wait_until(lambda: len(server._connections) <= 2, what="abandoned streams release their HTTP connections")
     measure("1,000 abandoned streams (600 sync, 400 async)", f"{elapsed:.1f} s, {elapsed:.1f} ms per stream")
     measure(
         "after 1,000 abandoned streams: live spans / open bridge calls / stream.active / handlers added",
-        f"{pipeline.value('otel.sdk.span.live'):.0f} / {open_state(pipeline.bridge)['_calls']} / "
+        f"{pipeline.value('otel.sdk.span.live'):.0f} / {len(open_calls(pipeline.bridge))} / "
         f"{pipeline.value('crewtrace.stream.active'):.0f} / {handler_count(pipeline.bus) - handlers}",
     )

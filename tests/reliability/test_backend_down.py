@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.reliability.conftest import RELIABILITY_FILTERS, Blackhole, MakeLLM, small_crew
+from tests.support.polling import wait_until
 
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent, LLMStreamChunkEvent, TokenUsage
 from crewtrace.telemetry import Telemetry
@@ -85,7 +86,8 @@ def test_crews_run_unchanged_and_the_dead_collector_is_reported_once(
     telemetry = telemetries("svc-down", otlp_endpoint=endpoint, otlp_protocol=protocol, bus=bus)
     set_up_at = time.monotonic()
     answers, traced_time = _run_crews(make_llm, bus, RUNS)
-    # Let the exporters fail a few more times (export timeout 1 s) before counting warnings.
+    # Let the exporters fail a few more times (export timeout 1 s) before counting warnings. A fixed
+    # wait on purpose: what is asserted is that repeats do NOT show up, which no condition can poll for.
     time.sleep(max(0.0, 2.5 - (time.monotonic() - set_up_at)))
 
     assert answers == plain_answers, "telemetry must not change what the crew answers"
@@ -244,10 +246,10 @@ def test_export_warnings_stay_deduplicated_through_shutdown(
     llm = make_llm()
     for _ in range(10):
         llm.call("hello")
-        time.sleep(0.1)
-    assert _otel_warnings(caplog.records), "the exporters failed during the run"
+        time.sleep(0.1)  # spread the calls over several export rounds
+    wait_until(lambda: _otel_warnings(caplog.records), what="the exporters failed during the run")
     telemetry.shutdown(timeout=2.0)
-    time.sleep(1.0)
+    time.sleep(1.0)  # on purpose: room for exports outliving the shutdown to fail; asserted is that none repeats
     repeated = {key: n for key, n in _otel_warnings(caplog.records).items() if n > 1}
     assert not repeated, f"repeated after shutdown started: {repeated}"
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, export_log_filters, small_crew
+from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, export_log_filters, handler_count, small_crew
+from tests.support.polling import wait_until
 from tests.support.ports import free_port
 
 from crewtrace.errors import MetricsServerError
@@ -126,10 +127,7 @@ def test_a_failing_setup_leaves_nothing_behind(
     _setup_failing(name, bus, tmp_path, monkeypatch)
     monkeypatch.undo()
 
-    deadline = time.monotonic() + 1.0
-    while background_threads() - threads and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert background_threads() <= threads, f"left running: {sorted(background_threads() - threads)}"
+    wait_until(lambda: background_threads() <= threads, 1.0, what=f"nothing left running (before: {threads})")
     assert export_log_filters() == filters, "the RepeatFilter stays installed on the SDK loggers"
     assert all(port_is_free(port) for port in opened), f"still bound: {opened}"
     assert not bus.has_handlers(LLMCallStartedEvent) and not bus.has_handlers(LLMCallCompletedEvent)
@@ -203,19 +201,16 @@ def test_non_fatal_misconfiguration_never_breaks_a_run(
 
 def test_setup_and_shutdown_cycles_accumulate_nothing(make_llm: MakeLLM, bus: EventBus, tmp_path: Path) -> None:
     threads, filters = background_threads(), export_log_filters()
-    handlers = len(bus._registrations)
+    handlers = handler_count(bus)
     for cycle in range(5):
         telemetry = setup_telemetry(
             "svc-cycle", prometheus_port=0, usage_log=tmp_path / "usage.jsonl", set_global=False, bus=bus
         )
         make_llm().call(f"cycle {cycle}")
         assert telemetry.shutdown(timeout=2.0) is True
-    deadline = time.monotonic() + 3.0
-    while background_threads() - threads and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert background_threads() <= threads
+    wait_until(lambda: background_threads() <= threads, 3.0, what="no thread left by the cycles")
     assert export_log_filters() == filters
-    assert len(bus._registrations) == handlers
+    assert handler_count(bus) == handlers
     assert (tmp_path / "usage.jsonl").read_text().count("\n") == 5
 
 

@@ -143,8 +143,8 @@ def test_ten_thousand_distinct_tasks_keep_labels_capped_and_metrics_small(
     capped = [r for r in caplog.records if r.name == "crewtrace.telemetry" and "distinct values" in r.getMessage()]
     labels = sorted(r.args[1] for r in capped if r.args[1] != "agent/task pairs")
     assert labels == ["crewtrace.task.name", "error.type"], "one warning per capped label"
-    limiters = {**telemetry.bridge._caps, "pairs": telemetry.bridge._pairs}
-    assert all(len(limiter._seen) <= CAP for limiter in limiters.values()), "the caps bound memory too"
+    counts = telemetry.bridge.label_value_counts()
+    assert counts and all(n <= CAP for n in counts.values()), f"the caps bound memory too: {counts}"
 
     measure("feeding 9,000 calls (36,000 events) through the bridge", f"{fed:.2f} s")
     measure(

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline, handler_count, open_state
+from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline, open_state
 from tests.support.openai_server import FakeOpenAIServer, Reply
 
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMEvent, LLMStreamChunkEvent
@@ -180,7 +180,7 @@ def test_handlers_that_unregister_themselves_or_register_others_mid_stream(
         bus.off(LLMStreamChunkEvent, steady_handler)
         bus.off(LLMCallCompletedEvent, unsubscribe_on_completion)
 
-    before = handler_count(bus)
+    before = bus.handler_count()
     bus.register_handler(LLMStreamChunkEvent, once_handler)
     bus.register_handler(LLMStreamChunkEvent, steady_handler)
     bus.register_handler(LLMCallCompletedEvent, unsubscribe_on_completion)
@@ -193,7 +193,7 @@ def test_handlers_that_unregister_themselves_or_register_others_mid_stream(
     assert steady == [0, 1, 2, 3, 4], "a registration change never makes another handler miss a chunk"
     assert late == [1, 2, 3, 4], "registered while chunk 0 was delivered: sees every chunk after it, once"
     assert_bridge_recorded_every_chunk(pipeline)
-    assert handler_count(bus) == before, "every handler the test added is gone again"
+    assert bus.handler_count() == before, "every handler the test added is gone again"
     server.queue(Reply(chunks=CHUNKS))
     consume(make_llm)
     assert (once, late, steady) == ([0], [1, 2, 3, 4], [0, 1, 2, 3, 4])

@@ -28,7 +28,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline, open_state
+from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline
 from tests.support.openai_server import FakeOpenAIServer, Reply, numbered_chunks
 
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent, LLMStreamChunkEvent, TokenUsage
@@ -82,7 +82,7 @@ def test_a_real_10000_chunk_stream_is_counted_exactly_within_the_event_limit(
     assert pipeline.value("crewtrace.stream.chunks") == REAL_CHUNKS
     (gaps,) = pipeline.points("gen_ai.client.operation.time_per_output_chunk")
     assert gaps.count == REAL_CHUNKS - 1, "one point per chunk after the first"
-    assert all(n == 0 for n in open_state(pipeline.bridge).values())
+    assert pipeline.bridge.open_spans() == ()
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def long_stream_memory() -> Iterator[dict[int, StreamMemory]]:
             results[chunks] = StreamMemory(chunks, peak - baseline, current - baseline, seconds, span)
     finally:
         tracemalloc.stop()
-    assert all(n == 0 for n in open_state(bridge).values())
+    assert bridge.open_spans() == ()
     yield results
     bridge.close()
     tracer_provider.shutdown()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -250,3 +251,36 @@ def test_a_key_echoed_in_a_provider_error_never_reaches_any_log(
         key=key, key_source=key_source, capture=False, fail=True, tmp_path=tmp_path, caplog=caplog, capsys=capsys
     )
     assert absent(key, outputs.everywhere()) == [], "the API key leaked"
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "not-streamed"])
+@pytest.mark.parametrize("key_source", ["env", "arg"], indirect=True)
+def test_a_key_echoed_by_the_provider_is_in_no_printed_exception_chain(
+    key: str, key_source: str, stream: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10.2: a traceback or ``logger.exception`` prints ``__cause__`` and ``__context__`` too."""
+    with FakeOpenAIServer(responder_for(key)) as server:
+        llm = LLM(
+            "openai/test-model",
+            stream=stream,
+            base_url=server.base_url,
+            api_key=key if key_source == "arg" else None,
+            bus=EventBus(),
+            num_retries=0,
+        )
+        with pytest.raises(CrewtraceError) as caught:
+            llm.call(FAIL_MARK)
+    error = caught.value
+    printed = "".join(traceback.format_exception(error))
+    assert absent(key, {"traceback": printed}) == [], "the API key leaked"
+    assert "upstream refused the credentials" in printed, "the provider's message is kept, minus the key"
+    assert "ProviderError" in printed, "the provider's exception is represented by its stand-in"
+    logger = logging.getLogger("tests.application")
+    with caplog.at_level(logging.ERROR, logger="tests.application"):
+        try:
+            raise error
+        except CrewtraceError:
+            logger.exception("the call failed")
+    assert caplog.text and "Traceback" in caplog.text
+    assert absent(key, {"traceback": printed, "logger.exception": caplog.text}) == [], "the API key leaked"
+    assert error.__context__ is None or error.__suppress_context__

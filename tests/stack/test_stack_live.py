@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from tests.stack.dashboard_queries import PanelQuery, VariableQuery
 from tests.support.demo_process import run_demo
+from tests.support.polling import wait_until
 from tests.support.ports import free_port
 from tests.support.prometheus import PrometheusServer, require_prometheus
 
@@ -52,9 +53,11 @@ def test_panel_query_shows_data(prometheus: PrometheusServer, panel_query: Panel
 def test_exemplars_link_panels_to_traces(prometheus: PrometheusServer, exemplar_query: PanelQuery) -> None:
     """What Grafana fetches for a panel with exemplars on: its whole expression, sent to query_exemplars."""
     expr = exemplar_query.promql(service=SERVICE)
-    deadline = time.monotonic() + TIMEOUT
-    while not (found := prometheus.query_exemplars(expr, start=time.time() - 3600, end=time.time() + 60)):
-        assert time.monotonic() < deadline, f"no exemplars for {expr}"
-        time.sleep(0.5)
+    found = wait_until(
+        lambda: prometheus.query_exemplars(expr, start=time.time() - 3600, end=time.time() + 60),
+        TIMEOUT,
+        interval=0.5,
+        what=f"exemplars for {expr}",
+    )
     trace_ids = [e["labels"].get("trace_id", "") for group in found for e in group["exemplars"]]
     assert trace_ids and all(re.fullmatch(r"[0-9a-f]{32}", t) for t in trace_ids), found

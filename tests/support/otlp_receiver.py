@@ -130,14 +130,6 @@ class _Receiver(abc.ABC):
 
         return self._wait(ready, timeout, lambda: f"spans not as expected; got {[s.name for s in self.spans()]}")
 
-    def wait_for_metric(self, name: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """Block until metric `name` has at least one point; return its points."""
-        return self._wait(
-            lambda: self.metric_points(name) or None,
-            timeout,
-            lambda: f"no metric {name!r}; got {sorted(self.metric_names())}",
-        )
-
     def _wait(self, ready: Callable[[], _T | None], timeout: float, describe: Callable[[], str]) -> _T:
         """Re-check `ready` on every export until it returns non-None or `timeout` passes."""
         deadline = time.monotonic() + timeout
@@ -295,7 +287,3 @@ class OTLPHttpReceiver(_Receiver):
     @property
     def metrics_url(self) -> str:
         return f"{self.endpoint}/v1/metrics"
-
-    @property
-    def logs_url(self) -> str:
-        return f"{self.endpoint}/v1/logs"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -12,29 +12,35 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 10.0
 
 
-def wait_until(
-    condition: Callable[[], T], timeout: float = DEFAULT_TIMEOUT, interval: float = 0.005, what: str = ""
-) -> T:
-    """Poll ``condition`` until it returns something truthy; return it. Fails with ``what`` after ``timeout``."""
+def _attempts(condition: Callable[[], T], timeout: float, what: str) -> Iterator[T]:
+    """Yields ``condition()`` until it is truthy (then returns); fails with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
+        yield value
         if value:
-            return value
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {what or condition}")
+
+
+def wait_until(
+    condition: Callable[[], T], timeout: float = DEFAULT_TIMEOUT, interval: float = 0.005, what: str = ""
+) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that."""
+    for value in _attempts(condition, timeout, what):
+        if value:
+            return value
         time.sleep(interval)
+    raise AssertionError("unreachable")
 
 
 async def await_until(
     condition: Callable[[], T], timeout: float = DEFAULT_TIMEOUT, interval: float = 0.005, what: str = ""
 ) -> T:
-    """Async form of :func:`wait_until`: yields to the loop between polls."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
+    """Async form of :func:`wait_until`: yields to the event loop between polls."""
+    for value in _attempts(condition, timeout, what):
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {what or condition}")
         await asyncio.sleep(interval)
+    raise AssertionError("unreachable")

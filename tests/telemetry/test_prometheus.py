@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from prometheus_client.samples import Sample
 
 from crewtrace.errors import CrewtraceError, MetricsServerError
-from crewtrace.telemetry._prometheus import (
+from crewtrace.telemetry import (
     MetricsServer,
     PrometheusReader,
     start_metrics_server,

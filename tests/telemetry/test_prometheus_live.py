@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.demo_process import DemoProcess, run_demo
+from tests.support.polling import wait_until
 from tests.support.ports import free_port
 from tests.support.prometheus import PrometheusServer, require_prometheus
 
@@ -168,10 +169,12 @@ def test_cost_is_reported(live: Live) -> None:
 
 def test_duration_exemplars_carry_trace_ids(live: Live) -> None:
     expr = "gen_ai_client_operation_duration_seconds_bucket"
-    deadline = time.monotonic() + TIMEOUT
-    while not (found := live.prometheus.query_exemplars(expr, start=live.started - 60, end=time.time() + 60)):
-        assert time.monotonic() < deadline, f"no exemplars for {expr}"
-        time.sleep(0.5)
+    found = wait_until(
+        lambda: live.prometheus.query_exemplars(expr, start=live.started - 60, end=time.time() + 60),
+        TIMEOUT,
+        interval=0.5,
+        what=f"exemplars for {expr}",
+    )
     by_agent: dict[str, set[str]] = {}
     for group in found:
         agent = group["seriesLabels"].get("gen_ai_agent_name", "")

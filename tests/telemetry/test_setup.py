@@ -20,13 +20,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, sdk_threads
 from tests.support.otlp_receiver import OTLPHttpReceiver
+from tests.support.polling import wait_until
 from tests.support.ports import free_port
 
 from crewtrace import LLM, Agent, Crew, Task
@@ -36,44 +37,6 @@ from crewtrace.telemetry import Telemetry, setup_telemetry
 
 MakeLLM = Callable[..., LLM]
 ROOT = Path(__file__).resolve().parents[2]
-
-_OTEL_ENV = (
-    "OTEL_SERVICE_NAME",
-    "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the developer's shell exports must not change what these tests see."""
-    for name in _OTEL_ENV:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def telemetries() -> Iterator[Callable[..., Telemetry]]:
-    """``setup_telemetry(set_global=False, ...)``, shut down at teardown whatever the test did."""
-    made: list[Telemetry] = []
-
-    def make(*args: object, **kwargs: object) -> Telemetry:
-        kwargs.setdefault("set_global", False)
-        telemetry = setup_telemetry(*args, **kwargs)  # type: ignore[arg-type]
-        made.append(telemetry)
-        return telemetry
-
-    yield make
-    for telemetry in made:
-        telemetry.shutdown(timeout=2.0)
-
-
-def sdk_threads() -> set[threading.Thread]:
-    """Worker threads the OpenTelemetry SDK starts (batch span processor, periodic metric reader)."""
-    return {t for t in threading.enumerate() if t.name.startswith("Otel") and t.is_alive()}
 
 
 def one_task_crew(make_llm: MakeLLM, bus: EventBus) -> Crew:
@@ -318,10 +281,7 @@ def test_shutdown_stops_the_exporter_threads_even_when_the_flush_times_out(
             assert telemetry.shutdown(timeout=0.3) is False
             # In the background the exports give up after ~1 s each, then the providers finish
             # shutting down; give that a generous bound.
-            deadline = time.monotonic() + 6.0
-            while any(t.is_alive() for t in ours) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not any(t.is_alive() for t in ours), f"still running: {sorted(t.name for t in ours if t.is_alive())}"
+            wait_until(lambda: not any(t.is_alive() for t in ours), 6.0, interval=0.05, what="exporter threads ended")
         finally:
             _shut_down_in_background(telemetry)
 
@@ -449,3 +409,40 @@ def test_application_providers_stay_global_and_the_bridge_uses_its_own() -> None
     assert out["received_spans"] == ["chat openai/test-model"], "the bridge exports through crewtrace's providers"
     assert out["received_services"] == ["crewtrace-own"]
     assert "gen_ai.client.operation.duration" in out["received_metrics"]  # type: ignore[operator]
+
+
+def test_setting_up_again_after_a_shutdown_warns_once_that_the_globals_are_stale() -> None:
+    """OpenTelemetry sets its global providers once per process: the second telemetry cannot replace them."""
+    out = _run_python(
+        """
+        import json, logging
+        from opentelemetry import trace
+        from crewtrace.events import EventBus
+        from crewtrace.telemetry import setup_telemetry
+
+        warnings = []
+        class Collect(logging.Handler):
+            def emit(self, record):
+                if record.levelno >= logging.WARNING:
+                    warnings.append(record.getMessage())
+        logging.getLogger("crewtrace.telemetry").addHandler(Collect())
+
+        first = setup_telemetry("svc-first", bus=EventBus())
+        first.shutdown()
+        quiet_so_far = list(warnings)
+        second = setup_telemetry("svc-second", bus=EventBus())
+        third = setup_telemetry("svc-third", bus=EventBus())
+        result = {
+            "before": quiet_so_far,
+            "warnings": warnings,
+            "global_is_first": trace.get_tracer_provider() is first.tracer_provider,
+        }
+        second.shutdown()
+        third.shutdown()
+        print(json.dumps(result))
+        """
+    )
+    assert out["before"] == [], "a first setup and its shutdown say nothing"
+    assert out["global_is_first"] is True, "the globals cannot be replaced (OpenTelemetry's rule)"
+    (warning,) = out["warnings"]  # type: ignore[misc]
+    assert "shut down" in warning and "set_global=False" in warning and "tracer_provider=" in warning

@@ -1,16 +1,16 @@
 """An agent's work on one task: LLM call, tool calls, results back to the model, until an answer.
 
 Bad tool calls (unknown tool, arguments that are not JSON or fail the
-schema, a tool that raises or overruns its timeout) never end the run: the
-error goes back to the model as the tool's result, so it can correct itself,
-and a ``ToolUsageErrorEvent`` records it.
+schema, a tool that raises, overruns its timeout or returns what cannot be
+sent back as text) never end the run: the error goes back to the model as the
+tool's result, so it can correct itself, and a ``ToolUsageErrorEvent`` records it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import Any, TypedDict
 
 from crewtrace.crew._flow import LLMRequest, Request, ToolRequest
 from crewtrace.crew.agent import Agent
@@ -25,6 +25,15 @@ from crewtrace.llm import CallResult
 from crewtrace.redaction import error_message
 
 
+class _ToolIdentity(TypedDict):
+    """The fields every event of one tool call shares, beside its scope."""
+
+    tool_name: str
+    tool_call_id: str
+    arguments: str
+    iteration: int
+
+
 def agent_loop(
     bus: EventBus, scope: ExecutionScope, agent: Agent, messages: list[dict[str, Any]]
 ) -> Generator[Request, Any, tuple[str, TokenUsage]]:
@@ -33,7 +42,7 @@ def agent_loop(
     schemas = [tool.schema for tool in agent.tools] or None
     usage = TokenUsage()
     for iteration in range(agent.max_iterations):
-        result: CallResult = yield LLMRequest(agent.llm, messages, schemas)
+        result: CallResult = yield LLMRequest(agent.llm, messages, schemas, bus)
         usage = usage + (result.usage or TokenUsage())
         if not result.tool_calls:
             return result.text, usage
@@ -41,7 +50,7 @@ def agent_loop(
         for call in result.tool_calls:
             output = yield from _call_tool(bus, scope, agent, tools.get(call.name), call, iteration)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
-    raise MaxIterationsError(scope.agent_role or agent.role, agent.max_iterations)
+    raise MaxIterationsError(agent.role, agent.max_iterations)
 
 
 def _call_tool(
@@ -49,45 +58,46 @@ def _call_tool(
 ) -> Generator[Request, Any, str]:
     """Run one tool call and return what the model gets back: the output or the error."""
     source = tool or agent
-    fields = {
-        **scope.fields(),
-        "tool_name": call.name,
-        "tool_call_id": call.id,
-        "arguments": call.arguments,
-        "iteration": iteration,
-    }
-    bus.emit(source, ToolUsageStartedEvent(**fields))
-    if tool is None:
-        known = ", ".join(sorted(t.name for t in agent.tools)) or "none"
-        outcome = ToolOutcome(None, f"unknown tool {call.name!r} (available: {known})", ErrorType.UNKNOWN_TOOL, 0.0)
-    else:
-        try:
-            arguments = tool.parse_arguments(call.arguments)
-        except ValueError as exc:
-            outcome = ToolOutcome(None, str(exc), ErrorType.INVALID_ARGUMENTS, 0.0)
-        else:
-            started = time.perf_counter()
-            try:
-                outcome = yield ToolRequest(tool, arguments)
-            except BaseException as exc:  # cancelled while the tool ran: its span must end too
-                failed = ToolUsageErrorEvent(
-                    **fields,
-                    error=error_message(exc),
-                    error_type=error_type_of(exc),
-                    duration_s=time.perf_counter() - started,
-                )
-                bus.emit(source, failed)
-                raise
+    fields = ExecutionScope(**scope)
+    identity = _ToolIdentity(tool_name=call.name, tool_call_id=call.id, arguments=call.arguments, iteration=iteration)
+    started = time.perf_counter()
+    try:
+        bus.emit(source, ToolUsageStartedEvent(**fields, **identity))
+        outcome = yield from _outcome(agent, tool, call)
+    except BaseException as exc:  # interrupted or cancelled while the tool ran: its span must end too
+        failed = ToolUsageErrorEvent(
+            **fields,
+            **identity,
+            error=error_message(exc),
+            error_type=error_type_of(exc),
+            duration_s=time.perf_counter() - started,
+        )
+        bus.emit(source, failed)
+        raise
     if outcome.error is None:
-        bus.emit(source, ToolUsageFinishedEvent(**fields, output=outcome.output or "", duration_s=outcome.duration_s))
-        return outcome.output or ""
+        output = outcome.output or ""
+        bus.emit(source, ToolUsageFinishedEvent(**fields, **identity, output=output, duration_s=outcome.duration_s))
+        return output
+    assert outcome.error_type is not None  # every failed ToolOutcome names its cause
     bus.emit(
         source,
         ToolUsageErrorEvent(
-            **fields, error=outcome.error, error_type=outcome.error_type or "error", duration_s=outcome.duration_s
+            **fields, **identity, error=outcome.error, error_type=outcome.error_type, duration_s=outcome.duration_s
         ),
     )
     return f"Error: {outcome.error}. Correct the call or answer without this tool."
+
+
+def _outcome(agent: Agent, tool: Tool | None, call: ToolCall) -> Generator[Request, Any, ToolOutcome]:
+    if tool is None:
+        known = ", ".join(sorted(t.name for t in agent.tools)) or "none"
+        return ToolOutcome(None, f"unknown tool {call.name!r} (available: {known})", ErrorType.UNKNOWN_TOOL, 0.0)
+    try:
+        arguments = tool.parse_arguments(call.arguments)
+    except ValueError as exc:
+        return ToolOutcome(None, str(exc), ErrorType.INVALID_ARGUMENTS, 0.0)
+    outcome: ToolOutcome = yield ToolRequest(tool, arguments)
+    return outcome
 
 
 def _assistant_turn(result: CallResult) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from crewtrace.crew.tool import Tool, ToolOutcome, arun_tool, run_tool
+from crewtrace.events.bus import EventBus
 from crewtrace.llm import LLM, CallResult
 
 T = TypeVar("T")
@@ -28,15 +29,18 @@ class Request(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
+    """One LLM call; its events go to the bus of the crew that runs it, whatever bus the LLM was built with."""
+
     llm: LLM
     messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None
+    bus: EventBus
 
     def run(self) -> CallResult:
-        return self.llm.invoke(self.messages, tools=self.tools)
+        return self.llm.invoke(self.messages, tools=self.tools, bus=self.bus)
 
     async def arun(self) -> CallResult:
-        return await self.llm.ainvoke(self.messages, tools=self.tools)
+        return await self.llm.ainvoke(self.messages, tools=self.tools, bus=self.bus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,8 @@ def drive(flow: Flow[T]) -> T:
             else:
                 request = flow.send(result)
     except StopIteration as stop:
-        return stop.value
+        value: T = stop.value
+        return value
 
 
 async def adrive(flow: Flow[T]) -> T:
@@ -81,4 +86,5 @@ async def adrive(flow: Flow[T]) -> T:
             else:
                 request = flow.send(result)
     except StopIteration as stop:
-        return stop.value
+        value: T = stop.value
+        return value

@@ -1,4 +1,10 @@
-"""One crew run as a flow (see ``_flow``): tasks in order, each by its agent, with events and scopes."""
+"""One crew run as a flow (see ``_flow``): tasks in order, each by its agent, with events and scopes.
+
+Every phase (crew, task, agent) emits its started event inside the guard that
+emits its failed event, so whatever is interrupted where (a handler raising
+``KeyboardInterrupt`` on the started event included), each started phase ends
+exactly once.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from typing import Any
 
 from crewtrace.crew._agent_loop import agent_loop
 from crewtrace.crew._flow import Flow
+from crewtrace.crew._progress import progress_logger
 from crewtrace.crew._prompt import task_messages
 from crewtrace.crew._template import fill
 from crewtrace.crew.agent import Agent
@@ -51,12 +58,13 @@ class _Step:
     backstory: str
     description: str
     expected_output: str
+    verbose: bool
 
 
 RunFlow = Flow[RunResult]
 
 
-def plan(tasks: Sequence[Task], inputs: Mapping[str, Any]) -> list[_Step]:
+def plan(tasks: Sequence[Task], inputs: Mapping[str, Any], *, verbose: bool = False) -> list[_Step]:
     """Fill every template up front, so a missing input fails before any LLM call."""
     steps = []
     for task in tasks:
@@ -72,52 +80,55 @@ def plan(tasks: Sequence[Task], inputs: Mapping[str, Any]) -> list[_Step]:
                 backstory=fill(agent.backstory, inputs, f"the backstory of agent {agent.role!r}"),
                 description=fill(task.description, inputs, f"the description of {where}"),
                 expected_output=fill(task.expected_output, inputs, f"the expected output of {where}"),
+                verbose=verbose or agent.verbose,
             )
         )
     return steps
 
 
-def run(bus: EventBus, crew: Any, crew_name: str, steps: list[_Step], inputs: Mapping[str, Any]) -> RunFlow:
-    scope = ExecutionScope(run_id=uuid.uuid4().hex, crew_name=crew_name)
-    with use_scope(scope):
-        bus.emit(crew, CrewKickoffStartedEvent(**scope.fields(), inputs=dict(inputs)))
-        with _phase(bus, crew, scope, CrewKickoffFailedEvent) as elapsed:
-            outputs: dict[str, TaskOutput] = {}
-            usage = TokenUsage()
-            for step in steps:
-                sources = step.task.context
-                context = [o.raw for o in outputs.values()] if sources is None else [outputs[t.id].raw for t in sources]
-                output, step_usage = yield from _run_task(bus, scope, step, context)
-                outputs[step.task.id] = output
-                usage = usage + step_usage
-        result = RunResult(run_id=scope.run_id or "", tasks_output=list(outputs.values()), token_usage=usage)
+def run(
+    bus: EventBus, crew: Any, crew_name: str, steps: list[_Step], inputs: Mapping[str, Any], run_id: str | None = None
+) -> RunFlow:
+    scope = ExecutionScope(run_id=run_id or uuid.uuid4().hex, crew_name=crew_name)
+    with use_scope(scope), _phase(bus, crew, scope, CrewKickoffFailedEvent) as elapsed:
+        bus.emit(crew, CrewKickoffStartedEvent(**scope, inputs=dict(inputs)))
+        outputs: dict[str, TaskOutput] = {}
+        usage = TokenUsage()
+        for step in steps:
+            sources = step.task.context
+            context = [o.raw for o in outputs.values()] if sources is None else [outputs[t.id].raw for t in sources]
+            output, step_usage = yield from _run_task(bus, scope, step, context)
+            outputs[step.task.id] = output
+            usage = usage + step_usage
+        result = RunResult(run_id=scope["run_id"] or "", tasks_output=list(outputs.values()), token_usage=usage)
         final = result.tasks_output[-1].raw if result.tasks_output else ""
-        bus.emit(
-            crew, CrewKickoffCompletedEvent(**scope.fields(), output=final, token_usage=usage, duration_s=elapsed())
-        )
+        completed = CrewKickoffCompletedEvent(**scope, output=final, token_usage=usage, duration_s=elapsed())
+    bus.emit(crew, completed)
     return result
 
 
 def _run_task(
     bus: EventBus, crew_scope: ExecutionScope, step: _Step, context: list[str]
 ) -> Flow[tuple[TaskOutput, TokenUsage]]:
+    task, agent = step.task, step.agent
+    # Attribution carries the role as written: filled-in inputs are content, never labels or span names.
     scope = ExecutionScope(
-        run_id=crew_scope.run_id,
-        crew_name=crew_scope.crew_name,
-        task_id=step.task.id,
-        task_name=step.task.label,
-        agent_id=step.agent.id,
-        agent_role=step.role,
+        **crew_scope,
+        task_id=task.id,
+        task_name=task.label,
+        agent_id=agent.id,
+        agent_role=agent.role,
     )
+    if step.verbose:
+        progress_logger().info("%s: task %r started by %r", crew_scope.get("crew_name"), task.label, agent.role)
     with use_scope(scope):
-        fields = scope.fields()
-        bus.emit(
-            step.task,
-            TaskStartedEvent(**fields, description=step.description, expected_output=step.expected_output),
-        )
-        with _phase(bus, step.task, scope, TaskFailedEvent) as task_elapsed:
-            bus.emit(step.agent, AgentExecutionStartedEvent(**fields, goal=step.goal))
-            with _phase(bus, step.agent, scope, AgentExecutionErrorEvent) as agent_elapsed:
+        with _phase(bus, task, scope, TaskFailedEvent) as task_elapsed:
+            bus.emit(
+                task,
+                TaskStartedEvent(**scope, description=step.description, expected_output=step.expected_output),
+            )
+            with _phase(bus, agent, scope, AgentExecutionErrorEvent) as agent_elapsed:
+                bus.emit(agent, AgentExecutionStartedEvent(**scope, role=step.role, goal=step.goal))
                 messages = task_messages(
                     role=step.role,
                     goal=step.goal,
@@ -126,11 +137,23 @@ def _run_task(
                     expected_output=step.expected_output,
                     context=context,
                 )
-                answer, usage = yield from agent_loop(bus, scope, step.agent, messages)
-            bus.emit(step.agent, AgentExecutionCompletedEvent(**fields, output=answer, duration_s=agent_elapsed()))
-        bus.emit(step.task, TaskCompletedEvent(**fields, output=answer, duration_s=task_elapsed()))
+                answer, usage = yield from agent_loop(bus, scope, agent, messages)
+                agent_completed = AgentExecutionCompletedEvent(**scope, output=answer, duration_s=agent_elapsed())
+            bus.emit(agent, agent_completed)
+            task_completed = TaskCompletedEvent(**scope, output=answer, duration_s=task_elapsed())
+        bus.emit(task, task_completed)
+    if step.verbose:
+        progress_logger().info(
+            "%s: task %r done by %r in %.2f s (%d tokens in, %d out)",
+            crew_scope.get("crew_name"),
+            task.label,
+            agent.role,
+            task_completed.duration_s,
+            usage.input_tokens,
+            usage.output_tokens,
+        )
     output = TaskOutput(
-        task_id=step.task.id, name=step.task.label, description=step.description, agent_role=step.role, raw=answer
+        task_id=task.id, name=task.label, description=step.description, agent_role=step.role, raw=answer
     )
     return output, usage
 
@@ -139,7 +162,11 @@ def _run_task(
 def _phase(
     bus: EventBus, source: Any, scope: ExecutionScope, failed: Callable[..., BaseEvent]
 ) -> Iterator[Callable[[], float]]:
-    """Time a phase; if it raises, emit its failed event with the cause, then re-raise."""
+    """Time a phase; if it raises, emit its failed event with the cause, then re-raise.
+
+    The completed event is emitted after the block, outside the guard: once it
+    is out, a failure while delivering it must not also report the phase failed.
+    """
     started = time.perf_counter()
 
     def elapsed() -> float:
@@ -150,11 +177,6 @@ def _phase(
     except BaseException as exc:
         bus.emit(
             source,
-            failed(
-                **scope.fields(),
-                error=error_message(exc),
-                error_type=error_type_of(exc),
-                duration_s=elapsed(),
-            ),
+            failed(**scope, error=error_message(exc), error_type=error_type_of(exc), duration_s=elapsed()),
         )
         raise

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from crewtrace.crew._model import StrictModel
 from crewtrace.crew._template import placeholders
 from crewtrace.crew.tool import Tool
 from crewtrace.errors import ConfigurationError
@@ -16,17 +18,26 @@ from crewtrace.llm import LLM
 __all__ = ["Agent"]
 
 
-class Agent(BaseModel):
+class Agent(StrictModel):
     """An agent. ``llm`` takes an :class:`LLM` or a model name (``OPENAI_MODEL_NAME`` or
     ``gpt-4o-mini`` when omitted). ``id`` is a string, so ``agent.id == event.agent_id``
-    holds for the agent's events."""
+    holds for the agent's events. ``verbose`` logs the agent's progress (see :class:`Crew`)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    unsupported: ClassVar[Mapping[str, str]] = {
+        "allow_delegation": "agents do not delegate; give the work its own Task",
+        "memory": "agents keep no memory between tasks; pass earlier outputs with Task(context=[...])",
+        "max_iter": "use max_iterations",
+        "function_calling_llm": "tools are called by the agent's own llm",
+        "reasoning": "there is no planning step; describe the steps in the task",
+        "knowledge_sources": "put the knowledge in the task description or a tool",
+        "multimodal": "messages are text",
+        "allow_code_execution": "give the agent a tool instead",
+    }
 
     role: str
     goal: str
     backstory: str
-    llm: LLM = Field(default=None, validate_default=True)  # type: ignore[assignment]
+    llm: LLM = Field(default=None, validate_default=True)
     tools: list[Tool] = Field(default_factory=list)
     max_iterations: int = Field(default=10, ge=1, description="LLM calls per task before giving up on tool loops.")
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))

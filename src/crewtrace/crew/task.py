@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from crewtrace.crew._model import StrictModel
 from crewtrace.crew._template import label, placeholders
 from crewtrace.crew.agent import Agent
 
 __all__ = ["Task", "TaskOutput"]
 
 
-class Task(BaseModel):
+class Task(StrictModel):
     """What to do, what a good answer looks like, and who does it.
 
     ``context`` lists earlier tasks whose outputs this one receives; left as
     ``None`` it receives every earlier output of the run.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    unsupported: ClassVar[Mapping[str, str]] = {
+        "async_execution": "tasks run one after another; run several crews concurrently instead",
+        "output_json": "ask for JSON in expected_output and parse TaskOutput.raw",
+        "output_pydantic": "ask for JSON in expected_output and validate TaskOutput.raw",
+        "output_file": "write TaskOutput.raw to the file yourself",
+        "human_input": "there is no human-in-the-loop step",
+        "callback": "listen to TaskCompletedEvent with a BaseEventListener",
+        "guardrail": "check TaskOutput.raw after the run",
+        "tools": "give the tools to the task's agent: Agent(tools=[...])",
+    }
 
     description: str
     expected_output: str

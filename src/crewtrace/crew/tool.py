@@ -8,6 +8,7 @@ validates the model's arguments against it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import re
@@ -22,6 +23,7 @@ from typing import Any, get_type_hints, overload
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from crewtrace.errors import ErrorType
+from crewtrace.redaction import error_message
 
 __all__ = ["Tool", "ToolOutcome", "tool"]
 
@@ -98,14 +100,14 @@ def run_tool(tool: Tool, arguments: dict[str, Any]) -> ToolOutcome:
     started = time.perf_counter()
     try:
         if tool.is_async:
-            result = asyncio.run(_with_timeout(tool.func(**arguments), tool.timeout))
+            result = _run_coroutine(tool, arguments)
         elif tool.timeout is None:
             result = tool.func(**arguments)
         else:
-            result = _run_in_thread(tool, arguments)
+            result = _in_thread(tool, tool.func, arguments, tool.timeout)
     except Exception as exc:
         return _failure(tool, exc, started)
-    return ToolOutcome(_as_text(result), None, None, time.perf_counter() - started)
+    return _success(result, started)
 
 
 async def arun_tool(tool: Tool, arguments: dict[str, Any]) -> ToolOutcome:
@@ -116,18 +118,31 @@ async def arun_tool(tool: Tool, arguments: dict[str, Any]) -> ToolOutcome:
         result = await _with_timeout(call, tool.timeout)
     except Exception as exc:
         return _failure(tool, exc, started)
-    return ToolOutcome(_as_text(result), None, None, time.perf_counter() - started)
+    return _success(result, started)
 
 
 async def _with_timeout(call: Awaitable[Any], timeout: float | None) -> Any:
     return await asyncio.wait_for(call, timeout) if timeout is not None else await call
 
 
-def _run_in_thread(tool: Tool, arguments: dict[str, Any]) -> Any:
+def _run_coroutine(tool: Tool, arguments: dict[str, Any]) -> Any:
+    """An async tool from sync code: on its own loop, or a thread's when this thread runs one (Jupyter)."""
+
+    def run() -> Any:
+        return asyncio.run(_with_timeout(tool.func(**arguments), tool.timeout))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    return _in_thread(tool, run, {}, None)  # the coroutine enforces the tool's timeout itself
+
+
+def _in_thread(tool: Tool, func: Callable[..., Any], arguments: dict[str, Any], timeout: float | None) -> Any:
     # A thread cannot be killed: a tool that overruns keeps running, its result discarded.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"crewtrace-tool-{tool.name}")
     try:
-        return executor.submit(copy_context().run, tool.func, **arguments).result(timeout=tool.timeout)
+        return executor.submit(copy_context().run, functools.partial(func, **arguments)).result(timeout=timeout)
     finally:
         executor.shutdown(wait=False)
 
@@ -136,8 +151,18 @@ def _failure(tool: Tool, exc: Exception, started: float) -> ToolOutcome:
     if isinstance(exc, (TimeoutError, FutureTimeout, asyncio.TimeoutError)):
         message, error_type = f"timed out after {tool.timeout} s", ErrorType.TIMEOUT
     else:
-        message, error_type = f"{type(exc).__name__}: {exc}", type(exc).__name__
+        message, error_type = error_message(exc), type(exc).__name__
     return ToolOutcome(None, message, error_type, time.perf_counter() - started)
+
+
+def _success(result: Any, started: float) -> ToolOutcome:
+    """The tool's result as text for the model; a result that has no text form is a tool failure."""
+    try:
+        text = _as_text(result)
+    except (TypeError, ValueError) as exc:  # tuple keys, a cycle, NaN handling...
+        message = f"the tool returned a {type(result).__name__} that cannot be sent as JSON ({type(exc).__name__})"
+        return ToolOutcome(None, message, ErrorType.INVALID_RESULT, time.perf_counter() - started)
+    return ToolOutcome(text, None, None, time.perf_counter() - started)
 
 
 def _as_text(result: Any) -> str:

@@ -25,7 +25,8 @@ class BaseEvent(BaseModel):
 
     The attribution fields (``run_id`` ... ``agent_role``) are filled whenever
     the event happens inside a crew run, task or agent execution; outside one
-    they are ``None``.
+    they are ``None``. They are the keys of :class:`~crewtrace.events.ExecutionScope`,
+    which emitters spread into events (``Event(**scope, ...)``); a test keeps the two lists equal.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -38,7 +39,7 @@ class BaseEvent(BaseModel):
     task_id: str | None = None
     task_name: str | None = None
     agent_id: str | None = None
-    agent_role: str | None = None
+    agent_role: str | None = Field(default=None, description="The role as written (its template), never filled in.")
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -4,6 +4,10 @@ The crew layer enters a scope around each agent's work; the LLM layer reads it
 once per call and stamps it on every event of that call. A ``ContextVar``
 keeps concurrent crews apart: asyncio tasks get a copy, new threads start
 empty, so attribution never crosses between runs.
+
+:class:`ExecutionScope` is a ``TypedDict`` so that stamping an event is typed:
+``LLMCallStartedEvent(**scope, ...)``. Its keys are exactly the attribution
+fields of :class:`~crewtrace.events.BaseEvent` (checked when that module loads).
 """
 
 from __future__ import annotations
@@ -11,37 +15,28 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from typing import TypedDict
 
 __all__ = ["ExecutionScope", "current_scope", "use_scope"]
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionScope:
-    run_id: str | None = None
-    crew_name: str | None = None
-    task_id: str | None = None
-    task_name: str | None = None
-    agent_id: str | None = None
-    agent_role: str | None = None
+class ExecutionScope(TypedDict, total=False):
+    """Attribution of an event: missing keys (outside a crew, task or agent) mean ``None``."""
 
-    def fields(self) -> dict[str, str | None]:
-        """The scope as event keyword arguments."""
-        return {
-            "run_id": self.run_id,
-            "crew_name": self.crew_name,
-            "task_id": self.task_id,
-            "task_name": self.task_name,
-            "agent_id": self.agent_id,
-            "agent_role": self.agent_role,
-        }
+    run_id: str | None
+    crew_name: str | None
+    task_id: str | None
+    task_name: str | None
+    agent_id: str | None
+    agent_role: str | None
+    """The agent's role as written (its template): low cardinality, never filled-in inputs."""
 
 
-_EMPTY = ExecutionScope()
-_current: ContextVar[ExecutionScope] = ContextVar("crewtrace_scope", default=_EMPTY)
+_current: ContextVar[ExecutionScope] = ContextVar("crewtrace_scope", default={})  # noqa: B039 (never mutated)
 
 
 def current_scope() -> ExecutionScope:
+    """The scope of the running code; treat it as read-only (copy it to derive another)."""
     return _current.get()
 
 

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from crewtrace.redaction import redact
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
+from litellm.exceptions import MidStreamFallbackError
+from litellm.litellm_core_utils.thread_pool_executor import executor as logging_executor
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout for every error
 
-__all__ = ["litellm"]
+__all__ = [
+    "MidStreamFallbackError",
+    "cost_of",
+    "litellm",
+    "logging_executor",
+]  # logging_executor: litellm's pool for its logging handlers
 
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 
@@ -35,3 +43,21 @@ class _RedactKeys(logging.Filter):
 
 for _name in _LITELLM_LOGGERS:
     logging.getLogger(_name).addFilter(_RedactKeys())
+
+
+def cost_of(model: str, usage: Any) -> float | None:
+    """USD for ``usage`` of ``model``: litellm's own figure if it attached one, else its price map."""
+    if usage is None:
+        return None
+    cost = getattr(usage, "cost", None)
+    if cost is not None:
+        return float(cost)
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=model,
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )
+    except Exception:  # an unpriced model is normal, not an error
+        return None
+    return float(prompt_cost + completion_cost)

@@ -8,11 +8,10 @@ chunks) is decided here, before the first chunk.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from crewtrace.errors import LLMError, error_type_of, is_cancellation
 from crewtrace.events.base import TokenUsage
@@ -27,12 +26,8 @@ from crewtrace.events.types.llm import (
     ToolCallChunk,
 )
 from crewtrace.llm._errors import to_llm_error
+from crewtrace.llm._litellm import cost_of
 from crewtrace.redaction import error_message
-
-if TYPE_CHECKING:
-    from crewtrace.llm.client import LLM
-
-_logger = logging.getLogger("crewtrace.llm")
 
 _CANCELLED_MESSAGE = "stream abandoned before it finished (break, close, garbage collection or cancellation)"
 
@@ -47,6 +42,23 @@ class CallResult:
     tool_calls: list[ToolCall]
 
 
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    """What the recorder needs to know about the model: given, never read back from the ``LLM``."""
+
+    source: object
+    """Passed to handlers as the event's source (the ``LLM``)."""
+    model: str
+    provider: str | None
+    bus: EventBus
+    secrets: tuple[str, ...]
+    base_url: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    server_address: str | None = None
+    server_port: int | None = None
+
+
 class CallRecorder:
     """Feeds one call's raw litellm chunks in; emits started/chunk/completed/failed."""
 
@@ -54,7 +66,9 @@ class CallRecorder:
         "_base",
         "_bus",
         "_chunk_listeners",
-        "_llm",
+        "_generation",
+        "_settings",
+        "_source",
         "_started",
         "_tool_calls",
         "chunk_count",
@@ -67,14 +81,15 @@ class CallRecorder:
         "usage",
     )
 
-    def __init__(self, llm: LLM, messages: list[dict[str, Any]], *, stream: bool) -> None:
-        self._llm = llm
-        self._bus: EventBus = llm.bus
+    def __init__(self, settings: CallSettings, messages: list[dict[str, Any]], *, stream: bool) -> None:
+        self._settings = settings
+        self._source = settings.source
+        self._bus: EventBus = settings.bus
         self._base: dict[str, Any] = {
-            **current_scope().fields(),
+            **current_scope(),
             "call_id": uuid.uuid4().hex,
-            "model": llm.model,
-            "provider": llm.provider,
+            "model": settings.model,
+            "provider": settings.provider,
         }
         self.parts: list[str] = []
         self.chunk_count = 0
@@ -85,25 +100,28 @@ class CallRecorder:
         self.usage: Any = None
         self.result: CallResult | None = None
         self._tool_calls: dict[int, tuple[list[str | None], list[str]]] = {}  # index -> ([id, name], argument parts)
+        # Read before emitting "started": a listener registered from then on changes the generation.
+        self._generation = self._bus.generation
+        self._chunk_listeners = self._bus.has_handlers(LLMStreamChunkEvent)
         self._started = time.perf_counter()  # with the started event's timestamp, so spans and metrics agree
         started = LLMCallStartedEvent(
             **self._base,
             messages=messages,
             stream=stream,
-            temperature=llm.temperature,
-            max_tokens=llm.max_tokens,
-            server_address=llm.server_address,
-            server_port=llm.server_port,
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            server_address=settings.server_address,
+            server_port=settings.server_port,
         )
         try:
-            self._bus.emit(llm, started)
+            self._bus.emit(self._source, started)
         except BaseException as exc:  # KeyboardInterrupt from a handler: whoever saw "started" sees the end
             self.fail(exc)
-        self._chunk_listeners = self._bus.has_handlers(LLMStreamChunkEvent)
 
     @property
     def call_id(self) -> str:
-        return self._base["call_id"]
+        call_id: str = self._base["call_id"]
+        return call_id
 
     def on_chunk(self, raw: Any) -> str | None:
         """Take one raw stream chunk; return its text, if it has any. The hot path."""
@@ -129,17 +147,25 @@ class CallRecorder:
             return None
         if delta.tool_calls:
             self._on_tool_call_fragments(delta.tool_calls)
-        text = delta.content
+        text: str | None = delta.content
         if not text:
             return None
         index = self._next_index()
         self.parts.append(text)
-        if self._chunk_listeners:
+        if self._listening():
             self._bus.emit(
-                self._llm,
+                self._source,
                 LLMStreamChunkEvent(**self._base, chunk=text, chunk_index=index, response_id=self.response_id),
             )
         return text
+
+    def _listening(self) -> bool:
+        """Whether anyone listens to chunks now: one int compared per chunk, handlers looked up on change."""
+        generation = self._bus.generation
+        if generation != self._generation:
+            self._generation = generation
+            self._chunk_listeners = self._bus.has_handlers(LLMStreamChunkEvent)
+        return self._chunk_listeners
 
     def _next_index(self) -> int:
         index = self.chunk_count
@@ -160,9 +186,9 @@ class CallRecorder:
             identity[1] = name or identity[1]
             parts.append(arguments)
             index = self._next_index()
-            if self._chunk_listeners:
+            if self._listening():
                 self._bus.emit(
-                    self._llm,
+                    self._source,
                     LLMStreamChunkEvent(
                         **self._base,
                         chunk=arguments,
@@ -191,42 +217,53 @@ class CallRecorder:
         ]
 
     def completed(self) -> CallResult:
+        """Emit the completed event once; an interrupt before it was delivered ends the call as failed."""
         if self.result is not None:
             return self.result
-        usage = _token_usage(self.usage)
-        cost = self._llm._cost(self.usage)
-        tool_calls = self.tool_calls()
-        self.result = CallResult(text="".join(self.parts), usage=usage, cost_usd=cost, tool_calls=tool_calls)
-        self._bus.emit(
-            self._llm,
-            LLMCallCompletedEvent(
+        try:
+            usage = _token_usage(self.usage)
+            cost = cost_of(self._settings.model, self.usage)
+            tool_calls = self.tool_calls()
+            result = CallResult(text="".join(self.parts), usage=usage, cost_usd=cost, tool_calls=tool_calls)
+            event = LLMCallCompletedEvent(
                 **self._base,
                 **self._timings(),
-                response=self.result.text,
+                response=result.text,
                 usage=usage,
                 finish_reason=self.finish_reason,
                 response_id=self.response_id,
                 response_model=self.response_model,
                 cost_usd=cost,
                 tool_calls=tool_calls,
-            ),
-        )
-        return self.result
+            )
+        except BaseException as exc:  # e.g. Ctrl-C in the cost lookup: nothing was delivered yet
+            self.fail(exc)
+        self.result = result
+        try:
+            self._bus.emit(self._source, event)
+        except BaseException as exc:  # a handler let an interrupt through: the handlers after it see the end
+            self.result = None
+            self.fail(exc)
+        return result
 
     def fail(self, exc: BaseException) -> NoReturn:
         """Record the failure once, then raise it as crewtrace's error.
 
         Cancellations (``GeneratorExit``, ``CancelledError``, ``KeyboardInterrupt``)
         are recorded with ``error_type='cancelled'`` and re-raised unchanged, as
-        are errors that already are crewtrace's.
+        are other ``BaseException``s and errors that already are crewtrace's.
+        Anything else becomes an :class:`~crewtrace.errors.LLMError` chained to a
+        sanitised stand-in, so no printing of the chain shows a secret.
         """
         if self.result is not None:
             raise exc
         partial = "".join(self.parts)
         self.result = CallResult(text=partial, usage=_token_usage(self.usage), cost_usd=None, tool_calls=[])
-        message = _CANCELLED_MESSAGE if is_cancellation(exc) else error_message(exc, self._llm.secrets)
+        cancelled = is_cancellation(exc)
+        secrets = self._settings.secrets
+        message = _CANCELLED_MESSAGE if cancelled else self._describe(exc)
         self._bus.emit(
-            self._llm,
+            self._source,
             LLMCallFailedEvent(
                 **self._base,
                 **self._timings(),
@@ -235,11 +272,27 @@ class CallRecorder:
                 partial_response=partial,
             ),
         )
-        if is_cancellation(exc) or isinstance(exc, LLMError):
+        if cancelled or isinstance(exc, LLMError) or not isinstance(exc, Exception):
             raise exc
-        raise to_llm_error(
-            exc, model=self._llm.model, message=message, partial_text=partial, chunks_received=self.chunk_count
-        ) from exc
+        error = to_llm_error(
+            exc,
+            model=self._settings.model,
+            message=message,
+            partial_text=partial,
+            chunks_received=self.chunk_count,
+            secrets=secrets,
+        )
+        try:
+            raise error
+        finally:  # raised while handling ``exc``: drop the implicit link to it, printed or not
+            error.__context__ = None
+
+    def _describe(self, exc: BaseException) -> str:
+        message = error_message(exc, self._settings.secrets)
+        url = self._settings.base_url
+        if url and self.chunk_count == 0 and _could_not_connect(exc) and url not in message:
+            message = f"{message} (tried {url})"
+        return message
 
     def _timings(self) -> dict[str, Any]:
         return {
@@ -247,6 +300,18 @@ class CallRecorder:
             "duration_s": time.perf_counter() - self._started,
             "time_to_first_chunk_s": self.time_to_first_chunk,
         }
+
+
+def _could_not_connect(exc: BaseException) -> bool:
+    """Whether a connection failure is in the cause chain (litellm reports a refused one as a server error)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError) or "Connect" in type(current).__name__:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _token_usage(usage: Any) -> TokenUsage | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -10,15 +9,18 @@ from urllib.parse import urlsplit
 
 from crewtrace.events.bus import EventBus, crewtrace_event_bus
 from crewtrace.llm._litellm import litellm
-from crewtrace.llm._recorder import CallRecorder, CallResult
+from crewtrace.llm._recorder import CallRecorder, CallResult, CallSettings
+from crewtrace.llm._settings import validated
+from crewtrace.llm._streams import ProviderStream
 from crewtrace.redaction import register_secrets
 
 __all__ = ["LLM", "Messages"]
 
-_logger = logging.getLogger("crewtrace.llm")
-
 Messages = str | Sequence[dict[str, Any]]
 """A prompt string (sent as one user message) or OpenAI-style chat messages."""
+
+NO_KEY = "no-key-needed"
+"""Sent as the API key to a ``base_url`` when no key is given anywhere: local servers need none, the SDK wants one."""
 
 
 class LLM:
@@ -29,6 +31,11 @@ class LLM:
     :meth:`astream` always stream and hand the text chunks to the caller as
     they arrive. Token usage is taken from the stream itself. The ``stream=``
     setting is kept as ``stream_enabled`` (``stream`` is the iterator method).
+
+    Streams from providers that litellm serves through the OpenAI SDK
+    (``openai/`` and other OpenAI-compatible ones) are read directly from the
+    SDK's stream; the others through litellm's stream wrapper (see
+    ``crewtrace.llm._streams`` and docs/benchmarks.md for which take which path).
     """
 
     def __init__(
@@ -44,8 +51,14 @@ class LLM:
         bus: EventBus | None = None,
         **litellm_kwargs: Any,
     ) -> None:
-        if not isinstance(model, str) or not model.strip():
-            raise ValueError(f"model must be a non-empty string like 'openai/gpt-4o-mini', got {model!r}")
+        validated(
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+        )
         self.model = model
         self.stream_enabled = stream
         self.temperature = temperature
@@ -60,12 +73,26 @@ class LLM:
         env_key = os.environ.get(f"{self.provider.upper()}_API_KEY") if self.provider else None
         self.secrets: tuple[str, ...] = tuple(key for key in (api_key, env_key) if key)
         register_secrets(self.secrets)
+        self._request_key = api_key
+        if api_key is None and base_url is not None and not (env_key or litellm.api_key):
+            self._request_key = NO_KEY
         address = urlsplit(base_url) if base_url else None
         self.server_address = address.hostname if address else None
         self.server_port = address.port if address else None
 
     def __repr__(self) -> str:
         return f"LLM(model={self.model!r}, stream={self.stream_enabled!r})"
+
+    def warm_up(self) -> None:
+        """Pay litellm's one-time start-up (lazy imports, request pipeline) now, not in the first call.
+
+        Without it the first call's time to first chunk includes about a second of it.
+        Sends nothing over the network and reports nothing to litellm's callbacks.
+        """
+        request = {**self._request([{"role": "user", "content": "warm-up"}], stream=True), "mock_response": "ok"}
+        request["no-log"] = True
+        for _ in litellm.completion(**request):
+            pass
 
     def stream(self, messages: Messages) -> Iterator[str]:
         """Stream the reply, yielding text chunks as they arrive (whatever ``stream=`` says)."""
@@ -81,13 +108,16 @@ class LLM:
         """Async form of :meth:`stream`."""
         return self._astream(_normalise(messages))
 
-    def invoke(self, messages: Messages, *, tools: list[dict[str, Any]] | None = None) -> CallResult:
+    def invoke(
+        self, messages: Messages, *, tools: list[dict[str, Any]] | None = None, bus: EventBus | None = None
+    ) -> CallResult:
         """One call with optional tool definitions (OpenAI ``tools=`` entries); the result includes tool calls.
 
-        Streams when the LLM was built with ``stream=True`` (chunk events as they arrive).
+        Streams when the LLM was built with ``stream=True`` (chunk events as they arrive). ``bus``
+        overrides the LLM's own for this call (a crew sends its LLM calls to its bus).
         """
         normalised = _normalise(messages)
-        recorder = CallRecorder(self, normalised, stream=self.stream_enabled)
+        recorder = CallRecorder(self._settings(bus), normalised, stream=self.stream_enabled)
         if self.stream_enabled:
             for _ in self._stream(normalised, recorder, tools):
                 pass
@@ -98,10 +128,12 @@ class LLM:
                 recorder.fail(exc)
         return recorder.completed()
 
-    async def ainvoke(self, messages: Messages, *, tools: list[dict[str, Any]] | None = None) -> CallResult:
+    async def ainvoke(
+        self, messages: Messages, *, tools: list[dict[str, Any]] | None = None, bus: EventBus | None = None
+    ) -> CallResult:
         """Async form of :meth:`invoke`."""
         normalised = _normalise(messages)
-        recorder = CallRecorder(self, normalised, stream=self.stream_enabled)
+        recorder = CallRecorder(self._settings(bus), normalised, stream=self.stream_enabled)
         if self.stream_enabled:
             async for _ in self._astream(normalised, recorder, tools):
                 pass
@@ -122,16 +154,24 @@ class LLM:
         tools: list[dict[str, Any]] | None = None,
     ) -> Iterator[str]:
         if recorder is None:
-            recorder = CallRecorder(self, messages, stream=True)
-        response = None
+            recorder = CallRecorder(self._settings(), messages, stream=True)
+        stream: ProviderStream | None = None
         try:
-            response = litellm.completion(**self._request(messages, stream=True, tools=tools))
-            for raw in response:
-                text = recorder.on_chunk(raw)
+            stream = ProviderStream(
+                litellm.completion(**self._request(messages, stream=True, tools=tools)),
+                is_async=False,
+                model=self.model,
+            )
+            on_chunk = recorder.on_chunk
+            for raw in stream.chunks:
+                text = on_chunk(raw)
                 if text is not None:
                     yield text
+            stream.finish(recorder, messages)
         except BaseException as exc:
-            _close_sync(response)
+            if stream is not None:
+                stream.close()
+                exc = stream.error(exc, recorder)
             recorder.fail(exc)
         recorder.completed()
 
@@ -142,19 +182,37 @@ class LLM:
         tools: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[str]:
         if recorder is None:
-            recorder = CallRecorder(self, messages, stream=True)
-        response = None
+            recorder = CallRecorder(self._settings(), messages, stream=True)
+        stream: ProviderStream | None = None
         try:
             response = await litellm.acompletion(**self._request(messages, stream=True, tools=tools))
-            async for raw in response:
-                text = recorder.on_chunk(raw)
+            stream = ProviderStream(response, is_async=True, model=self.model)
+            on_chunk = recorder.on_chunk
+            async for raw in stream.chunks:
+                text = on_chunk(raw)
                 if text is not None:
                     yield text
+            await stream.afinish(recorder, messages)
         except BaseException as exc:
-            if response is not None:
-                await _aclose_quietly(response)
+            if stream is not None:
+                await stream.aclose()
+                exc = stream.error(exc, recorder)
             recorder.fail(exc)
         recorder.completed()
+
+    def _settings(self, bus: EventBus | None = None) -> CallSettings:
+        return CallSettings(
+            source=self,
+            model=self.model,
+            provider=self.provider,
+            bus=self.bus if bus is None else bus,
+            secrets=self.secrets,
+            base_url=self.base_url,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            server_address=self.server_address,
+            server_port=self.server_port,
+        )
 
     def _request(
         self, messages: list[dict[str, Any]], *, stream: bool, tools: list[dict[str, Any]] | None = None
@@ -169,29 +227,12 @@ class LLM:
             ("temperature", self.temperature),
             ("max_tokens", self.max_tokens),
             ("base_url", self.base_url),
-            ("api_key", self.api_key),
+            ("api_key", self._request_key),
             ("timeout", self.timeout),
         ):
             if value is not None:
                 request[key] = value
         return request
-
-    def _cost(self, usage: Any) -> float | None:
-        """USD for this usage: litellm's own figure if it attached one, else its price map."""
-        if usage is None:
-            return None
-        cost = getattr(usage, "cost", None)
-        if cost is not None:
-            return float(cost)
-        try:
-            prompt_cost, completion_cost = litellm.cost_per_token(
-                model=self.model,
-                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            )
-        except Exception:  # an unpriced model is normal, not an error
-            return None
-        return float(prompt_cost + completion_cost)
 
 
 def _normalise(messages: Messages) -> list[dict[str, Any]]:
@@ -209,26 +250,14 @@ def _normalise(messages: Messages) -> list[dict[str, Any]]:
 
 
 def _provider_of(model: str, base_url: str | None) -> str | None:
+    """litellm's provider for ``model``; a bare name litellm cannot place is refused here, not deep in a call."""
     try:
-        return litellm.get_llm_provider(model=model, api_base=base_url)[1]
-    except Exception:  # unknown provider: the call itself will fail with litellm's message
-        return None
-
-
-def _close_sync(response: Any) -> None:
-    """Release the HTTP connection of an abandoned sync stream."""
-    stream = getattr(response, "completion_stream", None)
-    close = getattr(stream, "close", None)
-    if close is None:
-        return
-    try:
-        close()
+        provider: str = litellm.get_llm_provider(model=model, api_base=base_url)[1]
     except Exception:
-        _logger.debug("closing an abandoned stream failed", exc_info=True)
-
-
-async def _aclose_quietly(response: Any) -> None:
-    try:
-        await response.aclose()
-    except Exception:
-        _logger.debug("closing an abandoned stream failed", exc_info=True)
+        if "/" not in model:
+            hint = f"'openai/{model}' for an OpenAI-compatible server" if base_url else f"'openai/{model}'"
+            raise ValueError(
+                f"model {model!r} needs its provider prefix, e.g. {hint} (litellm's provider/model form)"
+            ) from None
+        return None  # an unknown prefix: the call itself fails with litellm's message (and an event)
+    return provider

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
 from crewtrace.events import BaseEvent, ToolUsageEvent
 from crewtrace.events.base import FailureMixin
+from crewtrace.redaction import bound, redact
 from crewtrace.telemetry import names
 
 SpanKey = tuple[str | None, ...]
-
-
-def capture_content_from_env() -> bool:
-    """The GenAI convention's switch: any value but empty/false/0/no/NO_CONTENT turns capture on."""
-    value = os.environ.get(names.ENV_CAPTURE_CONTENT, "").strip().lower()
-    return value not in ("", "false", "0", "no", "no_content")
 
 
 def run_key(event: BaseEvent) -> SpanKey:
@@ -52,9 +46,17 @@ def defined(attributes: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in attributes.items() if value is not None}
 
 
-def mark_failed(span: Span, event: FailureMixin) -> None:
+def mark_failed(span: Span, event: FailureMixin, capture_content: bool) -> None:
+    """ERROR status and ``error.type``, for every kind of span.
+
+    The message of an error can echo tool arguments or the request (a ``KeyError``
+    of an argument value, a provider's validation error): it is content. With capture
+    off the status says only the error type; with capture on, the message (already
+    redacted and bounded by the emitter, and again here, as it is recorded).
+    """
     span.set_attribute(names.ERROR_TYPE, event.error_type)
-    span.set_status(Status(StatusCode.ERROR, event.error))
+    description = bound(redact(event.error)) if capture_content else event.error_type
+    span.set_status(Status(StatusCode.ERROR, description))
 
 
 def input_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

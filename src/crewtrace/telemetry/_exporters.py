@@ -35,6 +35,8 @@ class TrackedSpanExporter(SpanExporter):
 class TrackedMetricExporter(MetricExporter):
     def __init__(self, inner: MetricExporter) -> None:
         # Keep the inner exporter's temporality and aggregation preferences (OTLP defaults or OTEL_* settings).
+        # The SDK has no public getter for them: its own PeriodicExportingMetricReader reads these same
+        # private attributes. This is the one place crewtrace does.
         super().__init__(
             preferred_temporality=inner._preferred_temporality,
             preferred_aggregation=inner._preferred_aggregation,

@@ -46,12 +46,11 @@ from crewtrace.events import (
     ToolUsageStartedEvent,
 )
 from crewtrace.events.base import FailureMixin
-from crewtrace.telemetry import names
+from crewtrace.telemetry import _settings, names
 from crewtrace.telemetry._attributes import (
     SpanKey,
     agent_key,
     attribution,
-    capture_content_from_env,
     defined,
     input_messages,
     mark_failed,
@@ -61,7 +60,7 @@ from crewtrace.telemetry._attributes import (
     tool_key,
 )
 from crewtrace.telemetry._chunks import ChunkTimeline
-from crewtrace.telemetry._labels import ValueCap
+from crewtrace.telemetry._labels import LabelCaps
 from crewtrace.telemetry.instruments import create_instruments
 
 __all__ = ["OTelBridge"]
@@ -75,9 +74,18 @@ class _Call:
     """What the bridge keeps for one LLM call between its started and ended events."""
 
     span: Span
+    name: str
     stream: bool
     metric_attributes: dict[str, Any]
     timeline: ChunkTimeline
+
+
+@dataclass(slots=True)
+class _Open:
+    """A crew, task, agent or tool span while it is open."""
+
+    span: Span
+    name: str
 
 
 class OTelBridge(BaseEventListener):
@@ -86,9 +94,11 @@ class OTelBridge(BaseEventListener):
     Args:
         tracer_provider: defaults to the global one.
         meter_provider: defaults to the global one.
-        capture_content: record prompts, completions and chunk text. ``None``
-            (the default) reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``;
-            off unless set.
+        capture_content: record prompts, completions, chunk text, tool arguments
+            and results, and error messages. ``True`` or ``False``; ``None`` (the
+            default) reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``,
+            on only for an explicit true (``true``, ``1``, ``yes``, ``on``,
+            ``SPAN_ONLY``, ``SPAN_AND_EVENT``). Anything else is a ``TypeError``.
         max_chunk_events: span events per chat span for its chunks (first,
             last, and coalesced groups between); keep it under the SDK's span
             event limit (128 by default).
@@ -111,18 +121,13 @@ class OTelBridge(BaseEventListener):
             raise ValueError(f"max_chunk_events must be at least 3 (first, last and one group), got {max_chunk_events}")
         if max_label_values < 1:
             raise ValueError(f"max_label_values must be at least 1, got {max_label_values}")
-        self.capture_content = capture_content_from_env() if capture_content is None else capture_content
+        self.capture_content = _settings.capture_content(capture_content)
         self._max_chunk_events = max_chunk_events
         self._tracer = trace.get_tracer(_SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(_SCOPE_NAME, __version__, meter_provider=meter_provider)
         self._instruments = create_instruments(meter)
-        self._caps = {
-            key: ValueCap(key, max_label_values)
-            for key in (names.AGENT_NAME, names.TASK_NAME, names.REQUEST_MODEL, names.ERROR_TYPE, names.TOOL_NAME)
-        }
-        # Capping each label alone still lets agents and tasks multiply: cap their pairs too.
-        self._pairs = ValueCap("agent/task pairs", max_label_values)
-        self._spans: dict[SpanKey, Span] = {}
+        self._labels = LabelCaps(max_label_values)
+        self._spans: dict[SpanKey, _Open] = {}
         self._calls: dict[str, _Call] = {}
         self._lock = threading.Lock()
         super().__init__(bus)
@@ -146,6 +151,15 @@ class OTelBridge(BaseEventListener):
         on(LLMCallCompletedEvent, self._on_call_completed)
         on(LLMCallFailedEvent, self._on_call_failed)
 
+    def open_spans(self) -> tuple[str, ...]:
+        """Names of the spans the bridge holds open (crew, task, agent, tool, then LLM calls)."""
+        with self._lock:
+            return (*(o.name for o in self._spans.values()), *(c.name for c in self._calls.values()))
+
+    def label_value_counts(self) -> dict[str, int]:
+        """Distinct values each capped metric label (and the agent/task pairs) holds so far."""
+        return self._labels.counts()
+
     def close(self) -> None:
         """Stop listening, and end any span still open so none leaks."""
         super().close()
@@ -159,8 +173,8 @@ class OTelBridge(BaseEventListener):
             if call.stream:
                 self._instruments.stream_active.add(-1, call.metric_attributes)
             call.span.end()
-        for span in spans.values():
-            span.end()
+        for opened in spans.values():
+            opened.span.end()
 
     # -- crew, task and agent spans ------------------------------------------------
 
@@ -215,22 +229,25 @@ class OTelBridge(BaseEventListener):
         self._open(tool_key(event), agent_key(event), f"{names.OP_EXECUTE_TOOL} {event.tool_name}", event, attributes)
 
     def _on_tool_ended(self, source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
-        failed = isinstance(event, ToolUsageErrorEvent)
-        content = {names.TOOL_CALL_RESULT: event.output} if self.capture_content and not failed else {}
+        error_type = event.error_type if isinstance(event, ToolUsageErrorEvent) else None
+        content: dict[str, Any] = {}
+        if self.capture_content and isinstance(event, ToolUsageFinishedEvent):
+            content[names.TOOL_CALL_RESULT] = event.output
         with self._lock:
-            span = self._spans.get(tool_key(event))
+            opened = self._spans.get(tool_key(event))
+        labels = self._labels
         attributes = defined(
             {
                 names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
-                **self._agent_and_task(event),
-                names.TOOL_NAME: self._capped(names.TOOL_NAME, event.tool_name),
-                names.ERROR_TYPE: self._capped(names.ERROR_TYPE, event.error_type) if failed else None,
+                **labels.agent_and_task(event.agent_role, event.task_name),
+                names.TOOL_NAME: labels.capped(names.TOOL_NAME, event.tool_name),
+                names.ERROR_TYPE: None if error_type is None else labels.capped(names.ERROR_TYPE, error_type),
             }
         )
-        context = trace.set_span_in_context(span) if span is not None else None
+        context = trace.set_span_in_context(opened.span) if opened is not None else None
         record = self._instruments
         record.tool_calls.add(1, attributes)
-        if failed:
+        if error_type is not None:
             record.tool_errors.add(1, attributes)
         record.tool_duration.record(event.duration_s, attributes, context)
         self._close(tool_key(event), event, content)
@@ -246,25 +263,26 @@ class OTelBridge(BaseEventListener):
             start_time=event.timestamp_ns,
         )
         with self._lock:
-            self._spans[key] = span
+            self._spans[key] = _Open(span, name)
 
     def _close(self, key: SpanKey, event: BaseEvent, attributes: Mapping[str, Any] | None = None) -> None:
         with self._lock:
-            span = self._spans.pop(key, None)
-        if span is None:
+            opened = self._spans.pop(key, None)
+        if opened is None:
             return
+        span = opened.span
         if attributes:
             span.set_attributes(attributes)
         if isinstance(event, FailureMixin):
-            mark_failed(span, event)
+            mark_failed(span, event, self.capture_content)
         span.end(end_time=event.timestamp_ns)
 
     def _parent_context(self, *keys: SpanKey | None) -> otel_context.Context | None:
         """The first open span among ``keys``; else the emitter's current context."""
         for key in keys:
-            span = self._spans.get(key) if key is not None else None
-            if span is not None:
-                return trace.set_span_in_context(span)
+            opened = self._spans.get(key) if key is not None else None
+            if opened is not None:
+                return trace.set_span_in_context(opened.span)
         return None
 
     # -- LLM calls -----------------------------------------------------------------
@@ -285,8 +303,9 @@ class OTelBridge(BaseEventListener):
         )
         if self.capture_content:
             attributes[names.INPUT_MESSAGES] = json.dumps(input_messages(event.messages))
+        name = f"{names.OP_CHAT} {event.model}"
         span = self._tracer.start_span(
-            f"{names.OP_CHAT} {event.model}",
+            name,
             context=self._parent_context(agent_key(event), task_key(event), run_key(event)),
             kind=SpanKind.CLIENT,
             attributes=defined(attributes),
@@ -296,15 +315,15 @@ class OTelBridge(BaseEventListener):
             {
                 names.OPERATION_NAME: names.OP_CHAT,
                 names.PROVIDER_NAME: event.provider or "unknown",
-                names.REQUEST_MODEL: self._capped(names.REQUEST_MODEL, event.model),
-                **self._agent_and_task(event),
+                names.REQUEST_MODEL: self._labels.capped(names.REQUEST_MODEL, event.model),
+                **self._labels.agent_and_task(event.agent_role, event.task_name),
             }
         )
         timeline = ChunkTimeline(
             event.timestamp_ns, max_events=self._max_chunk_events, capture_text=self.capture_content
         )
         with self._lock:
-            self._calls[event.call_id] = _Call(span, event.stream, metric_attributes, timeline)
+            self._calls[event.call_id] = _Call(span, name, event.stream, metric_attributes, timeline)
         if event.stream:
             self._instruments.stream_active.add(1, metric_attributes)
 
@@ -353,8 +372,11 @@ class OTelBridge(BaseEventListener):
         call = self._pop_call(event.call_id)
         if call is None:
             return
-        mark_failed(call.span, event)
-        attributes = {**call.metric_attributes, names.ERROR_TYPE: self._capped(names.ERROR_TYPE, event.error_type)}
+        mark_failed(call.span, event, self.capture_content)
+        attributes = {
+            **call.metric_attributes,
+            names.ERROR_TYPE: self._labels.capped(names.ERROR_TYPE, event.error_type),
+        }
         self._finish(call, event, attributes, trace.set_span_in_context(call.span))
 
     def _finish(
@@ -392,14 +414,3 @@ class OTelBridge(BaseEventListener):
     def _pop_call(self, call_id: str) -> _Call | None:
         with self._lock:
             return self._calls.pop(call_id, None)
-
-    def _agent_and_task(self, event: BaseEvent) -> dict[str, str | None]:
-        """Metric labels for the agent and task, each capped, and their pairs capped too."""
-        agent = None if event.agent_role is None else self._capped(names.AGENT_NAME, event.agent_role)
-        task = None if event.task_name is None else self._capped(names.TASK_NAME, event.task_name)
-        if not self._pairs.admits((agent, task)):
-            agent = task = names.OVERFLOW_VALUE
-        return {names.AGENT_NAME: agent, names.TASK_NAME: task}
-
-    def _capped(self, key: str, value: str) -> str:
-        return value if self._caps[key].admits(value) else names.OVERFLOW_VALUE

@@ -1,7 +1,9 @@
 """Every span name, attribute key and metric name the bridge writes, in one place.
 
-GenAI semantic-convention names come from ``opentelemetry-semantic-conventions``;
-only what the conventions do not define is ``crewtrace.*``.
+GenAI semantic-convention names come from ``opentelemetry-semantic-conventions``
+(its ``_incubating`` modules are where the package publishes the GenAI names, which
+are still at Development status); what the conventions do not define is
+``crewtrace.*``, with one exception, ``gen_ai.usage.cost`` (see there).
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ METRIC_TIME_PER_OUTPUT_CHUNK: Final = GenAIMetrics.GEN_AI_CLIENT_OPERATION_TIME_
 METRIC_STREAM_CHUNKS: Final = "crewtrace.stream.chunks"
 METRIC_STREAM_ACTIVE: Final = "crewtrace.stream.active"
 METRIC_USAGE_COST: Final = "gen_ai.usage.cost"
+"""Not an OpenTelemetry convention (the GenAI conventions define no cost), kept on purpose: OpenLIT and
+other GenAI instrumentations already record cost under this name, so their dashboards, and crewtrace's,
+read one Prometheus series, ``gen_ai_usage_cost_USD``. Should the conventions define a cost, follow them."""
 METRIC_TOOL_CALLS: Final = "crewtrace.tool.calls"
 METRIC_TOOL_ERRORS: Final = "crewtrace.tool.errors"
 METRIC_TOOL_DURATION: Final = "crewtrace.tool.duration"

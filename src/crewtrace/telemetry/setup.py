@@ -13,39 +13,42 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from opentelemetry import metrics, trace
+
+# No public way to ask whether a global meter provider was set: the API's placeholder is this private
+# class (the trace API exports its twin, ProxyTracerProvider). This is crewtrace's one import of it.
 from opentelemetry.metrics._internal import _ProxyMeterProvider
 from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_EXPORT_TIMEOUT,
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_BSP_MAX_QUEUE_SIZE,
     OTEL_BSP_SCHEDULE_DELAY,
-    OTEL_EXPORTER_OTLP_ENDPOINT,
-    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-    OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
-    OTEL_EXPORTER_OTLP_PROTOCOL,
-    OTEL_EXPORTER_OTLP_TIMEOUT,
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_METRIC_EXPORT_INTERVAL,
+    OTEL_METRIC_EXPORT_TIMEOUT,
     OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED,
 )
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter, MetricReader
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader as PeriodicReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from prometheus_client import CollectorRegistry
 
 from crewtrace.events import EventBus
-from crewtrace.telemetry import _log_filter, names
+from crewtrace.telemetry import _log_filter, _settings, names
 from crewtrace.telemetry._exporters import TrackedMetricExporter, TrackedSpanExporter, otlp_exporters
-from crewtrace.telemetry._prometheus import MetricsServer, PrometheusReader, start_metrics_server
+from crewtrace.telemetry._prometheus_collector import PrometheusCollector
+from crewtrace.telemetry._prometheus_reader import PrometheusReader
 from crewtrace.telemetry.bridge import OTelBridge
+from crewtrace.telemetry.metrics_server import MetricsServer, start_metrics_server
 from crewtrace.telemetry.usage_log import JsonLinesFormatter, UsageLog
 
 __all__ = ["Telemetry", "setup_telemetry"]
@@ -53,7 +56,11 @@ __all__ = ["Telemetry", "setup_telemetry"]
 _logger = logging.getLogger("crewtrace.telemetry")
 
 _DEFAULT_SERVICE_NAME = "crewtrace"
-_PROTOCOLS = ("grpc", "http/protobuf")
+
+# Tracer providers of telemetries that were shut down: if one is still the global provider when
+# setup_telemetry runs again, OpenTelemetry will not let it be replaced (see _set_global_providers).
+_stopped_providers: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+_warned_stale_globals = False
 
 
 @dataclass
@@ -65,10 +72,12 @@ class Telemetry:
     bridge: OTelBridge
     usage_log: UsageLog
     metrics_server: MetricsServer | None = None
-    _detach_usage_log: Callable[[], None] | None = field(default=None, repr=False)
+    _closers: list[Callable[[], object]] = field(default_factory=list, repr=False)
     _uninstall_log_filter: Callable[[], None] | None = field(default=None, repr=False)
     _exporters: list[TrackedSpanExporter | TrackedMetricExporter] = field(default_factory=list, repr=False)
-    _stopped: bool = field(default=False, repr=False)
+    _flush: list[_ShutdownStep] | None = field(default=None, repr=False)
+    _outcome: bool | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def metrics_url(self) -> str | None:
@@ -78,46 +87,68 @@ class Telemetry:
         """Stop listening, export what was recorded and close the exporters, within ``timeout`` seconds.
 
         Returns False if exporting did not finish in time (a collector that is
-        down, say): what was not sent is dropped, and the application is never
-        held longer than ``timeout``. Also runs at interpreter exit.
+        down, say) or failed; the application is never held longer than ``timeout``.
+        After a False, calling it again waits (up to its own timeout) for the
+        exports still running and runs any step that failed; once it has finished,
+        it returns the same outcome at once. Also runs at interpreter exit.
         """
-        if self._stopped:
-            return True
-        self._stopped = True
-        atexit.unregister(self.shutdown)
-        self.bridge.close()
-        self.usage_log.close()
-        if self._detach_usage_log is not None:
-            self._detach_usage_log()
-        # Shutting a provider down exports what is left. TracerProvider.shutdown
-        # takes no timeout, so both run on daemon threads that are waited for
-        # only until the deadline.
-        deadline = time.monotonic() + timeout
-        steps = [
-            _ShutdownStep(self.tracer_provider.shutdown),
-            _ShutdownStep(lambda: self.meter_provider.shutdown(timeout_millis=timeout * 1000)),
-        ]
-        for step in steps:
-            step.join(max(deadline - time.monotonic(), 0.0))
-        if self.metrics_server is not None:
-            self.metrics_server.shutdown()
-        if not all(step.done for step in steps):
-            # Exports still running keep failing quietly: the log filter stays for them.
-            _logger.warning("telemetry did not flush within %.1f s: unsent spans and metrics were dropped", timeout)
-            return False
-        if self._uninstall_log_filter is not None:
-            self._uninstall_log_filter()
-        if any(exporter.last_export_failed for exporter in self._exporters):
-            _logger.warning("telemetry's last export failed: the collector did not take the final spans and metrics")
-            return False
-        return True
+        timeout = _settings.seconds(timeout)  # before anything is torn down
+        with self._lock:
+            if self._outcome is not None:
+                return self._outcome
+            deadline = time.monotonic() + timeout
+            atexit.unregister(self.shutdown)
+            _stopped_providers.add(self.tracer_provider)
+            self._closers = [closer for closer in self._closers if not _closed(closer)]
+            if self._flush is None:
+                # Shutting a provider down exports what is left. TracerProvider.shutdown takes no
+                # timeout, so both run on daemon threads, waited for only until the deadline.
+                self._flush = [
+                    _ShutdownStep(self.tracer_provider.shutdown),
+                    _ShutdownStep(self.meter_provider.shutdown),
+                ]
+            for step in self._flush:
+                step.join(max(deadline - time.monotonic(), 0.0))
+            if self.metrics_server is not None:
+                self.metrics_server.shutdown()
+            if not all(step.finished for step in self._flush):
+                # Exports still running keep failing quietly: the log filter stays for them.
+                _logger.warning(
+                    "telemetry did not flush within %.1f s: call shutdown() again to wait longer; "
+                    "what is unsent when the process exits is dropped",
+                    timeout,
+                )
+                return False
+            if self._closers:
+                return False  # a step failed (logged); the next call runs it again
+            if self._uninstall_log_filter is not None:
+                self._uninstall_log_filter()
+                self._uninstall_log_filter = None
+            failed = any(step.error for step in self._flush) or any(e.last_export_failed for e in self._exporters)
+            if failed:
+                _logger.warning(
+                    "telemetry's last export failed: the collector did not take the final spans and metrics"
+                )
+            self._outcome = not failed
+            return self._outcome
+
+
+def _closed(closer: Callable[[], object]) -> bool:
+    """Run one step of a shutdown; False (logged) if it raised, so a later shutdown() runs it again."""
+    try:
+        closer()
+    except Exception:
+        _logger.exception("telemetry shutdown step %s failed; call shutdown() again to retry it", closer)
+        return False
+    return True
 
 
 class _ShutdownStep:
-    """One blocking shutdown call on a daemon thread; ``done`` once it returned without error."""
+    """One blocking shutdown call on a daemon thread; ``finished`` once it returned, ``error`` if it raised."""
 
     def __init__(self, call: Callable[[], object]) -> None:
-        self.done = False
+        self.finished = False
+        self.error: Exception | None = None
         self._call = call
         self._thread = threading.Thread(target=self._run, name="crewtrace-telemetry-shutdown", daemon=True)
         self._thread.start()
@@ -127,8 +158,8 @@ class _ShutdownStep:
             self._call()
         except Exception as exc:  # the SDK raises when a reader runs out of time
             _logger.debug("telemetry shutdown step failed: %s", exc)
-        else:
-            self.done = True
+            self.error = exc
+        self.finished = True
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
@@ -140,7 +171,8 @@ def setup_telemetry(
     otlp_endpoint: str | None = None,
     otlp_protocol: str | None = None,
     prometheus_port: int | None = None,
-    prometheus_host: str = "127.0.0.1",
+    prometheus_host: str | None = _settings.LOOPBACK,
+    prometheus_registry: CollectorRegistry | None = None,
     console: bool = False,
     capture_content: bool | None = None,
     usage_log: str | os.PathLike[str] | None = None,
@@ -150,12 +182,18 @@ def setup_telemetry(
 ) -> Telemetry:
     """Build tracer and meter providers with the exporters asked for, and install an :class:`OTelBridge`.
 
+    Every argument and ``OTEL_*`` variable is checked before anything is built.
+
     Args:
         service_name: ``service.name``; else ``OTEL_SERVICE_NAME``; else ``crewtrace``.
         otlp_endpoint: e.g. ``http://localhost:4317``; else ``OTEL_EXPORTER_OTLP_ENDPOINT``
             (or the per-signal variables). No endpoint, no OTLP export.
         otlp_protocol: ``grpc`` or ``http/protobuf``; else ``OTEL_EXPORTER_OTLP_PROTOCOL``; else ``grpc``.
         prometheus_port: serve ``/metrics`` on ``prometheus_host:prometheus_port`` (0 picks a free port).
+        prometheus_host: where ``/metrics`` listens; ``None`` means ``127.0.0.1`` too: nothing
+            listens beyond this machine unless a host is named (``"0.0.0.0"`` for every interface).
+        prometheus_registry: a prometheus_client registry to put crewtrace's metrics in (served at
+            ``prometheus_port`` if given; else the application serves it). Default: a private one.
         console: also print spans and metrics to stdout.
         capture_content: see :class:`OTelBridge`.
         usage_log: also write the ``crewtrace.usage`` records to this file as JSON lines.
@@ -163,15 +201,19 @@ def setup_telemetry(
         set_global: make the providers global, unless the application already set its own.
         bus: the event bus to listen on; defaults to ``crewtrace_event_bus``.
     """
+    capture = _settings.capture_content(capture_content)
+    port = None if prometheus_port is None else _settings.port(prometheus_port)
+    host = _settings.host(prometheus_host)
     resource = _resource(service_name, resource_attributes)
-    endpoint, protocol = _otlp_settings(otlp_endpoint, otlp_protocol)
-    batching = _batch_settings()
+    endpoint, protocol = _settings.otlp_settings(otlp_endpoint, otlp_protocol)
+    numbers = _settings.env_numbers()
+    prometheus = port is not None or prometheus_registry is not None
     # If a step fails, everything built before it is taken down again (ExitStack, popped on success).
     with ExitStack() as undo, _sdk_internal_metrics():
-        detach_usage_log = None
+        closers: list[Callable[[], object]] = []
         if usage_log is not None:
-            detach_usage_log = _attach_usage_file(Path(usage_log))
-            undo.callback(detach_usage_log)
+            closers.append(_attach_usage_file(Path(usage_log)))
+            undo.callback(closers[-1])
         uninstall_log_filter = _log_filter.install()
         undo.callback(uninstall_log_filter)
         tracked: list[TrackedSpanExporter | TrackedMetricExporter] = []
@@ -181,11 +223,11 @@ def setup_telemetry(
             span_exporter, metric_exporter = otlp_exporters(endpoint, protocol)
             tracked += [span_exporter, metric_exporter]
             span_exporters.append(span_exporter)
-            readers.append(PeriodicExportingMetricReader(metric_exporter))
+            readers.append(_periodic_reader(metric_exporter, numbers))
         if console:
             span_exporters.append(ConsoleSpanExporter())
-            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-        prometheus_reader = PrometheusReader() if prometheus_port is not None else None
+            readers.append(_periodic_reader(ConsoleMetricExporter(), numbers))
+        prometheus_reader = PrometheusReader() if prometheus else None
         if prometheus_reader is not None:
             readers.append(prometheus_reader)
         # Telemetry.shutdown (bounded, and registered with atexit) replaces the SDK's own exit hooks,
@@ -195,13 +237,18 @@ def setup_telemetry(
         tracer_provider = TracerProvider(resource=resource, meter_provider=meter_provider, shutdown_on_exit=False)
         undo.callback(tracer_provider.shutdown)
         for exporter in span_exporters:
-            processor = BatchSpanProcessor(exporter, **batching, meter_provider=meter_provider)
-            tracer_provider.add_span_processor(processor)
+            tracer_provider.add_span_processor(_batch_processor(exporter, numbers, meter_provider))
         metrics_server = None
-        if prometheus_reader is not None and prometheus_port is not None:
-            metrics_server = start_metrics_server(prometheus_reader, host=prometheus_host, port=prometheus_port)
+        if prometheus_reader is not None and port is not None:
+            metrics_server = start_metrics_server(prometheus_reader, host=host, port=port, registry=prometheus_registry)
             undo.callback(metrics_server.shutdown)
-        bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture_content, bus=bus)
+        elif prometheus_reader is not None and prometheus_registry is not None:
+            collector = PrometheusCollector(prometheus_reader, registry=prometheus_registry)
+            closers.append(lambda: prometheus_registry.unregister(collector))
+            undo.callback(closers[-1])
+        bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture, bus=bus)
+        undo.callback(bridge.close)
+        usage = UsageLog(bus)
         undo.pop_all()
 
     if set_global:
@@ -210,9 +257,10 @@ def setup_telemetry(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         bridge=bridge,
-        usage_log=UsageLog(bus),
+        usage_log=usage,
         metrics_server=metrics_server,
-        _detach_usage_log=detach_usage_log,
+        # Stop listening first, so nothing is recorded while the providers flush.
+        _closers=[bridge.close, usage.close, *closers],
         _uninstall_log_filter=uninstall_log_filter,
         _exporters=tracked,
     )
@@ -249,75 +297,28 @@ def _resource(service_name: str | None, extra: Mapping[str, Any] | None) -> Reso
     return resource
 
 
-def _otlp_settings(endpoint: str | None, protocol: str | None) -> tuple[str | None, str]:
-    """Which endpoint (None: no OTLP) and protocol, validated so mistakes fail at start-up, not mid-run."""
-    protocol = (protocol or os.environ.get(OTEL_EXPORTER_OTLP_PROTOCOL) or "grpc").strip().lower()
-    if protocol not in _PROTOCOLS:
-        raise ValueError(f"unknown OTLP protocol {protocol!r}: use one of {', '.join(_PROTOCOLS)}")
-    if endpoint is None:
-        from_env = [
-            value
-            for variable in (
-                OTEL_EXPORTER_OTLP_ENDPOINT,
-                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-                OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-            )
-            if (value := os.environ.get(variable))
-        ]
-        for value in from_env:
-            _check_endpoint(value)
-        # "" means: export, and let the exporters read the variables themselves.
-        return ("" if from_env else None), protocol
-    _check_endpoint(endpoint)
-    return endpoint, protocol
-
-
-def _batch_settings() -> dict[str, int]:
-    """The batch span processor's OTEL_BSP_* settings, checked here so a bad one names its variable.
+def _batch_processor(exporter: SpanExporter, numbers: dict[str, float], meters: MeterProvider) -> BatchSpanProcessor:
+    """A batch span processor with the checked OTEL_BSP_* settings.
 
     A batch larger than the queue is clamped to the queue size, as the specification allows.
     """
-    settings = {
-        "max_queue_size": _positive_int(OTEL_BSP_MAX_QUEUE_SIZE, 2048),
-        "schedule_delay_millis": _positive_int(OTEL_BSP_SCHEDULE_DELAY, 5000),
-        "max_export_batch_size": _positive_int(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 512),
-    }
-    settings["max_export_batch_size"] = min(settings["max_export_batch_size"], settings["max_queue_size"])
-    for variable in (OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT):
-        value = os.environ.get(variable)
-        try:
-            ok = value is None or float(value) >= 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"{variable}={value!r} is not a number of seconds (e.g. {variable}=10)")
-    return settings
+    queue = int(numbers[OTEL_BSP_MAX_QUEUE_SIZE])
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=queue,
+        schedule_delay_millis=numbers[OTEL_BSP_SCHEDULE_DELAY],
+        max_export_batch_size=min(int(numbers[OTEL_BSP_MAX_EXPORT_BATCH_SIZE]), queue),
+        export_timeout_millis=numbers[OTEL_BSP_EXPORT_TIMEOUT],
+        meter_provider=meters,
+    )
 
 
-def _positive_int(variable: str, default: int) -> int:
-    value = os.environ.get(variable)
-    if value is None or not value.strip():
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number <= 0:
-        raise ValueError(f"{variable}={value!r} must be a positive whole number (default {default})")
-    return number
-
-
-def _check_endpoint(endpoint: str) -> None:
-    parts = urlsplit(endpoint)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise ValueError(
-            f"malformed OTLP endpoint {endpoint!r}: expected a URL like http://localhost:4317 (gRPC) "
-            "or http://localhost:4318 (HTTP)"
-        )
+def _periodic_reader(exporter: MetricExporter, numbers: dict[str, float]) -> PeriodicReader:
+    return PeriodicReader(
+        exporter,
+        export_interval_millis=numbers[OTEL_METRIC_EXPORT_INTERVAL],
+        export_timeout_millis=numbers[OTEL_METRIC_EXPORT_TIMEOUT],
+    )
 
 
 def _attach_usage_file(path: Path) -> Callable[[], None]:
@@ -339,8 +340,20 @@ def _attach_usage_file(path: Path) -> Callable[[], None]:
 
 
 def _set_global_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    global _warned_stale_globals
+    current = trace.get_tracer_provider()
+    if isinstance(current, trace.ProxyTracerProvider):
         trace.set_tracer_provider(tracer_provider)
+    elif current in _stopped_providers:
+        if not _warned_stale_globals:
+            _warned_stale_globals = True
+            _logger.warning(
+                "OpenTelemetry's global providers are still those of a crewtrace telemetry that was shut down "
+                "(they can be set only once per process): spans and metrics recorded through them are dropped. "
+                "Call setup_telemetry(set_global=False) and pass its providers explicitly, e.g. "
+                "trace.get_tracer(__name__, tracer_provider=telemetry.tracer_provider)"
+            )
+        return
     else:
         _logger.info("a global tracer provider is already set: crewtrace keeps it and uses its own")
     if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):

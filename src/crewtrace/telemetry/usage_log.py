@@ -32,7 +32,8 @@ class UsageLog(BaseEventListener):
         if not _logger.isEnabledFor(logging.INFO):
             return
         failed = isinstance(event, LLMCallFailedEvent)
-        usage = None if failed else event.usage
+        completed = event if isinstance(event, LLMCallCompletedEvent) else None
+        usage = completed.usage if completed else None
         record = {
             "timestamp": event.timestamp.isoformat(),
             "call_id": event.call_id,
@@ -46,12 +47,12 @@ class UsageLog(BaseEventListener):
             "provider": event.provider,
             "input_tokens": usage.input_tokens if usage else None,
             "output_tokens": usage.output_tokens if usage else None,
-            "cost_usd": None if failed else event.cost_usd,
+            "cost_usd": completed.cost_usd if completed else None,
             "duration_s": round(event.duration_s, 6),
             "time_to_first_chunk_s": event.time_to_first_chunk_s,
             "chunk_count": event.chunk_count,
             "outcome": "error" if failed else "ok",
-            "error_type": event.error_type if failed else None,
+            "error_type": event.error_type if isinstance(event, LLMCallFailedEvent) else None,
         }
         _logger.info(
             "llm call %s agent=%s task=%s model=%s tokens=%s/%s duration=%.3fs outcome=%s",

@@ -10,7 +10,10 @@ __all__ = ["AgentExecutionCompletedEvent", "AgentExecutionErrorEvent", "AgentExe
 
 
 class AgentExecutionStartedEvent(BaseEvent):
+    """``agent_role`` is the role as written; ``role`` and ``goal`` are filled in (content)."""
+
     type: Literal["agent_execution_started"] = "agent_execution_started"
+    role: str
     goal: str
 
 

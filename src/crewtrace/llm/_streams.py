@@ -1,0 +1,181 @@
+"""Which way a provider's stream reaches the recorder: read directly, or through litellm's wrapper.
+
+litellm hands every stream over inside its ``CustomStreamWrapper``, which turns each
+provider's format into OpenAI's. In litellm 1.106 the wrapper costs 500-1,000 µs per
+chunk whatever the provider: it submits success logging to a thread pool for every
+chunk, formats every chunk for a debug line nobody reads, grows the text so far by
+string concatenation and runs ``post_call_rules`` over it (quadratic in stream
+length), and keeps every chunk (about 440 MB for 100,000 chunks).
+
+*Direct path.* When the stream under the wrapper is the OpenAI SDK's own
+(``openai.Stream`` / ``openai.AsyncStream``), its chunks already are OpenAI's wire
+format, which the recorder reads as is: crewtrace iterates that stream itself
+(about the OpenAI SDK's own cost per chunk), then does once what the wrapper does
+once: reports the finished call to litellm's logging (the user's success callbacks
+see it once, with usage and cost), counts tokens if the server sent no usage, maps
+a failure to the exception the wrapper would raise and reports it to litellm's
+failure callbacks. The connection is closed through the wrapper, as before.
+
+*Wrapped path.* Any other stream is consumed through litellm's wrapper, unchanged.
+
+Checked with litellm 1.106 against a local OpenAI-compatible server: ``openai/``
+(with or without ``base_url``), ``custom_openai/``, ``litellm_proxy/``,
+``lm_studio/``, ``nvidia_nim/``, ``cerebras/`` and ``perplexity/`` take the direct
+path. ``hosted_vllm/``, ``deepseek/``, ``together_ai/``, ``groq/``, ``openrouter/``,
+``fireworks_ai/``, ``xai/``, ``mistral/`` (litellm parses their SSE itself), and
+every non-OpenAI format (``anthropic/``, ``gemini/``, ``bedrock/``, ``ollama/``,
+custom providers such as the demo's, ``mock_response=``) keep the wrapper. The
+choice is made per call from the stream's type, so a provider litellm moves to or
+from the OpenAI client changes path by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import traceback
+from typing import Any
+
+import openai
+
+from crewtrace.llm._litellm import MidStreamFallbackError, litellm, logging_executor
+from crewtrace.llm._recorder import CallRecorder
+
+__all__ = ["ProviderStream"]
+
+_logger = logging.getLogger("crewtrace.llm")
+_pending: set[asyncio.Task[None]] = set()  # success reports in flight (the loop keeps only weak references)
+
+
+class ProviderStream:
+    """One call's stream as litellm returned it, and the path its chunks take."""
+
+    __slots__ = ("_logging", "_model", "_provider", "_wrapper", "chunks", "direct")
+
+    def __init__(self, wrapper: Any, *, is_async: bool, model: str) -> None:
+        self._wrapper = wrapper
+        inner = getattr(wrapper, "completion_stream", None)
+        self.direct = isinstance(inner, openai.AsyncStream if is_async else openai.Stream)
+        self.chunks: Any = inner if self.direct else wrapper
+        """What to iterate: the OpenAI SDK's stream (direct) or litellm's wrapper."""
+        self._logging: Any = getattr(wrapper, "logging_obj", None)
+        self._model = model
+        self._provider: str = getattr(wrapper, "custom_llm_provider", None) or "openai"
+
+    def error(self, exc: BaseException, recorder: CallRecorder) -> BaseException:
+        """What the wrapper would have raised for ``exc``, reported to litellm's failure callbacks as it would."""
+        if not self.direct or not isinstance(exc, Exception):
+            return exc
+        mapped = _mid_stream_error(exc, self._model, self._provider, received=recorder.chunk_count > 0)
+        if self._logging is not None:
+            _submit(self._logging.failure_handler, mapped, traceback.format_exc())
+        return mapped
+
+    def finish(self, recorder: CallRecorder, messages: list[dict[str, Any]]) -> None:
+        """After the last chunk: fill in usage if the server sent none; report success to litellm once."""
+        if not self.direct:
+            return
+        response = self._assembled(recorder, messages)
+        if response is not None:
+            _submit(self._logging.success_handler, response, None, None, False)
+
+    async def afinish(self, recorder: CallRecorder, messages: list[dict[str, Any]]) -> None:
+        """Async form of :meth:`finish`; also lets the wrapper restore litellm's correlation context."""
+        if not self.direct:
+            return
+        response = self._assembled(recorder, messages)
+        await self.aclose()
+        if response is None:
+            return
+        try:
+            report = self._logging.dispatch_success_handlers(response, cache_hit=False, prefer_async_handlers=True)
+            task = asyncio.ensure_future(report)
+        except Exception:
+            _logger.debug("reporting a finished stream to litellm failed", exc_info=True)
+            return
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    def close(self) -> None:
+        """Release the HTTP connection of an abandoned sync stream."""
+        close = getattr(getattr(self._wrapper, "completion_stream", None), "close", None)
+        if close is None:
+            return
+        try:
+            close()
+        except Exception:
+            _logger.debug("closing an abandoned stream failed", exc_info=True)
+
+    async def aclose(self) -> None:
+        try:
+            await self._wrapper.aclose()
+        except Exception:
+            _logger.debug("closing an abandoned stream failed", exc_info=True)
+
+    def _assembled(self, recorder: CallRecorder, messages: list[dict[str, Any]]) -> Any:
+        """The finished call as litellm's logging expects it (an assembled ``ModelResponse``)."""
+        try:
+            text = "".join(recorder.parts)
+            if recorder.usage is None:  # as litellm's wrapper does: count what the server did not report
+                prompt = litellm.token_counter(model=self._model, messages=messages)
+                completion = litellm.token_counter(model=self._model, text=text, count_response_tokens=True)
+                recorder.usage = litellm.Usage(
+                    prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+                )
+            if self._logging is None:
+                return None
+            if recorder.time_to_first_chunk is not None and self._logging.completion_start_time is None:
+                first = self._logging.start_time + datetime.timedelta(seconds=recorder.time_to_first_chunk)
+                self._logging.update_completion_start_time(completion_start_time=first)
+            usage = recorder.usage
+            dumped = usage.model_dump(exclude_none=True) if hasattr(usage, "model_dump") else {}
+            tool_calls = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                for call in recorder.tool_calls()
+            ]
+            message: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            return litellm.ModelResponse(
+                id=recorder.response_id,
+                model=recorder.response_model or self._model,
+                choices=[{"index": 0, "finish_reason": recorder.finish_reason or "stop", "message": message}],
+                usage=litellm.Usage(**dumped),
+            )
+        except Exception:  # reporting must never break the user's call
+            _logger.debug("assembling a finished stream for litellm's logging failed", exc_info=True)
+            return None
+
+
+def _mid_stream_error(exc: Exception, model: str, provider: str, *, received: bool) -> Exception:
+    """litellm's mapping of a stream failure, as its wrapper does it (so crewtrace's error types stay the same)."""
+    mapped: Exception
+    if isinstance(exc, openai.OpenAIError):
+        mapped = exc
+    else:
+        try:
+            litellm.exception_type(
+                model=model, custom_llm_provider=provider, original_exception=exc, completion_kwargs={}, extra_kwargs={}
+            )
+            mapped = exc  # exception_type always raises; this is not reached
+        except Exception as raised:
+            mapped = raised
+    status = getattr(mapped, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status != 429:
+        return mapped  # not retriable: litellm raises it as is
+    return MidStreamFallbackError(
+        message=str(mapped),
+        model=model,
+        llm_provider=provider,
+        original_exception=mapped,
+        is_pre_first_chunk=not received,
+    )
+
+
+def _submit(function: Any, *args: Any) -> None:
+    """Run a litellm logging handler on litellm's own logging thread pool, off the caller's path."""
+    try:
+        logging_executor.submit(function, *args)
+    except Exception:
+        _logger.debug("reporting to litellm's logging failed", exc_info=True)
