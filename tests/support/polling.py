@@ -13,13 +13,14 @@ DEFAULT_TIMEOUT = 10.0
 
 
 def _attempts(condition: Callable[[], T], timeout: float, what: str) -> Iterator[T]:
-    """Yields ``condition()`` until it is truthy (then returns); fails with ``what`` after ``timeout``."""
+    """Yields ``condition()`` until the caller stops at a truthy one; fails with ``what`` after ``timeout``.
+
+    The value is not looked at again after the caller resumes: a list that was empty when polled may have
+    been filled since, and must not end the polling without being returned.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        value = condition()
-        yield value
-        if value:
-            return
+        yield condition()
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {what or condition}")
 

@@ -21,11 +21,18 @@ from litellm.litellm_core_utils.thread_pool_executor import executor as logging_
 litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout for every error
 
 __all__ = [
+    "SKIP_MCP_GATEWAY",
     "MidStreamFallbackError",
     "cost_of",
     "litellm",
     "logging_executor",
 ]  # logging_executor: litellm's pool for its logging handlers
+
+# crewtrace's tools are plain OpenAI function definitions, never MCP servers: this request flag (the one litellm's
+# own MCP handler sets on its inner calls) keeps ``tools=`` from importing litellm's MCP gateway, which needs the
+# ``mcp`` package at 2.x. Without it crewtrace would need ``mcp>=2``, and could not be installed beside CrewAI 1.15
+# (which needs ``mcp<2``).
+SKIP_MCP_GATEWAY = {"_skip_mcp_handler": True}
 
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 

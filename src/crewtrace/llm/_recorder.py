@@ -217,7 +217,7 @@ class CallRecorder:
         ]
 
     def completed(self) -> CallResult:
-        """Emit the completed event once; an interrupt before it was delivered ends the call as failed."""
+        """Emit the completed event once; an interrupt before it was built ends the call as failed."""
         if self.result is not None:
             return self.result
         try:
@@ -239,11 +239,8 @@ class CallRecorder:
         except BaseException as exc:  # e.g. Ctrl-C in the cost lookup: nothing was delivered yet
             self.fail(exc)
         self.result = result
-        try:
-            self._bus.emit(self._source, event)
-        except BaseException as exc:  # a handler let an interrupt through: the handlers after it see the end
-            self.result = None
-            self.fail(exc)
+        # The bus delivers to every handler before it re-raises a handler's interrupt: the call has ended.
+        self._bus.emit(self._source, event)
         return result
 
     def fail(self, exc: BaseException) -> NoReturn:

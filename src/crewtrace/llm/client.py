@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crewtrace.events.bus import EventBus, crewtrace_event_bus
-from crewtrace.llm._litellm import litellm
+from crewtrace.llm._litellm import SKIP_MCP_GATEWAY, litellm
 from crewtrace.llm._recorder import CallRecorder, CallResult, CallSettings
 from crewtrace.llm._settings import validated
 from crewtrace.llm._streams import ProviderStream
@@ -220,6 +220,7 @@ class LLM:
         request: dict[str, Any] = {**self.litellm_kwargs, "model": self.model, "messages": messages}
         if tools:
             request["tools"] = tools
+            request.update(SKIP_MCP_GATEWAY)
         if stream:
             request["stream"] = True
             request["stream_options"] = {"include_usage": True}
