@@ -41,7 +41,7 @@ test-lowest: $(VENV)/.test-installed
 	$(BIN)/python -m pip install -q "uv>=0.5,<1"
 	$(BIN)/uv venv -q --allow-existing --python $(BIN)/python $(LOWEST_VENV)
 	$(BIN)/uv pip install -q --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e '.[test]' $(TEST_TOOLS) "pip>=24"
-	$(BIN)/uv pip list --python $(LOWEST_VENV)/bin/python | grep -iE '^(litellm|mcp|pydantic|opentelemetry-(api|sdk|semantic-conventions)|prometheus.client) '
+	$(BIN)/uv pip list --python $(LOWEST_VENV)/bin/python | grep -iE '^(litellm|openai|pydantic|opentelemetry-(api|sdk|semantic-conventions)|prometheus.client) '
 	$(LOWEST_VENV)/bin/python $(PYTEST)
 
 # Not part of the tests: a side-by-side benchmark (~12 min on 2 cores), results in docs/benchmarks.md.
