@@ -42,20 +42,24 @@ class Reorderer:
         self._release = release
         self._max_seen = max_seen
         self._grace_s = grace_s
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest is first
         self._waiters: dict[str, list[_Waiting]] = {}
         self._waiting: OrderedDict[str, _Waiting] = OrderedDict()
 
     def arrive(self, event_id: str, deps: tuple[str | None, ...], item: Any) -> None:
         """Release ``item`` now if every id in ``deps`` was released, else when they are."""
-        missing = [dep for dep in deps if dep is not None and dep not in self._seen]
-        if missing:
-            waiting = _Waiting(event_id, missing, item)
-            self._waiting[event_id] = waiting
-            for dep in missing:
-                self._waiters.setdefault(dep, []).append(waiting)
-        else:
-            self._done(event_id, item)
+        seen = self._seen
+        missing = [dep for dep in deps if dep is not None and dep not in seen]
+        if not missing:  # the common case (every chunk): no deque, no bookkeeping beyond "seen"
+            self._release(item)
+            self._mark(event_id)
+            if event_id in self._waiters:
+                self._done_waiters(event_id)
+            return
+        waiting = _Waiting(event_id, missing, item)
+        self._waiting[event_id] = waiting
+        for dep in missing:
+            self._waiters.setdefault(dep, []).append(waiting)
 
     def pending(self) -> bool:
         return bool(self._waiting)
@@ -77,18 +81,26 @@ class Reorderer:
             self._done(waiting.event_id, waiting.item)
 
     def _done(self, event_id: str, item: Any) -> None:
-        ready = deque([(event_id, item)])  # FIFO: items waiting on one id keep their arrival order
+        self._release(item)
+        self._mark(event_id)
+        self._done_waiters(event_id)
+
+    def _done_waiters(self, event_id: str) -> None:
+        """Release what waited on ``event_id``, and what waited on those, in arrival order."""
+        ready = deque([event_id])
         while ready:
-            ready_id, ready_item = ready.popleft()
-            self._release(ready_item)
-            self._mark(ready_id)
-            for waiting in self._waiters.pop(ready_id, ()):
-                waiting.deps.remove(ready_id)
-                if not waiting.deps and self._waiting.pop(waiting.event_id, None) is not None:
-                    ready.append((waiting.event_id, waiting.item))
+            for waiting in self._waiters.pop(ready.popleft(), ()):
+                if not waiting.deps or self._waiting.get(waiting.event_id) is not waiting:
+                    continue
+                waiting.deps = [dep for dep in waiting.deps if dep not in self._seen]
+                if not waiting.deps:
+                    del self._waiting[waiting.event_id]
+                    self._release(waiting.item)
+                    self._mark(waiting.event_id)
+                    ready.append(waiting.event_id)
 
     def _mark(self, event_id: str) -> None:
         seen = self._seen
         seen[event_id] = None
         if len(seen) > self._max_seen:
-            seen.popitem(last=False)
+            del seen[next(iter(seen))]

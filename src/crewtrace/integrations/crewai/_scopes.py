@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["run", "task", "agent", "call", "tool", "other"]
+
+LEFT_OPEN = "ended before its parts: closed by crewtrace"
+"""The error of a part CrewAI never ended (its run ended, failed or was cancelled first)."""
 
 
 @dataclass(slots=True)
@@ -28,6 +31,7 @@ class Scope:
     owner: Scope | None = None
     parent_owner: Scope | None = None
     key: str = ""
+    call_id: str = ""
     name: str = ""
     open_children: dict[str, Scope] = field(default_factory=dict)
     llm_calls: int = 0
@@ -60,6 +64,15 @@ class Scope:
             if self.owner is not None:
                 self.owner.open_children[key] = scope
         return scope
+
+    def attribute_from(self, event: Any) -> None:
+        """Outside a crew there is no enclosing scope: take agent and task from the event itself."""
+        if self.agent_id is None and event.agent_id is not None:
+            self.agent_id = str(event.agent_id)
+            self.agent_role = event.agent_role
+        if self.task_id is None and event.task_id is not None:
+            self.task_id = str(event.task_id)
+            self.task_name = event.task_name
 
     def ended(self) -> None:
         """Forget this scope in its parent's list of open children."""
