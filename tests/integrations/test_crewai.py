@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 import threading
 from typing import Any
 
 import pytest
+
+if os.environ.get("CI") != "true":  # under CI the test extra has installed CrewAI: a missing one fails there
+    pytest.importorskip("crewai", reason="needs CrewAI: pip install -e '.[test]'")
 from crewai.events import crewai_event_bus
 from crewai.events.base_events import BaseEvent as CrewAIEvent
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -32,7 +36,7 @@ from tests.support.trace_assertions import (
     metric_points,
 )
 
-from crewtrace.events import BaseEventListener, EventBus, LLMStreamChunkEvent
+from crewtrace.events import BaseEventListener, CrewKickoffCompletedEvent, EventBus, LLMStreamChunkEvent
 from crewtrace.integrations.crewai import CrewAIInstrumentation, instrument_crewai
 from crewtrace.telemetry import OTelBridge
 
@@ -87,7 +91,7 @@ def test_streamed_tool_call_chunks_carry_fragments_and_one_id(server: FakeOpenAI
     recorder = Recorder(bus)
     server.queue(Reply(chunks=[], tool_calls=[ToolCallReply("call_9", "search_notes", '{"query": "abcdefghijkl"}')]))
     two_agent_crewai_crew(server, tools=True).kickoff(inputs={"topic": "t"})
-    wait_until(lambda: recorder.of(__import__("crewtrace.events").events.CrewKickoffCompletedEvent))
+    wait_until(lambda: recorder.of(CrewKickoffCompletedEvent))
     chunks = [c for c in recorder.of(LLMStreamChunkEvent) if c.call_type == "tool_call"]
     assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
     assert "".join(c.tool_call.arguments for c in chunks) == '{"query": "abcdefghijkl"}'
@@ -272,7 +276,7 @@ def test_instrumenting_twice_is_harmless_and_close_unregisters(bus: EventBus, se
     assert instrument_crewai(bus) is first
     recorder = Recorder(bus)
     two_agent_crewai_crew(server).kickoff(inputs={"topic": "x"})
-    wait_until(lambda: recorder.of(__import__("crewtrace.events").events.CrewKickoffCompletedEvent))
+    wait_until(lambda: recorder.of(CrewKickoffCompletedEvent))
     assert len([e for e in recorder.events if e.type == "crew_kickoff_started"]) == 1, "translated once"
     first.close()
     first.close()
@@ -288,3 +292,24 @@ def test_importing_crewtrace_and_telemetry_never_imports_crewai() -> None:
 
 def test_bridge_fixture_is_the_one_listening(bridge: OTelBridge) -> None:
     assert bridge.bus.has_handlers(LLMStreamChunkEvent)
+
+
+def test_an_adapter_failure_is_logged_on_crewtrace_and_never_reaches_crewai(
+    server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    class BrokenBus(EventBus):
+        def emit(self, source: Any, event: Any) -> None:
+            raise RuntimeError("adapter bug")
+
+    instrumentation = instrument_crewai(BrokenBus())
+    try:
+        with caplog.at_level(logging.ERROR, logger="crewtrace"):
+            result = two_agent_crewai_crew(server).kickoff(inputs={"topic": "x"})
+            crewai_event_bus.flush()
+    finally:
+        instrumentation.close()
+    assert result.raw
+    failures = [r for r in caplog.records if r.name == "crewtrace.integrations.crewai"]
+    assert failures and "adapter bug" in str(failures[0].exc_info[1])
+    out = capsys.readouterr()
+    assert "adapter bug" not in out.out + out.err and "handler error" not in out.out

@@ -86,26 +86,39 @@ class Calls:
                 name=tool_call.function.name if first else None,
                 arguments=event.chunk,
             )
-        self._bus.emit(
-            source,
-            LLMStreamChunkEvent(
+        update: dict[str, Any] = {
+            "event_id": event.event_id,  # CrewAI's own id (a UUID string): ties the two events together
+            "timestamp_ns": ts,
+            "chunk": event.chunk,
+            "chunk_index": index,
+        }
+        if event.response_id is not None:
+            update["response_id"] = event.response_id
+        if fragment is not None:
+            update["call_type"] = "tool_call"
+            update["tool_call"] = fragment
+        # The hot path: a copy of the call's validated template with the chunk's own fields,
+        # which costs half of building and validating a new event.
+        self._bus.emit(source, self._template(call).model_copy(update=update))
+
+    def _template(self, call: Scope) -> LLMStreamChunkEvent:
+        template = call.chunk_template
+        if template is None:
+            template = call.chunk_template = LLMStreamChunkEvent(
                 run_id=call.run_id,
                 crew_name=call.crew_name,
                 task_id=call.task_id,
                 task_name=call.task_name,
                 agent_id=call.agent_id,
                 agent_role=call.agent_role,
-                timestamp_ns=ts,
+                timestamp_ns=call.start_ns,
                 call_id=call.call_id,
                 model=call.model,
                 provider=call.provider,
-                chunk=event.chunk,
-                chunk_index=index,
-                response_id=event.response_id,
-                call_type="tool_call" if fragment is not None else "text",
-                tool_call=fragment,
-            ),
-        )
+                chunk="",
+                chunk_index=0,
+            )
+        return template
 
     def ended(self, source: Any, event: Any, parent: Scope) -> None:
         call = self.open.get(event.call_id) or self._late_start(source, event, parent)

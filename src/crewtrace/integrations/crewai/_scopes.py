@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from crewtrace.events import LLMStreamChunkEvent
+
 Kind = Literal["run", "task", "agent", "call", "tool", "other"]
 
 LEFT_OPEN = "ended before its parts: closed by crewtrace"
@@ -42,6 +44,7 @@ class Scope:
     provider: str | None = None
     stream: bool = False
     arguments: str = ""
+    chunk_template: LLMStreamChunkEvent | None = None  # an LLM call's chunk event, copied per chunk
 
     def child(self, kind: Kind, start_ns: int, key: str) -> Scope:
         """A scope inside this one, with this one's attribution; reported kinds join their owner's children."""
