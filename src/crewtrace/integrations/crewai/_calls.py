@@ -1,0 +1,281 @@
+"""CrewAI's LLM calls and tool uses as crewtrace events: started, chunks with a per-call index, one end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from crewtrace.errors import ErrorType
+from crewtrace.events import (
+    EventBus,
+    LLMCallCompletedEvent,
+    LLMCallFailedEvent,
+    LLMCallStartedEvent,
+    LLMStreamChunkEvent,
+    ToolCallChunk,
+    ToolUsageErrorEvent,
+    ToolUsageEvent,
+    ToolUsageFinishedEvent,
+    ToolUsageStartedEvent,
+)
+from crewtrace.integrations.crewai import _fields as f
+from crewtrace.integrations.crewai._scopes import LEFT_OPEN, Scope
+
+__all__ = ["Calls"]
+
+
+class Calls:
+    """Per-call state (keyed by CrewAI's ``call_id``) and the events of calls and tools.
+
+    Timings come from CrewAI's event timestamps, so they do not depend on when
+    a pool thread got round to an event.
+    """
+
+    def __init__(self, bus: EventBus, remember: Callable[[str, Scope], None]) -> None:
+        self._bus = bus
+        self._remember = remember
+        self.open: dict[str, Scope] = {}
+
+    # -- LLM calls -----------------------------------------------------------------
+
+    def started(self, source: Any, event: Any, parent: Scope) -> None:
+        call = self._open(source, event, parent, f.timestamp_ns(event.timestamp))
+        self._remember(event.event_id, call)
+        host, port = f.server_of(source)
+        messages = event.messages
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        max_tokens = event.max_tokens
+        self._bus.emit(
+            source,
+            LLMCallStartedEvent(
+                run_id=call.run_id,
+                crew_name=call.crew_name,
+                task_id=call.task_id,
+                task_name=call.task_name,
+                agent_id=call.agent_id,
+                agent_role=call.agent_role,
+                timestamp_ns=call.start_ns,
+                call_id=event.call_id,
+                model=call.model,
+                provider=call.provider,
+                messages=list(messages or []),
+                stream=call.stream,
+                temperature=event.temperature,
+                max_tokens=int(max_tokens) if max_tokens is not None else None,
+                server_address=host,
+                server_port=port,
+            ),
+        )
+
+    def chunk(self, source: Any, event: Any, parent: Scope) -> None:
+        call = self.open.get(event.call_id) or self._late_start(source, event, parent)
+        ts = f.timestamp_ns(event.timestamp)
+        index = call.chunks
+        call.chunks = index + 1
+        if call.first_chunk_ns is None:
+            call.first_chunk_ns = ts
+        tool_call = event.tool_call
+        fragment = None
+        if tool_call is not None:
+            first = tool_call.index not in call.tool_indexes
+            call.tool_indexes.add(tool_call.index)
+            fragment = ToolCallChunk(
+                index=tool_call.index,
+                id=tool_call.id if first else None,
+                name=tool_call.function.name if first else None,
+                arguments=event.chunk,
+            )
+        update: dict[str, Any] = {
+            "event_id": event.event_id,  # CrewAI's own id (a UUID string): ties the two events together
+            "timestamp_ns": ts,
+            "chunk": event.chunk,
+            "chunk_index": index,
+        }
+        if event.response_id is not None:
+            update["response_id"] = event.response_id
+        if fragment is not None:
+            update["call_type"] = "tool_call"
+            update["tool_call"] = fragment
+        # The hot path: a copy of the call's validated template with the chunk's own fields,
+        # which costs half of building and validating a new event.
+        self._bus.emit(source, self._template(call).model_copy(update=update))
+
+    def _template(self, call: Scope) -> LLMStreamChunkEvent:
+        template = call.chunk_template
+        if template is None:
+            template = call.chunk_template = LLMStreamChunkEvent(
+                run_id=call.run_id,
+                crew_name=call.crew_name,
+                task_id=call.task_id,
+                task_name=call.task_name,
+                agent_id=call.agent_id,
+                agent_role=call.agent_role,
+                timestamp_ns=call.start_ns,
+                call_id=call.call_id,
+                model=call.model,
+                provider=call.provider,
+                chunk="",
+                chunk_index=0,
+            )
+        return template
+
+    def ended(self, source: Any, event: Any, parent: Scope) -> None:
+        call = self.open.get(event.call_id) or self._late_start(source, event, parent)
+        end_ns = f.timestamp_ns(event.timestamp)
+        if event.type == "llm_call_failed":
+            error, error_type = f.failure_of(event.error)
+            self.fail(call, end_ns, error, error_type, source)
+            return
+        self._end(call)
+        response = event.response
+        first = call.first_chunk_ns
+        self._bus.emit(
+            source,
+            LLMCallCompletedEvent(
+                run_id=call.run_id,
+                crew_name=call.crew_name,
+                task_id=call.task_id,
+                task_name=call.task_name,
+                agent_id=call.agent_id,
+                agent_role=call.agent_role,
+                timestamp_ns=end_ns,
+                call_id=call.call_id,
+                model=call.model,
+                provider=call.provider,
+                chunk_count=call.chunks,
+                duration_s=f.seconds_between(call.start_ns, end_ns),
+                time_to_first_chunk_s=None if first is None else f.seconds_between(call.start_ns, first),
+                response=response if isinstance(response, str) else "",
+                usage=f.usage_of(event.usage),
+                finish_reason=event.finish_reason,
+                response_id=event.response_id,
+            ),
+        )
+
+    def fail(
+        self,
+        call: Scope,
+        end_ns: int,
+        error: str = LEFT_OPEN,
+        error_type: str = ErrorType.CANCELLED,
+        source: Any = None,
+    ) -> None:
+        """End a call as failed: CrewAI said so, or its scope ended without a word about it."""
+        self._end(call)
+        first = call.first_chunk_ns
+        self._bus.emit(
+            source,
+            LLMCallFailedEvent(
+                run_id=call.run_id,
+                crew_name=call.crew_name,
+                task_id=call.task_id,
+                task_name=call.task_name,
+                agent_id=call.agent_id,
+                agent_role=call.agent_role,
+                timestamp_ns=end_ns,
+                call_id=call.call_id,
+                model=call.model,
+                provider=call.provider,
+                chunk_count=call.chunks,
+                duration_s=f.seconds_between(call.start_ns, end_ns),
+                time_to_first_chunk_s=None if first is None else f.seconds_between(call.start_ns, first),
+                error=error,
+                error_type=error_type,
+            ),
+        )
+
+    def _open(self, source: Any, event: Any, parent: Scope, start_ns: int) -> Scope:
+        call = parent.child("call", start_ns, "call:" + event.call_id)
+        call.call_id = event.call_id
+        call.attribute_from(event)
+        call.model = event.model or getattr(source, "model", None) or "unknown"
+        call.provider = f.provider_of(call.model, source)
+        stream = getattr(event, "stream", None)
+        call.stream = bool(getattr(source, "stream", False) if stream is None else stream)
+        if parent.owner is not None:
+            parent.owner.llm_calls += 1
+        self.open[event.call_id] = call
+        return call
+
+    def _late_start(self, source: Any, event: Any, parent: Scope) -> Scope:
+        """A call whose started event never came (emitted before instrumentation) gets one now: started first."""
+        ts = f.timestamp_ns(event.timestamp)
+        call = self._open(source, event, parent, ts)
+        call.stream = call.stream or event.type == "llm_stream_chunk"
+        self._bus.emit(
+            source,
+            LLMCallStartedEvent(
+                run_id=call.run_id,
+                crew_name=call.crew_name,
+                task_id=call.task_id,
+                task_name=call.task_name,
+                agent_id=call.agent_id,
+                agent_role=call.agent_role,
+                timestamp_ns=ts,
+                call_id=call.call_id,
+                model=call.model,
+                provider=call.provider,
+                messages=[],
+                stream=call.stream,
+            ),
+        )
+        return call
+
+    def _end(self, call: Scope) -> None:
+        self.open.pop(call.call_id, None)
+        call.ended()
+
+    # -- tools ---------------------------------------------------------------------
+
+    def tool_started(self, source: Any, event: Any, parent: Scope) -> None:
+        tool = parent.child("tool", f.timestamp_ns(event.timestamp), event.event_id)
+        tool.attribute_from(event)
+        tool.name = event.tool_name
+        tool.arguments = f.arguments_of(event.tool_args)
+        tool.llm_calls = max(0, (parent.owner.llm_calls if parent.owner is not None else 1) - 1)
+        self._remember(event.event_id, tool)
+        self._emit_tool(source, tool, ToolUsageStartedEvent, tool.start_ns)
+
+    def tool_ended(self, source: Any, event: Any, tool: Scope) -> None:
+        if tool.kind != "tool":
+            return
+        end_ns = f.timestamp_ns(event.timestamp)
+        if event.type == "tool_usage_error":
+            self.tool_failed(tool, end_ns, *f.failure_of(event.error), source=source)
+            return
+        tool.ended()
+        self._emit_tool(source, tool, ToolUsageFinishedEvent, end_ns, output=f.text_of(event.output))
+
+    def tool_failed(
+        self,
+        tool: Scope,
+        end_ns: int,
+        error: str = LEFT_OPEN,
+        error_type: str = ErrorType.CANCELLED,
+        source: Any = None,
+    ) -> None:
+        tool.ended()
+        self._emit_tool(source, tool, ToolUsageErrorEvent, end_ns, error=error, error_type=error_type)
+
+    def _emit_tool(self, source: Any, tool: Scope, kind: type[ToolUsageEvent], ts: int, **outcome: Any) -> None:
+        """One tool event; the id is CrewAI's started event's (CrewAI passes no tool-call id to tools)."""
+        if kind is not ToolUsageStartedEvent:
+            outcome["duration_s"] = f.seconds_between(tool.start_ns, ts)
+        self._bus.emit(
+            source,
+            kind(
+                run_id=tool.run_id,
+                crew_name=tool.crew_name,
+                task_id=tool.task_id,
+                task_name=tool.task_name,
+                agent_id=tool.agent_id,
+                agent_role=tool.agent_role,
+                timestamp_ns=ts,
+                tool_name=tool.name,
+                tool_call_id=tool.key,
+                arguments=tool.arguments,
+                iteration=tool.llm_calls,
+                **outcome,
+            ),
+        )

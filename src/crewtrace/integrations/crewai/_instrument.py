@@ -1,0 +1,140 @@
+"""``instrument_crewai()``: listen on CrewAI's event bus and re-emit its runs as crewtrace events."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import threading
+import time
+from typing import Any
+
+import crewai.events.types as crewai_event_types
+from crewai.events import crewai_event_bus
+from crewai.events.base_events import BaseEvent as CrewAIEvent
+from crewai.events.event_context import SCOPE_ENDING_EVENTS, SCOPE_STARTING_EVENTS
+
+from crewtrace.events import EventBus, crewtrace_event_bus
+from crewtrace.integrations.crewai._order import Reorderer
+from crewtrace.integrations.crewai._translate import Translator
+
+__all__ = ["CrewAIInstrumentation", "instrument_crewai"]
+
+_logger = logging.getLogger("crewtrace.integrations.crewai")
+_active: dict[int, CrewAIInstrumentation] = {}
+_active_lock = threading.Lock()
+_EXPIRY_CHECK_S = 0.1
+
+
+def instrument_crewai(bus: EventBus | None = None) -> CrewAIInstrumentation:
+    """Re-emit every CrewAI run on ``bus`` (default ``crewtrace_event_bus``) as crewtrace events.
+
+    Calling it again for the same bus returns the instrumentation already
+    active, so no event is translated twice.
+    """
+    target = crewtrace_event_bus if bus is None else bus
+    with _active_lock:
+        existing = _active.get(id(target))
+        if existing is not None:
+            return existing
+        instrumentation = CrewAIInstrumentation(target)
+        _active[id(target)] = instrumentation
+        return instrumentation
+
+
+def _event_classes() -> list[type[CrewAIEvent]]:
+    """Every CrewAI event class: all of ``crewai.events.types`` imported, then BaseEvent's subclasses."""
+    for module in pkgutil.iter_modules(crewai_event_types.__path__):
+        try:
+            importlib.import_module(f"{crewai_event_types.__name__}.{module.name}")
+        except Exception:  # an optional family whose dependency is missing: its events cannot occur
+            _logger.debug("CrewAI event module %s not importable", module.name, exc_info=True)
+    found: list[type[CrewAIEvent]] = []
+    pending = [CrewAIEvent]
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            if subclass not in found:
+                found.append(subclass)
+                pending.append(subclass)
+    return found
+
+
+class CrewAIInstrumentation:
+    """The live link from CrewAI's bus to a crewtrace bus; :meth:`close` ends it.
+
+    Handlers are registered for every CrewAI event class, so that each event's
+    predecessors are known (see ``_order``); classes crewtrace does not
+    translate only pass their attribution on. A handler never raises into
+    CrewAI: a failure is logged on the ``crewtrace.integrations.crewai`` logger.
+    """
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self._lock = threading.RLock()
+        self._translator = Translator(bus, SCOPE_STARTING_EVENTS, SCOPE_ENDING_EVENTS)
+        self._reorderer = Reorderer(self._release)
+        self._ending = SCOPE_ENDING_EVENTS
+        self._closed = False
+        self._timer: threading.Timer | None = None
+        self._classes = _event_classes()
+        for event_class in self._classes:
+            crewai_event_bus.on(event_class)(self._on_event)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop listening; end whatever is still open so no span is left open. Safe to call twice."""
+        with _active_lock:
+            if _active.get(id(self.bus)) is self:
+                del _active[id(self.bus)]
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            for event_class in self._classes:
+                crewai_event_bus.off(event_class, self._on_event)
+            try:
+                self._reorderer.drain()
+                self._translator.close_all(time.time_ns())
+            except Exception:
+                _logger.exception("crewtrace could not end what CrewAI left open")
+
+    def _on_event(self, source: Any, event: Any) -> None:
+        """CrewAI's handler for every event: inline for chunks, on CrewAI's thread pool for the rest."""
+        try:
+            started = event.started_event_id if event.type in self._ending else event.parent_event_id
+            with self._lock:
+                if not self._closed:
+                    self._reorderer.arrive(event.event_id, (started, event.previous_event_id), (source, event))
+                    if self._timer is None and self._reorderer.pending():
+                        self._schedule_expiry()
+        except Exception:
+            _logger.exception("crewtrace could not translate CrewAI's %s event", getattr(event, "type", "?"))
+
+    def _schedule_expiry(self) -> None:
+        self._timer = threading.Timer(_EXPIRY_CHECK_S, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        """Timer thread: let go of events held for an id that never came (emitted before instrumentation)."""
+        try:
+            with self._lock:
+                self._timer = None
+                if self._closed:
+                    return
+                self._reorderer.expire()
+                if self._reorderer.pending():
+                    self._schedule_expiry()
+        except Exception:
+            _logger.exception("crewtrace could not release held CrewAI events")
+
+    def _release(self, item: tuple[Any, Any]) -> None:
+        try:
+            self._translator.release(item)
+        except Exception:
+            _logger.exception("crewtrace could not translate CrewAI's %s event", getattr(item[1], "type", "?"))

@@ -1,0 +1,87 @@
+"""What the adapter keeps between a CrewAI scope's start and end: attribution, start time, open children."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from crewtrace.events import LLMStreamChunkEvent
+
+Kind = Literal["run", "task", "agent", "call", "tool", "other"]
+
+LEFT_OPEN = "ended before its parts: closed by crewtrace"
+"""The error of a part CrewAI never ended (its run ended, failed or was cancelled first)."""
+
+
+@dataclass(slots=True)
+class Scope:
+    """One CrewAI scope (kickoff, task, agent execution, LLM call, tool use, or one crewtrace ignores).
+
+    Attribution is inherited from the enclosing scope and refined by the kinds
+    that define it. ``owner`` is the nearest scope crewtrace reports (itself for
+    those), which tracks its reported children so that none is left open.
+    """
+
+    kind: Kind
+    start_ns: int
+    run_id: str | None = None
+    crew_name: str | None = None
+    task_id: str | None = None
+    task_name: str | None = None
+    agent_id: str | None = None
+    agent_role: str | None = None
+    owner: Scope | None = None
+    parent_owner: Scope | None = None
+    key: str = ""
+    call_id: str = ""
+    name: str = ""
+    open_children: dict[str, Scope] = field(default_factory=dict)
+    llm_calls: int = 0
+    chunks: int = 0
+    first_chunk_ns: int | None = None
+    tool_indexes: set[int] = field(default_factory=set)
+    model: str = ""
+    provider: str | None = None
+    stream: bool = False
+    arguments: str = ""
+    chunk_template: LLMStreamChunkEvent | None = None  # an LLM call's chunk event, copied per chunk
+
+    def child(self, kind: Kind, start_ns: int, key: str) -> Scope:
+        """A scope inside this one, with this one's attribution; reported kinds join their owner's children."""
+        scope = Scope(
+            kind=kind,
+            start_ns=start_ns,
+            run_id=self.run_id,
+            crew_name=self.crew_name,
+            task_id=self.task_id,
+            task_name=self.task_name,
+            agent_id=self.agent_id,
+            agent_role=self.agent_role,
+            key=key,
+        )
+        scope.parent_owner = self.owner
+        if kind == "other":
+            scope.owner = self.owner
+        else:
+            scope.owner = scope
+            if self.owner is not None:
+                self.owner.open_children[key] = scope
+        return scope
+
+    def attribute_from(self, event: Any) -> None:
+        """Outside a crew there is no enclosing scope: take agent and task from the event itself."""
+        if self.agent_id is None and event.agent_id is not None:
+            self.agent_id = str(event.agent_id)
+            self.agent_role = event.agent_role
+        if self.task_id is None and event.task_id is not None:
+            self.task_id = str(event.task_id)
+            self.task_name = event.task_name
+
+    def ended(self) -> None:
+        """Forget this scope in its parent's list of open children."""
+        if self.parent_owner is not None:
+            self.parent_owner.open_children.pop(self.key, None)
+
+
+ROOT = Scope(kind="other", start_ns=0)
+"""Where scopes outside any known one (an LLM call outside a crew) hang from."""
