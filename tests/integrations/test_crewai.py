@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 if os.environ.get("CI") != "true":  # under CI the test extra has installed CrewAI: a missing one fails there
-    pytest.importorskip("crewai", reason="needs CrewAI: pip install -e '.[test]'")
+    pytest.importorskip("crewai", reason="needs CrewAI: pip install -e '.[test,crewai]' (make test uses .venv-crewai)")
 from crewai.events import crewai_event_bus
 from crewai.events.base_events import BaseEvent as CrewAIEvent
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader

@@ -7,7 +7,7 @@ import os
 import pytest
 
 if os.environ.get("CI") != "true":  # under CI the test extra has installed CrewAI: a missing one fails there
-    pytest.importorskip("crewai", reason="needs CrewAI: pip install -e '.[test]'")
+    pytest.importorskip("crewai", reason="needs CrewAI: pip install -e '.[test,crewai]' (make test uses .venv-crewai)")
 
 from tests.support.polling import wait_until
 

@@ -229,6 +229,7 @@ class Translator:
                 agent_id=scope.agent_id,
                 agent_role=scope.agent_role,
                 timestamp_ns=scope.start_ns,
+                role=str(agent.role or ""),
                 goal=str(agent.goal or ""),
             ),
         )
