@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 import sys
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from crewtrace.cli.waterfall import format_seconds
+from crewtrace.crew import StreamChunk
 from crewtrace.events import (
     BaseEventListener,
     EventBus,
     LLMCallCompletedEvent,
     LLMCallFailedEvent,
-    LLMStreamChunkEvent,
     ToolUsageErrorEvent,
     ToolUsageFinishedEvent,
 )
@@ -70,45 +71,62 @@ class _Lines:
 
 
 class LiveChunkPrinter(BaseEventListener):
-    """Prints chunks as they arrive, under a header whenever the agent or task changes, and tool calls.
+    """Prints a streaming crew's chunks (:class:`~crewtrace.crew.StreamChunk`) and the tool results between them.
 
-    Text follows its header on the same line, wrapped to 80 columns; each tool call and tool result
-    gets an indented line of its own, and text after them starts on a fresh indented line.
+    A header comes whenever the agent or task changes; text follows on the same line, wrapped to 80 columns.
+    Each tool call and tool result gets an indented line of its own, and text after them starts on a fresh
+    indented line. Tool results are events, not chunks: they are held until the next LLM call's first chunk
+    (or :meth:`finish`), so they print where they happened even when the reader lags behind the run.
     """
 
     def __init__(self, bus: EventBus | None = None, out: TextIO = sys.stdout) -> None:
         self._lines = _Lines(out)
-        self._last: tuple[str | None, str | None] | None = None
+        self._last: tuple[str, str] | None = None
+        self._call_id = ""
+        self._tool_call: tuple[str, int] | None = None
         self._text_needs_line = False
+        self._results: deque[str] = deque()  # appended on the run's thread, printed on the reader's
         super().__init__(bus)
 
     def setup_listeners(self, crewtrace_event_bus: EventBus) -> None:
-        @crewtrace_event_bus.on(LLMStreamChunkEvent)
-        def on_chunk(source: Any, event: LLMStreamChunkEvent) -> None:
-            who = (event.agent_role, event.task_name)
-            if who != self._last:
-                self._last = who
-                self._lines.header(f"[{event.agent_role} | {event.task_name}]")
-                self._text_needs_line = False
-            if event.tool_call is not None:
-                if event.tool_call.name:
-                    self._lines.newline(f"calls {event.tool_call.name} ")
-                self._lines.write(event.chunk)
-                self._text_needs_line = True
-            elif event.chunk:
-                if self._text_needs_line:
-                    self._lines.newline()
-                    self._text_needs_line = False
-                self._lines.write(event.chunk)
-            self._lines.flush()
-
         @crewtrace_event_bus.on(ToolUsageFinishedEvent)
         @crewtrace_event_bus.on(ToolUsageErrorEvent)
         def on_tool_result(source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
             result = event.output if isinstance(event, ToolUsageFinishedEvent) else f"error: {event.error}"
-            self._lines.newline(f"{event.tool_name} -> {result.splitlines()[0] if result else ''}")
+            self._results.append(f"{event.tool_name} -> {result.splitlines()[0] if result else ''}")
+
+    def show(self, chunk: StreamChunk) -> None:
+        if chunk.call_id != self._call_id:
+            self._call_id = chunk.call_id
+            self._print_results()
+        who = (chunk.agent_role, chunk.task_name)
+        if who != self._last:
+            self._last = who
+            self._lines.header(f"[{chunk.agent_role} | {chunk.task_name}]")
+            self._text_needs_line = False
+        if chunk.tool_call is not None:
+            tool_call = (chunk.call_id, chunk.tool_call.index)
+            if tool_call != self._tool_call:  # its first fragment
+                self._tool_call = tool_call
+                self._lines.newline(f"calls {chunk.tool_call.tool_name} ")
+            self._lines.write(chunk.content)
             self._text_needs_line = True
-            self._lines.flush()
+        elif chunk.content:
+            if self._text_needs_line:
+                self._lines.newline()
+                self._text_needs_line = False
+            self._lines.write(chunk.content)
+        self._lines.flush()
+
+    def finish(self) -> None:
+        """Print the tool results no chunk followed (the run ended, or failed, after them)."""
+        self._print_results()
+        self._lines.flush()
+
+    def _print_results(self) -> None:
+        while self._results:
+            self._lines.newline(self._results.popleft())
+            self._text_needs_line = True
 
 
 @dataclass

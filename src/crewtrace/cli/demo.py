@@ -15,7 +15,7 @@ from crewtrace.cli._listeners import LiveChunkPrinter, SummaryCollector
 from crewtrace.cli._offline_model import Script, ScriptedToolCall
 from crewtrace.cli._offline_model import install as install_offline_model
 from crewtrace.cli.waterfall import Glyphs, render_waterfall
-from crewtrace.crew import Agent, Crew, Task, tool
+from crewtrace.crew import Agent, Crew, CrewStreamingOutput, Task, tool
 from crewtrace.errors import CrewtraceError
 from crewtrace.events import EventBus, crewtrace_event_bus
 from crewtrace.llm import LLM
@@ -103,7 +103,7 @@ def build_crew(model: str | None, base_url: str | None, bus: EventBus, topic: st
         expected_output="Two sentences.",
         agent=writer,
     )
-    return Crew(name="demo-crew", agents=[researcher, writer], tasks=[research, summary], bus=bus)
+    return Crew(name="demo-crew", agents=[researcher, writer], tasks=[research, summary], bus=bus, stream=True)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -141,12 +141,20 @@ def _run(args: argparse.Namespace, topic: str, bus: EventBus, telemetry: Telemet
         print(f"crewtrace demo: crew {crew.name!r}, {len(crew.agents)} agents, {len(crew.tasks)} tasks ({mode})")
         if telemetry.metrics_url:
             print(f"metrics: {telemetry.metrics_url}", flush=True)
+        for agent in crew.agents:  # litellm's one-time start-up, before the clock of the first call starts
+            agent.llm.warm_up()
         code = 0
         try:
-            crew.kickoff(inputs={"topic": topic})
+            output = crew.kickoff(inputs={"topic": topic})
+            assert isinstance(output, CrewStreamingOutput)  # built with stream=True
+            with output:  # leaving early (Ctrl-C) stops the run
+                for chunk in output:
+                    printer.show(chunk)
         except CrewtraceError as exc:
+            printer.finish()
             print(f"\n\ncrew failed: {_one_line(exc)}", file=sys.stderr, flush=True)
             code = 1
+        printer.finish()
     finally:
         printer.close()
         summary.close()
