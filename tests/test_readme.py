@@ -36,7 +36,7 @@ def run(code: str, server: FakeOpenAIServer) -> str:
 
 
 def test_readme_has_the_examples_this_file_runs() -> None:
-    assert len(python_blocks()) == 3
+    assert len(python_blocks()) == 4
 
 
 def test_the_crewai_section_shows_the_three_lines() -> None:
@@ -53,6 +53,17 @@ def test_streaming_example_prints_the_researchers_chunks(server: FakeOpenAIServe
     assert server.requests[0].body["model"] == "gpt-4o-mini", "the provider prefix is litellm's, not the server's"
 
 
+def test_crew_streaming_example_prints_every_chunk_with_its_task_and_agent(server: FakeOpenAIServer) -> None:
+    server.responder = lambda body: Reply(chunks=["Tracing ", "follows ", "a request."])
+    lines = run(python_blocks()[1], server).splitlines()
+    assert lines == [
+        "[task 0 Explain {topic} in two sentences | Writer] 'Tracing '",
+        "[task 0 Explain {topic} in two sentences | Writer] 'follows '",
+        "[task 0 Explain {topic} in two sentences | Writer] 'a request.'",
+        "Tracing follows a request.",
+    ]
+
+
 def test_tools_example_runs_the_tool_loop(server: FakeOpenAIServer) -> None:
     def respond(body: dict[str, Any]) -> Reply:
         if body["messages"][-1]["role"] == "tool":
@@ -60,12 +71,12 @@ def test_tools_example_runs_the_tool_loop(server: FakeOpenAIServer) -> None:
         return Reply(tool_calls=[ToolCallReply("c1", "word_count", '{"text": "one two three"}')])
 
     server.responder = respond
-    assert run(python_blocks()[1], server).strip() == "There are 3 words."
+    assert run(python_blocks()[2], server).strip() == "There are 3 words."
     assert [t["function"]["name"] for t in server.requests[0].body["tools"]] == ["word_count", "fetch_title"]
 
 
 def test_telemetry_example_sets_up_and_shuts_down(server: FakeOpenAIServer) -> None:
-    run(python_blocks()[2], server)
+    run(python_blocks()[3], server)
 
 
 def shell_commands() -> list[list[str]]:

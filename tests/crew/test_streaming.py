@@ -587,3 +587,16 @@ def test_a_span_open_around_kickoff_parents_the_run_even_when_read_outside_it(
     spans = {s.name: s for s in pipeline.spans.get_finished_spans()}
     request, workflow = spans["request"], spans["invoke_workflow streaming"]
     assert workflow.parent is not None and workflow.parent.span_id == request.context.span_id
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_streaming_crew_streams_llms_built_without_stream(
+    server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus, mode: str
+) -> None:
+    """As in CrewAI: ``Crew(stream=True)`` streams every call, whatever ``stream=`` each LLM was built with."""
+    server.responder = scripted
+    chunks, output = collect(three_task_crew(make_llm, bus, stream=False), mode, {"topic": "otel"})
+    assert {chunk.task_index for chunk in chunks} == {0, 1, 2}
+    assert "".join(c.content for c in chunks if c.task_index == 2 and c.chunk_type is StreamChunkType.TEXT)
+    assert all(body.get("stream") for body in (request.body for request in server.requests))
+    assert output.result.raw

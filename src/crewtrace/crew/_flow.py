@@ -35,12 +35,14 @@ class LLMRequest:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None
     bus: EventBus
+    stream: bool | None = None
+    """``None``: as the LLM was built; a streaming crew streams every call."""
 
     def run(self) -> CallResult:
-        return self.llm.invoke(self.messages, tools=self.tools, bus=self.bus)
+        return self.llm.invoke(self.messages, tools=self.tools, bus=self.bus, stream=self.stream)
 
     async def arun(self) -> CallResult:
-        return await self.llm.ainvoke(self.messages, tools=self.tools, bus=self.bus)
+        return await self.llm.ainvoke(self.messages, tools=self.tools, bus=self.bus, stream=self.stream)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,10 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from crewtrace.crew._flow import Flow, Request, adrive, drive
+from crewtrace.crew._flow import Flow, LLMRequest, Request, adrive, drive
 
 if TYPE_CHECKING:
     from crewtrace.crew._run import RunResult
@@ -56,10 +56,15 @@ class Paced:
 
 
 def paced(flow: Flow[RunResult], gate: Gate) -> Flow[RunResult]:
-    """The same flow, each of its requests behind the gate; results and errors pass through unchanged."""
+    """The same flow, each of its requests behind the gate; results and errors pass through unchanged.
+
+    Every LLM call streams, whatever ``stream=`` its LLM was built with: the run's chunks are the output.
+    """
     try:
         request = next(flow)
         while True:
+            if isinstance(request, LLMRequest):
+                request = replace(request, stream=True)
             try:
                 result = yield Paced(request, gate)
             except BaseException as exc:

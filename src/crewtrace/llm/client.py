@@ -109,16 +109,23 @@ class LLM:
         return self._astream(_normalise(messages))
 
     def invoke(
-        self, messages: Messages, *, tools: list[dict[str, Any]] | None = None, bus: EventBus | None = None
+        self,
+        messages: Messages,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        bus: EventBus | None = None,
+        stream: bool | None = None,
     ) -> CallResult:
         """One call with optional tool definitions (OpenAI ``tools=`` entries); the result includes tool calls.
 
-        Streams when the LLM was built with ``stream=True`` (chunk events as they arrive). ``bus``
-        overrides the LLM's own for this call (a crew sends its LLM calls to its bus).
+        Streams (chunk events as they arrive) when ``stream`` says so, or if it is ``None`` when the LLM
+        was built with ``stream=True``. ``bus`` overrides the LLM's own for this call (a crew sends its
+        LLM calls to its bus).
         """
         normalised = _normalise(messages)
-        recorder = CallRecorder(self._settings(bus), normalised, stream=self.stream_enabled)
-        if self.stream_enabled:
+        streamed = self.stream_enabled if stream is None else stream
+        recorder = CallRecorder(self._settings(bus), normalised, stream=streamed)
+        if streamed:
             for _ in self._stream(normalised, recorder, tools):
                 pass
         else:
@@ -129,12 +136,18 @@ class LLM:
         return recorder.completed()
 
     async def ainvoke(
-        self, messages: Messages, *, tools: list[dict[str, Any]] | None = None, bus: EventBus | None = None
+        self,
+        messages: Messages,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        bus: EventBus | None = None,
+        stream: bool | None = None,
     ) -> CallResult:
         """Async form of :meth:`invoke`."""
         normalised = _normalise(messages)
-        recorder = CallRecorder(self._settings(bus), normalised, stream=self.stream_enabled)
-        if self.stream_enabled:
+        streamed = self.stream_enabled if stream is None else stream
+        recorder = CallRecorder(self._settings(bus), normalised, stream=streamed)
+        if streamed:
             async for _ in self._astream(normalised, recorder, tools):
                 pass
         else:
