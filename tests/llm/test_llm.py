@@ -212,3 +212,10 @@ def test_bad_messages_raise_a_clear_error_before_any_event(make_llm: MakeLLM, re
 
 def test_repr_never_shows_the_api_key(make_llm: MakeLLM) -> None:
     assert API_KEY not in repr(make_llm())
+
+
+def test_cost_carries_no_float_noise(server: FakeOpenAIServer, bus: EventBus, recorder: Recorder) -> None:
+    server.queue(Reply(chunks=["ok"], usage=(1, 4)))  # 1 x 1.5e-07 + 4 x 6e-07 = 2.5499999999999997e-06 in floats
+    LLM("openai/gpt-4o-mini", base_url=server.base_url, api_key="k", bus=bus, timeout=10).call("hi")
+    (done,) = recorder.of(LLMCallCompletedEvent)
+    assert repr(done.cost_usd) == "2.55e-06"

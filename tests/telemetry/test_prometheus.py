@@ -274,6 +274,16 @@ def test_reader_without_provider_serves_an_empty_page() -> None:
         assert scrape(server.url, OPENMETRICS)[1] == "# EOF\n"
 
 
+def test_head_answers_like_get_without_a_body(stack: Stack) -> None:
+    stack.meters.get_meter("m").create_counter("probe.count").add(1)
+    request = urllib.request.Request(stack.server.url, method="HEAD")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200, "probes and load balancers send HEAD"
+        assert response.headers["Content-Type"] == scrape(stack.server.url)[0]
+        assert response.read() == b""
+    assert find(scrape(stack.server.url)[1], "probe_count_total"), "GET still serves the page"
+
+
 def test_port_in_use_gives_a_clear_error() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
         blocker.bind(("127.0.0.1", 0))

@@ -58,7 +58,7 @@ def cost_of(model: str, usage: Any) -> float | None:
         return None
     cost = getattr(usage, "cost", None)
     if cost is not None:
-        return float(cost)
+        return _dollars(cost)
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model,
@@ -67,4 +67,9 @@ def cost_of(model: str, usage: Any) -> float | None:
         )
     except Exception:  # an unpriced model is normal, not an error
         return None
-    return float(prompt_cost + completion_cost)
+    return _dollars(prompt_cost + completion_cost)
+
+
+def _dollars(cost: Any) -> float:
+    """12 significant digits: price times tokens leaves float noise (2.5499999999999997e-06) in logs and metrics."""
+    return float(f"{float(cost):.12g}")

@@ -9,17 +9,23 @@ work the same here and through the Collector.
 from __future__ import annotations
 
 import errno
+import socket
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from crewtrace.errors import MetricsServerError
 from crewtrace.telemetry import _settings
 from crewtrace.telemetry._prometheus_collector import DEFAULT_RESOURCE_LABELS, PrometheusCollector
 from crewtrace.telemetry._prometheus_reader import PrometheusReader
+
+if TYPE_CHECKING:  # typeshed's names (wsgiref.types exists from Python 3.11 only)
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["MetricsServer", "start_metrics_server"]
 
@@ -96,7 +102,7 @@ def start_metrics_server(
     registry = CollectorRegistry(auto_describe=False) if registry is None else registry
     collector = PrometheusCollector(reader, resource_labels=resource_labels, registry=registry)
     try:
-        httpd, thread = start_http_server(port, addr=host, registry=registry)
+        httpd, thread = _serve(_answer_head(make_wsgi_app(registry)), host, port)
     except OSError as exc:
         registry.unregister(collector)
         if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", None)):
@@ -108,3 +114,36 @@ def start_metrics_server(
             hint = f"{exc.strerror or exc}; check the host name and that this process may listen on that port"
         raise MetricsServerError(exc.errno, f"cannot serve Prometheus metrics on {host}:{port}: {hint}") from exc
     return MetricsServer(httpd, thread, host, registry, collector)
+
+
+# prometheus_client's own server (start_http_server) answers HEAD with 405; probes and load balancers
+# send HEAD. The same WSGI app, served the same way, with HEAD answered as GET without the body.
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in flight never holds the process at exit
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
+        pass
+
+
+def _answer_head(app: WSGIApplication) -> WSGIApplication:
+    def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "HEAD":
+            body: Iterable[bytes] = app(environ, start_response)
+            return body
+        app({**environ, "REQUEST_METHOD": "GET"}, start_response)
+        return []
+
+    return serve
+
+
+def _serve(app: WSGIApplication, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    server_class = type("_Server", (_Server,), {"address_family": family})
+    httpd: WSGIServer = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever, name="crewtrace-metrics", daemon=True)
+    thread.start()
+    return httpd, thread
