@@ -12,8 +12,10 @@ PYTEST := -m pytest -q -rs --durations=15
 FAST := -m "not slow and not integration" --ignore=tests/reliability
 # What the tests need beyond the test extra: `build` for tests/test_packaging.py.
 TEST_TOOLS := "build>=1.2,<2"
+# The gate `make test` starts with: pinned to a minor, since new rules and format changes arrive in minors.
+LINT_TOOLS := "ruff>=0.17,<0.18" "mypy>=2.4,<2.5"
 
-.PHONY: demo test test-fast test-lowest bench system-deps clean
+.PHONY: demo lint test test-fast test-lowest bench system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +27,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]' $(TEST_TOOLS)
+	$(BIN)/python -m pip install -q -e '.[test]' $(TEST_TOOLS) $(LINT_TOOLS)
 	touch $@
 
 $(CREWAI_VENV)/.test-installed: pyproject.toml
@@ -37,9 +39,15 @@ $(CREWAI_VENV)/.test-installed: pyproject.toml
 demo: $(VENV)/.demo-installed
 	$(BIN)/crewtrace demo
 
-# The newest versions the dependency ranges allow (pip's resolution), the whole suite; the CrewAI
-# integration tests in the CrewAI environment.
-test: $(VENV)/.test-installed $(CREWAI_VENV)/.test-installed
+# ruff (lint and format) and mypy in strict mode.
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+# The gate, then the newest versions the dependency ranges allow (pip's resolution), the whole suite;
+# the CrewAI integration tests in the CrewAI environment.
+test: lint $(CREWAI_VENV)/.test-installed
 	$(BIN)/python $(PYTEST) --ignore=tests/integrations
 	$(CREWAI_VENV)/bin/python $(PYTEST) tests/integrations
 
