@@ -120,7 +120,7 @@ def test_mid_stream_faults_raise_after_the_chunks_sent(server: FakeOpenAIServer,
     server.queue(Reply(chunks=numbered_chunks(10), fault=fault, fault_after=3))
     seen, error = _stream_until_error(server, timeout=0.5)
     assert seen == numbered_chunks(3)
-    # litellm 1.106 wraps every mid-stream fault; 1.108+ raises a stall as its Timeout.
+    # litellm 1.106 wraps every mid-stream fault in MidStreamFallbackError; 1.110 raises a stall as its Timeout.
     assert isinstance(error, (litellm.exceptions.MidStreamFallbackError, litellm.exceptions.Timeout)), repr(error)
 
 
