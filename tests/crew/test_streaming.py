@@ -21,11 +21,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from tests.reliability.conftest import StartEndCounter, handler_count, metric_points, open_state
-from tests.support.openai_server import FakeOpenAIServer, Fault, Reply, ToolCallReply, chop, numbered_chunks
+from tests.support import crews
+from tests.support.crews import TOOL_ARGUMENTS, scripted
+from tests.support.openai_server import FakeOpenAIServer, Fault, Reply, chop, numbered_chunks
 from tests.support.polling import await_until, wait_until
 from tests.support.recording import Recorder
 
-from crewtrace import LLM, Agent, Crew, LLMStreamError, MissingInputError, Task, tool
+from crewtrace import LLM, Crew, LLMStreamError, MissingInputError, tool
 from crewtrace.crew import CrewOutput, CrewStreamingOutput, StreamChunk, StreamChunkType
 from crewtrace.crew.streaming import MAX_PENDING_CHUNKS
 from crewtrace.events import (
@@ -38,45 +40,10 @@ from crewtrace.events import (
 from crewtrace.telemetry import OTelBridge
 
 MakeLLM = Callable[..., LLM]
-TOOL_ARGUMENTS = '{"topic": "tracing streams"}'
-
-
-@tool
-def lookup(topic: str) -> str:
-    """Look a topic up."""
-    return f"facts about {topic}"
-
-
-def scripted(body: dict[str, Any]) -> Reply:
-    """research: a tool call, then an answer from its result; draft and review: fixed texts."""
-    messages = body["messages"]
-    task = messages[1]["content"]
-    if task.startswith("Research"):
-        if messages[-1]["role"] != "tool":
-            return Reply(tool_calls=[ToolCallReply("call_lookup", "lookup", TOOL_ARGUMENTS)])
-        return Reply(chunks=chop("Found: " + messages[-1]["content"]))
-    if task.startswith("Draft"):
-        return Reply(chunks=chop("A draft about tracing, in several chunks."))
-    return Reply(chunks=chop("Reviewed: the draft holds up."))
 
 
 def three_task_crew(make_llm: MakeLLM, bus: EventBus, **llm_kwargs: Any) -> Crew:
-    """Researcher (with a tool) does tasks 0 and 2, Writer task 1."""
-    researcher = Agent(
-        role="Researcher", goal="Find facts.", backstory="Careful.", llm=make_llm(**llm_kwargs), tools=[lookup]
-    )
-    writer = Agent(role="Writer", goal="Write.", backstory="Clear.", llm=make_llm(**llm_kwargs))
-    return Crew(
-        name="streaming",
-        agents=[researcher, writer],
-        tasks=[
-            Task(name="research", description="Research {topic}.", expected_output="Facts.", agent=researcher),
-            Task(name="draft", description="Draft a text on {topic}.", expected_output="Text.", agent=writer),
-            Task(name="review", description="Review the draft on {topic}.", expected_output="OK.", agent=researcher),
-        ],
-        bus=bus,
-        stream=True,
-    )
+    return crews.three_task_crew(make_llm, bus, name="streaming", streaming=True, **llm_kwargs)
 
 
 def streaming(output: CrewOutput | CrewStreamingOutput) -> CrewStreamingOutput:

@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.conftest import API_KEY
 from tests.crew.test_tools import answer_after_tools
-from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply, chop
+from tests.support.crews import scripted, three_task_crew
+from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply
 from tests.support.recording import Recorder
 
 from crewtrace import LLM, Agent, ConfigurationError, Crew, MissingInputError, Task, tool
@@ -124,33 +125,6 @@ def test_a_tool_error_holding_a_key_is_redacted_in_events_and_spans(
 # -- 9. interrupted at every emission point, everything ends exactly once ------------------
 
 
-def three_task_crew(make_llm: MakeLLM, bus: EventBus) -> Crew:
-    researcher = Agent(role="Researcher", goal="Find.", backstory="B", llm=make_llm(), tools=[lookup_tool])
-    writer = Agent(role="Writer", goal="Write.", backstory="B", llm=make_llm())
-    return Crew(
-        name="interrupted",
-        agents=[researcher, writer],
-        tasks=[
-            Task(name="find", description="Find.", expected_output="Facts.", agent=researcher),
-            Task(name="draft", description="Draft.", expected_output="Text.", agent=writer),
-            Task(name="polish", description="Polish.", expected_output="Text.", agent=writer),
-        ],
-        bus=bus,
-    )
-
-
-@tool
-def lookup_tool(key: str) -> str:
-    """Look a key up."""
-    return f"value of {key}"
-
-
-def scripted_replies(body: dict[str, Any]) -> Reply:
-    if body.get("tools") and body["messages"][-1]["role"] != "tool":
-        return Reply(tool_calls=[ToolCallReply("t1", "lookup_tool", '{"key": "k"}')])
-    return Reply(chunks=chop("a reply in several chunks"), usage=(5, 5))
-
-
 class InterruptAt:
     """The first handler on the bus: raises KeyboardInterrupt on the n-th event, as Ctrl-C would."""
 
@@ -186,7 +160,7 @@ def test_an_interrupt_at_any_emission_point_ends_every_span_and_stream(
     metric_reader: InMemoryMetricReader,
     open_spans: OpenSpans,
 ) -> None:
-    server.responder = scripted_replies
+    server.responder = scripted
 
     def run(n: int | None) -> InterruptAt:
         bus = EventBus()
@@ -195,10 +169,10 @@ def test_an_interrupt_at_any_emission_point_ends_every_span_and_stream(
         bridge = OTelBridge(tracer_provider, meter_provider, bus=bus)
         try:
             if n is None:
-                three_task_crew(make_llm, bus).kickoff()
+                three_task_crew(make_llm, bus).kickoff(inputs={"topic": "t"})
             else:
                 with pytest.raises(KeyboardInterrupt):
-                    three_task_crew(make_llm, bus).kickoff()
+                    three_task_crew(make_llm, bus).kickoff(inputs={"topic": "t"})
             assert open_spans.open == {}, f"interrupt at event {n}: spans left open: {open_spans.open}"
             assert active_streams(metric_reader) == 0, f"interrupt at event {n}: crewtrace.stream.active stuck"
         finally:

@@ -1,11 +1,15 @@
-"""The two-agent crew that several test modules run against the fake server."""
+"""The crews several test modules run against the fake server, and the replies they script."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from crewtrace import LLM, Agent, Crew, Task
+from tests.support.openai_server import Reply, ToolCallReply, chop
+
+from crewtrace import LLM, Agent, Crew, Task, tool
+
+TOOL_ARGUMENTS = '{"topic": "tracing streams"}'
 
 
 def two_agent_crew(make_llm: Callable[..., LLM], bus: Any, *, name: str, **llm_kwargs: Any) -> Crew:
@@ -20,4 +24,45 @@ def two_agent_crew(make_llm: Callable[..., LLM], bus: Any, *, name: str, **llm_k
             Task(name="write", description="Write about {topic}.", expected_output="Text.", agent=writer),
         ],
         bus=bus,
+    )
+
+
+@tool
+def lookup(topic: str) -> str:
+    """Look a topic up."""
+    return f"facts about {topic}"
+
+
+def scripted(body: dict[str, Any]) -> Reply:
+    """For :func:`three_task_crew`: research calls ``lookup``, then answers from its result; draft and review
+    answer with fixed texts."""
+    messages = body["messages"]
+    task = messages[1]["content"]
+    if task.startswith("Research"):
+        if messages[-1]["role"] != "tool":
+            return Reply(tool_calls=[ToolCallReply("call_lookup", "lookup", TOOL_ARGUMENTS)])
+        return Reply(chunks=chop("Found: " + messages[-1]["content"]))
+    if task.startswith("Draft"):
+        return Reply(chunks=chop("A draft about tracing, in several chunks."))
+    return Reply(chunks=chop("Reviewed: the draft holds up."))
+
+
+def three_task_crew(
+    make_llm: Callable[..., LLM], bus: Any, *, name: str = "three-tasks", streaming: bool = False, **llm_kwargs: Any
+) -> Crew:
+    """Researcher (with ``lookup``) does tasks 0 and 2, Writer task 1; ``streaming`` is the crew's ``stream=``."""
+    researcher = Agent(
+        role="Researcher", goal="Find facts.", backstory="Careful.", llm=make_llm(**llm_kwargs), tools=[lookup]
+    )
+    writer = Agent(role="Writer", goal="Write.", backstory="Clear.", llm=make_llm(**llm_kwargs))
+    return Crew(
+        name=name,
+        agents=[researcher, writer],
+        tasks=[
+            Task(name="research", description="Research {topic}.", expected_output="Facts.", agent=researcher),
+            Task(name="draft", description="Draft a text on {topic}.", expected_output="Text.", agent=writer),
+            Task(name="review", description="Review the draft on {topic}.", expected_output="OK.", agent=researcher),
+        ],
+        bus=bus,
+        stream=streaming,
     )
