@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import tomllib
 from importlinter import configuration
 from importlinter.application.use_cases import lint_imports
 
+import crewtrace
 from crewtrace.events import BaseEvent, ExecutionScope
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +66,11 @@ def test_public_api_is_exported() -> None:
         for name in names:
             assert name in module.__all__ and getattr(module, name) is not None
         assert sorted(module.__all__) == sorted(set(module.__all__))
+
+
+def test_every_top_level_name_resolves_and_lazy_ones_are_their_modules_public_names() -> None:
+    """``crewtrace`` lists its lazy names three times (for type checkers, the loader, ``__all__``): keep them one."""
+    for name in crewtrace.__all__:
+        assert getattr(crewtrace, name) is not None, name
+    for name, module in crewtrace._LAZY.items():
+        assert name in crewtrace.__all__ and name in importlib.import_module(module).__all__, name
