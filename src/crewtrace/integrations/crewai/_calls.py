@@ -49,12 +49,7 @@ class Calls:
         self._bus.emit(
             source,
             LLMCallStartedEvent(
-                run_id=call.run_id,
-                crew_name=call.crew_name,
-                task_id=call.task_id,
-                task_name=call.task_name,
-                agent_id=call.agent_id,
-                agent_role=call.agent_role,
+                **call.stamp(),
                 timestamp_ns=call.start_ns,
                 call_id=event.call_id,
                 model=call.model,
@@ -105,12 +100,7 @@ class Calls:
         template = call.chunk_template
         if template is None:
             template = call.chunk_template = LLMStreamChunkEvent(
-                run_id=call.run_id,
-                crew_name=call.crew_name,
-                task_id=call.task_id,
-                task_name=call.task_name,
-                agent_id=call.agent_id,
-                agent_role=call.agent_role,
+                **call.stamp(),
                 timestamp_ns=call.start_ns,
                 call_id=call.call_id,
                 model=call.model,
@@ -133,12 +123,7 @@ class Calls:
         self._bus.emit(
             source,
             LLMCallCompletedEvent(
-                run_id=call.run_id,
-                crew_name=call.crew_name,
-                task_id=call.task_id,
-                task_name=call.task_name,
-                agent_id=call.agent_id,
-                agent_role=call.agent_role,
+                **call.stamp(),
                 timestamp_ns=end_ns,
                 call_id=call.call_id,
                 model=call.model,
@@ -167,12 +152,7 @@ class Calls:
         self._bus.emit(
             source,
             LLMCallFailedEvent(
-                run_id=call.run_id,
-                crew_name=call.crew_name,
-                task_id=call.task_id,
-                task_name=call.task_name,
-                agent_id=call.agent_id,
-                agent_role=call.agent_role,
+                **call.stamp(),
                 timestamp_ns=end_ns,
                 call_id=call.call_id,
                 model=call.model,
@@ -206,12 +186,7 @@ class Calls:
         self._bus.emit(
             source,
             LLMCallStartedEvent(
-                run_id=call.run_id,
-                crew_name=call.crew_name,
-                task_id=call.task_id,
-                task_name=call.task_name,
-                agent_id=call.agent_id,
-                agent_role=call.agent_role,
+                **call.stamp(),
                 timestamp_ns=ts,
                 call_id=call.call_id,
                 model=call.model,
@@ -265,12 +240,7 @@ class Calls:
         self._bus.emit(
             source,
             kind(
-                run_id=tool.run_id,
-                crew_name=tool.crew_name,
-                task_id=tool.task_id,
-                task_name=tool.task_name,
-                agent_id=tool.agent_id,
-                agent_role=tool.agent_role,
+                **tool.stamp(),
                 timestamp_ns=ts,
                 tool_name=tool.name,
                 tool_call_id=tool.key,

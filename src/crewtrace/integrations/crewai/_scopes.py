@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from crewtrace.events import LLMStreamChunkEvent
+from crewtrace.events import ExecutionScope, LLMStreamChunkEvent
 
 Kind = Literal["run", "task", "agent", "call", "tool", "other"]
 
@@ -48,17 +48,7 @@ class Scope:
 
     def child(self, kind: Kind, start_ns: int, key: str) -> Scope:
         """A scope inside this one, with this one's attribution; reported kinds join their owner's children."""
-        scope = Scope(
-            kind=kind,
-            start_ns=start_ns,
-            run_id=self.run_id,
-            crew_name=self.crew_name,
-            task_id=self.task_id,
-            task_name=self.task_name,
-            agent_id=self.agent_id,
-            agent_role=self.agent_role,
-            key=key,
-        )
+        scope = Scope(kind=kind, start_ns=start_ns, key=key, **self.stamp())
         scope.parent_owner = self.owner
         if kind == "other":
             scope.owner = self.owner
@@ -67,6 +57,17 @@ class Scope:
             if self.owner is not None:
                 self.owner.open_children[key] = scope
         return scope
+
+    def stamp(self) -> ExecutionScope:
+        """This scope's attribution, to spread into an event: ``TaskStartedEvent(**scope.stamp(), ...)``."""
+        return ExecutionScope(
+            run_id=self.run_id,
+            crew_name=self.crew_name,
+            task_id=self.task_id,
+            task_name=self.task_name,
+            agent_id=self.agent_id,
+            agent_role=self.agent_role,
+        )
 
     def attribute_from(self, event: Any) -> None:
         """Outside a crew there is no enclosing scope: take agent and task from the event itself."""

@@ -98,8 +98,7 @@ class Translator:
         self._bus.emit(
             source,
             CrewKickoffStartedEvent(
-                run_id=run.run_id,
-                crew_name=run.crew_name,
+                **run.stamp(),
                 timestamp_ns=run.start_ns,
                 inputs=dict(event.inputs or {}),
             ),
@@ -119,8 +118,7 @@ class Translator:
         self._bus.emit(
             source,
             CrewKickoffCompletedEvent(
-                run_id=run.run_id,
-                crew_name=run.crew_name,
+                **run.stamp(),
                 timestamp_ns=end_ns,
                 output=f.text_of(event.output),
                 token_usage=TokenUsage(
@@ -138,8 +136,7 @@ class Translator:
         self._bus.emit(
             source,
             CrewKickoffFailedEvent(
-                run_id=run.run_id,
-                crew_name=run.crew_name,
+                **run.stamp(),
                 timestamp_ns=end_ns,
                 error=error,
                 error_type=error_type,
@@ -159,10 +156,7 @@ class Translator:
         self._bus.emit(
             source,
             TaskStartedEvent(
-                run_id=scope.run_id,
-                crew_name=scope.crew_name,
-                task_id=scope.task_id,
-                task_name=scope.task_name,
+                **scope.stamp(),
                 timestamp_ns=scope.start_ns,
                 description=str(getattr(task, "description", "") or ""),
                 expected_output=str(getattr(task, "expected_output", "") or ""),
@@ -181,10 +175,7 @@ class Translator:
         self._bus.emit(
             source,
             TaskCompletedEvent(
-                run_id=scope.run_id,
-                crew_name=scope.crew_name,
-                task_id=scope.task_id,
-                task_name=scope.task_name,
+                **scope.stamp(),
                 timestamp_ns=end_ns,
                 output=f.text_of(event.output),
                 duration_s=f.seconds_between(scope.start_ns, end_ns),
@@ -197,10 +188,7 @@ class Translator:
         self._bus.emit(
             source,
             TaskFailedEvent(
-                run_id=scope.run_id,
-                crew_name=scope.crew_name,
-                task_id=scope.task_id,
-                task_name=scope.task_name,
+                **scope.stamp(),
                 timestamp_ns=end_ns,
                 error=error,
                 error_type=error_type,
@@ -222,12 +210,7 @@ class Translator:
         self._bus.emit(
             source,
             AgentExecutionStartedEvent(
-                run_id=scope.run_id,
-                crew_name=scope.crew_name,
-                task_id=scope.task_id,
-                task_name=scope.task_name,
-                agent_id=scope.agent_id,
-                agent_role=scope.agent_role,
+                **scope.stamp(),
                 timestamp_ns=scope.start_ns,
                 role=str(agent.role or ""),
                 goal=str(agent.goal or ""),
@@ -246,12 +229,7 @@ class Translator:
         self._bus.emit(
             source,
             AgentExecutionCompletedEvent(
-                run_id=scope.run_id,
-                crew_name=scope.crew_name,
-                task_id=scope.task_id,
-                task_name=scope.task_name,
-                agent_id=scope.agent_id,
-                agent_role=scope.agent_role,
+                **scope.stamp(),
                 timestamp_ns=end_ns,
                 output=f.text_of(event.output),
                 duration_s=f.seconds_between(scope.start_ns, end_ns),
@@ -264,12 +242,7 @@ class Translator:
         self._bus.emit(
             source,
             AgentExecutionErrorEvent(
-                run_id=scope.run_id,
-                crew_name=scope.crew_name,
-                task_id=scope.task_id,
-                task_name=scope.task_name,
-                agent_id=scope.agent_id,
-                agent_role=scope.agent_role,
+                **scope.stamp(),
                 timestamp_ns=end_ns,
                 error=error,
                 error_type=error_type,
