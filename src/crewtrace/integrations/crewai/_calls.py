@@ -119,18 +119,10 @@ class Calls:
             return
         self._end(call)
         response = event.response
-        first = call.first_chunk_ns
         self._bus.emit(
             source,
             LLMCallCompletedEvent(
-                **call.stamp(),
-                timestamp_ns=end_ns,
-                call_id=call.call_id,
-                model=call.model,
-                provider=call.provider,
-                chunk_count=call.chunks,
-                duration_s=f.seconds_between(call.start_ns, end_ns),
-                time_to_first_chunk_s=None if first is None else f.seconds_between(call.start_ns, first),
+                **_call_ending(call, end_ns),
                 response=response if isinstance(response, str) else "",
                 usage=f.usage_of(event.usage),
                 finish_reason=event.finish_reason,
@@ -148,18 +140,10 @@ class Calls:
     ) -> None:
         """End a call as failed: CrewAI said so, or its scope ended without a word about it."""
         self._end(call)
-        first = call.first_chunk_ns
         self._bus.emit(
             source,
             LLMCallFailedEvent(
-                **call.stamp(),
-                timestamp_ns=end_ns,
-                call_id=call.call_id,
-                model=call.model,
-                provider=call.provider,
-                chunk_count=call.chunks,
-                duration_s=f.seconds_between(call.start_ns, end_ns),
-                time_to_first_chunk_s=None if first is None else f.seconds_between(call.start_ns, first),
+                **_call_ending(call, end_ns),
                 error=error,
                 error_type=error_type,
             ),
@@ -249,3 +233,16 @@ class Calls:
                 **outcome,
             ),
         )
+
+
+def _call_ending(call: Scope, end_ns: int) -> dict[str, Any]:
+    """The fields a call's completed and failed events share."""
+    first = call.first_chunk_ns
+    return {
+        **call.ending(end_ns),
+        "call_id": call.call_id,
+        "model": call.model,
+        "provider": call.provider,
+        "chunk_count": call.chunks,
+        "time_to_first_chunk_s": None if first is None else f.seconds_between(call.start_ns, first),
+    }

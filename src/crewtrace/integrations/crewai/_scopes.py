@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from crewtrace.events import ExecutionScope, LLMStreamChunkEvent
+from crewtrace.integrations.crewai._fields import seconds_between
 
 Kind = Literal["run", "task", "agent", "call", "tool", "other"]
 
@@ -68,6 +69,10 @@ class Scope:
             agent_id=self.agent_id,
             agent_role=self.agent_role,
         )
+
+    def ending(self, end_ns: int) -> dict[str, Any]:
+        """The fields every end event of this scope carries: attribution, end time, duration."""
+        return {**self.stamp(), "timestamp_ns": end_ns, "duration_s": seconds_between(self.start_ns, end_ns)}
 
     def attribute_from(self, event: Any) -> None:
         """Outside a crew there is no enclosing scope: take agent and task from the event itself."""

@@ -118,14 +118,12 @@ class Translator:
         self._bus.emit(
             source,
             CrewKickoffCompletedEvent(
-                **run.stamp(),
-                timestamp_ns=end_ns,
+                **run.ending(end_ns),
                 output=f.text_of(event.output),
                 token_usage=TokenUsage(
                     input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                     output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
                 ),
-                duration_s=f.seconds_between(run.start_ns, end_ns),
             ),
         )
 
@@ -136,11 +134,9 @@ class Translator:
         self._bus.emit(
             source,
             CrewKickoffFailedEvent(
-                **run.stamp(),
-                timestamp_ns=end_ns,
+                **run.ending(end_ns),
                 error=error,
                 error_type=error_type,
-                duration_s=f.seconds_between(run.start_ns, end_ns),
             ),
         )
 
@@ -175,10 +171,8 @@ class Translator:
         self._bus.emit(
             source,
             TaskCompletedEvent(
-                **scope.stamp(),
-                timestamp_ns=end_ns,
+                **scope.ending(end_ns),
                 output=f.text_of(event.output),
-                duration_s=f.seconds_between(scope.start_ns, end_ns),
             ),
         )
 
@@ -188,11 +182,9 @@ class Translator:
         self._bus.emit(
             source,
             TaskFailedEvent(
-                **scope.stamp(),
-                timestamp_ns=end_ns,
+                **scope.ending(end_ns),
                 error=error,
                 error_type=error_type,
-                duration_s=f.seconds_between(scope.start_ns, end_ns),
             ),
         )
 
@@ -229,10 +221,8 @@ class Translator:
         self._bus.emit(
             source,
             AgentExecutionCompletedEvent(
-                **scope.stamp(),
-                timestamp_ns=end_ns,
+                **scope.ending(end_ns),
                 output=f.text_of(event.output),
-                duration_s=f.seconds_between(scope.start_ns, end_ns),
             ),
         )
 
@@ -242,11 +232,9 @@ class Translator:
         self._bus.emit(
             source,
             AgentExecutionErrorEvent(
-                **scope.stamp(),
-                timestamp_ns=end_ns,
+                **scope.ending(end_ns),
                 error=error,
                 error_type=error_type,
-                duration_s=f.seconds_between(scope.start_ns, end_ns),
             ),
         )
 
