@@ -7,15 +7,14 @@ from typing import Any
 
 from tests.support.openai_server import Reply, ToolCallReply, chop
 
-from crewtrace import LLM, Agent, Crew, Task, tool
+from crewtrace import LLM, Agent, Crew, Task, Tool, tool
 
 TOOL_ARGUMENTS = '{"topic": "tracing streams"}'
 
 
 def two_agent_crew(make_llm: Callable[..., LLM], bus: Any, *, name: str, **llm_kwargs: Any) -> Crew:
     """Researcher then Writer, tasks ``research`` and ``write``: one trace with 2 chat spans per run."""
-    researcher = Agent(role="Researcher", goal="Find facts.", backstory="Careful.", llm=make_llm(**llm_kwargs))
-    writer = Agent(role="Writer", goal="Write.", backstory="Clear.", llm=make_llm(**llm_kwargs))
+    researcher, writer = _agents(make_llm, [], llm_kwargs)
     return Crew(
         name=name,
         agents=[researcher, writer],
@@ -51,10 +50,7 @@ def three_task_crew(
     make_llm: Callable[..., LLM], bus: Any, *, name: str = "three-tasks", streaming: bool = False, **llm_kwargs: Any
 ) -> Crew:
     """Researcher (with ``lookup``) does tasks 0 and 2, Writer task 1; ``streaming`` is the crew's ``stream=``."""
-    researcher = Agent(
-        role="Researcher", goal="Find facts.", backstory="Careful.", llm=make_llm(**llm_kwargs), tools=[lookup]
-    )
-    writer = Agent(role="Writer", goal="Write.", backstory="Clear.", llm=make_llm(**llm_kwargs))
+    researcher, writer = _agents(make_llm, [lookup], llm_kwargs)
     return Crew(
         name=name,
         agents=[researcher, writer],
@@ -66,3 +62,10 @@ def three_task_crew(
         bus=bus,
         stream=streaming,
     )
+
+
+def _agents(make_llm: Callable[..., LLM], tools: list[Tool], llm_kwargs: dict[str, Any]) -> tuple[Agent, Agent]:
+    researcher = Agent(
+        role="Researcher", goal="Find facts.", backstory="Careful.", llm=make_llm(**llm_kwargs), tools=tools
+    )
+    return researcher, Agent(role="Writer", goal="Write.", backstory="Clear.", llm=make_llm(**llm_kwargs))

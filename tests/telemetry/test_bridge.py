@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from tests.conftest import API_KEY
 from tests.support.crews import two_agent_crew
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
+from tests.support.trace_assertions import assert_separate_runs
 
 from crewtrace import LLM, Crew, LLMCallError
 from crewtrace.events import (
@@ -339,21 +340,6 @@ def test_an_application_span_around_kickoff_parents_the_workflow(
     assert workflow.context.trace_id == app_span.get_span_context().trace_id
 
 
-def _assert_separate_well_formed_traces(exporter: InMemorySpanExporter, runs: int) -> None:
-    spans = exporter.get_finished_spans()
-    by_id = {s.context.span_id: s for s in spans}
-    workflows = [s for s in spans if s.name == "invoke_workflow team"]
-    assert len(workflows) == runs and len({w.context.trace_id for w in workflows}) == runs
-    for chat in (s for s in spans if s.name.startswith("chat")):
-        agent = by_id[chat.parent.span_id]
-        task = by_id[agent.parent.span_id]
-        workflow = by_id[task.parent.span_id]
-        assert agent.attributes["gen_ai.agent.id"] == chat.attributes["gen_ai.agent.id"]
-        assert task.attributes["crewtrace.task.id"] == chat.attributes["crewtrace.task.id"]
-        assert workflow.attributes["crewtrace.run.id"] == chat.attributes["crewtrace.run.id"]
-        assert len({chat.context.trace_id, agent.context.trace_id, workflow.context.trace_id}) == 1
-
-
 def test_parenting_holds_for_crews_running_in_threads(
     make_llm: MakeLLM, bus: EventBus, bridge: OTelBridge, span_exporter: InMemorySpanExporter
 ) -> None:
@@ -363,7 +349,7 @@ def test_parenting_holds_for_crews_running_in_threads(
         thread.start()
     for thread in threads:
         thread.join()
-    _assert_separate_well_formed_traces(span_exporter, 4)
+    assert_separate_runs(span_exporter.get_finished_spans(), 4)
 
 
 async def test_parenting_holds_for_crews_running_in_asyncio_tasks(
@@ -371,7 +357,7 @@ async def test_parenting_holds_for_crews_running_in_asyncio_tasks(
 ) -> None:
     crew = crew_of_two(make_llm, bus)
     await asyncio.gather(*(crew.kickoff_async(inputs={"topic": f"t{n}"}) for n in range(4)))
-    _assert_separate_well_formed_traces(span_exporter, 4)
+    assert_separate_runs(span_exporter.get_finished_spans(), 4)
 
 
 def test_user_listener_and_bridge_see_the_same_events_and_never_break_each_other(
