@@ -1,6 +1,6 @@
 """Interleaved side-by-side runs against one local server; results as pyperf suites and a markdown table.
 
-    python -m bench.run [--rounds 5] [--chunks 100,1000,10000] [--scenarios litellm,crewtrace,bridge,crewai]
+    python -m bench.run [--rounds 5] [--chunks 100,1000,10000] [--scenarios litellm,crewtrace,bridge,crew,crewai]
                         [--concurrent 100 (streams of 100 chunks)] [--memory 100000] [--out bench/results]
 
 Each round runs every scenario once per (mode, length), in an order rotated every
@@ -31,6 +31,8 @@ from bench.scenarios import NAMES, Scenario, available
 from bench.server import BenchServer
 
 Key = tuple[str, str, int]  # (scenario, mode, chunks)
+RATIOS = (("crewtrace", "litellm"), ("bridge", "crewtrace"), ("crew", "crewai"), ("crewai+crewtrace", "crewai"))
+"""The ratio columns of the table, where both scenarios ran."""
 
 
 def timed(scenario: Scenario, mode: str, n: int, concurrent: int = 1) -> float:
@@ -57,9 +59,10 @@ def timed(scenario: Scenario, mode: str, n: int, concurrent: int = 1) -> float:
 
 def interleaved(scenarios: list[Scenario], cases: list[tuple[str, int, int]], rounds: int) -> dict[Key, list[float]]:
     samples: dict[Key, list[float]] = defaultdict(list)
-    for scenario in scenarios:  # warm-up: imports, clients, caches
+    for scenario in scenarios:  # warm-up: imports, clients, caches, the connections (and crews) of concurrent streams
         timed(scenario, "sync", 10)
-        timed(scenario, "async", 10)
+        for concurrent in sorted({c for _, _, c in cases}):
+            timed(scenario, "async", 10, concurrent)
     for round_ in range(rounds):
         for mode, n, concurrent in cases:
             order = scenarios[round_ % len(scenarios) :] + scenarios[: round_ % len(scenarios)]
@@ -105,14 +108,15 @@ def table(samples: dict[Key, list[float]], memory: dict[str, tuple[float, float]
     names = list(dict.fromkeys(k[0] for k in samples))
     cases = list(dict.fromkeys((k[1], k[2]) for k in samples))
     heads = " | ".join(f"{n} µs/chunk" for n in names)
-    lines = [f"| mode | chunks | {heads} | crewtrace / litellm | bridge / crewtrace |", "|---" * (len(names) + 4) + "|"]
+    ratios = [(a, b) for a, b in RATIOS if a in names and b in names]
+    ratio_heads = "".join(f" {a} / {b} |" for a, b in ratios)
+    lines = [f"| mode | chunks | {heads} |{ratio_heads}", "|---" * (len(names) + len(ratios) + 2) + "|"]
     for mode, n in cases:
         medians = {
             name: statistics.median(samples[(name, mode, n)]) * 1e6 for name in names if (name, mode, n) in samples
         }
         cells = " | ".join(f"{medians[name]:.0f}" if name in medians else "–" for name in names)
-        ratios = " | ".join(_ratio(medians, a, b) for a, b in (("crewtrace", "litellm"), ("bridge", "crewtrace")))
-        lines.append(f"| {mode} | {n:,} | {cells} | {ratios} |")
+        lines.append(f"| {mode} | {n:,} | {cells} |" + "".join(f" {_ratio(medians, a, b)} |" for a, b in ratios))
     if memory:
         lines += ["", "| one stream adds (MiB) | " + " | ".join(memory) + " |", "|---" * (len(memory) + 1) + "|",
                   "| peak RSS | " + " | ".join(f"{v[0]:.0f}" for v in memory.values()) + " |",

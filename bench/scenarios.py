@@ -10,8 +10,13 @@ usage chunks) over real HTTP and keeps the text, as an application does:
               null exporter, in-memory metric reader)
 ``openinference``  bare litellm under OpenInference's ``LiteLLMInstrumentor`` (a peer; same
               span pipeline), where installed (the ``bench`` extra)
-``crewai``    CrewAI's default path, from ``bench/crewai.py`` when that file exists
+``crew``      a crewtrace ``Crew`` (one agent, one task) on ``crewtrace.LLM`` + ``OTelBridge``
+``crewai``    a CrewAI 1.15 crew of the same shape on CrewAI's default path (``bench/crewai.py``)
+``crewai+crewtrace``  that CrewAI crew under ``instrument_crewai`` + ``OTelBridge``
 ============  =====================================================================
+
+The crews stream the same reply as their only LLM call: the task's description is
+``prompt_for(n)``, and each of the server's chunks is one word of the answer.
 
 A peer patches litellm for the whole process, so it is switched on just before each of
 its runs and off right after (untimed).
@@ -32,7 +37,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from bench.server import prompt_for
-from crewtrace import LLM
+from crewtrace import LLM, Agent, Crew, Task
 from crewtrace.events import EventBus
 from crewtrace.llm._litellm import litellm
 from crewtrace.telemetry import OTelBridge
@@ -56,8 +61,23 @@ class NullSpanExporter(SpanExporter):
         pass
 
 
+AGENT: dict[str, Any] = {"role": "Streamer", "goal": "Stream the words.", "backstory": "A benchmark."}
+TASK: dict[str, Any] = {"name": "stream", "description": "{prompt}", "expected_output": "The words."}
+"""The fields of every bench crew's one agent and one task (crewtrace's and CrewAI's alike)."""
+
+
 def messages(n: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt_for(n)}]
+
+
+def inputs(n: int) -> dict[str, str]:
+    """Kickoff inputs that make a bench crew's task ask the server for ``n`` chunks."""
+    return {"prompt": prompt_for(n)}
+
+
+def answer_chunks(output: object) -> int:
+    """The text chunks in a crew's answer (``str()`` of either framework's ``CrewOutput`` is the raw text)."""
+    return len(str(output).split())
 
 
 class Scenario:
@@ -147,6 +167,21 @@ class Bridge(Crewtrace):
         self.pipeline.shutdown()
 
 
+class CrewtraceCrew(Bridge):
+    name = "crew"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        agent = Agent(**AGENT, llm=self.llm)
+        self.crew = Crew(name="bench", agents=[agent], tasks=[Task(**TASK, agent=agent)], bus=self.bus)
+
+    def stream(self, n: int) -> int:
+        return answer_chunks(self.crew.kickoff(inputs(n)))
+
+    async def astream(self, n: int) -> int:
+        return answer_chunks(await self.crew.kickoff_async(inputs(n)))
+
+
 class OpenInference(BareLiteLLM):
     name = "openinference"
 
@@ -168,15 +203,16 @@ class OpenInference(BareLiteLLM):
 
 
 def available(base_url: str, names: Sequence[str]) -> list[Scenario]:
-    """The scenarios asked for and installed, built; ``crewai`` comes from ``bench/crewai.py`` (``CrewAIDefault``)."""
+    """The scenarios asked for and installed, built; the CrewAI ones come from ``bench/crewai.py``."""
     built: list[Scenario] = []
     local: dict[str, type[Scenario]] = {
-        "litellm": BareLiteLLM, "crewtrace": Crewtrace, "bridge": Bridge, "openinference": OpenInference,
+        "litellm": BareLiteLLM, "crewtrace": Crewtrace, "bridge": Bridge, "crew": CrewtraceCrew,
+        "openinference": OpenInference,
     }  # fmt: skip
     for name in names:
         try:
-            if name == "crewai":
-                built.append(importlib.import_module("bench.crewai").CrewAIDefault(base_url))
+            if name in CREWAI:
+                built.append(getattr(importlib.import_module("bench.crewai"), CREWAI[name])(base_url))
             else:
                 built.append(local[name](base_url))
         except ImportError as exc:
@@ -184,4 +220,6 @@ def available(base_url: str, names: Sequence[str]) -> list[Scenario]:
     return built
 
 
-NAMES = ("litellm", "crewtrace", "bridge", "openinference", "crewai")
+CREWAI = {"crewai": "CrewAIDefault", "crewai+crewtrace": "CrewAICrewtrace"}
+"""Scenarios of ``bench/crewai.py``, built only where CrewAI imports."""
+NAMES = ("litellm", "crewtrace", "bridge", "crew", "openinference", *CREWAI)
