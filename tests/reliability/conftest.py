@@ -9,7 +9,7 @@ OpenTelemetry SDK, the OTLP exporters, prometheus_client. What this file adds:
   (``otel.sdk.span.live`` ...) turned on, plus helpers to read metric points and the
   bridge's open state;
 - ``measure``: records the figures each test measured; they are printed at the end of
-  the run under "crewtrace reliability measurements" (the README's Guarantees section quotes them).
+  the run under "crewtrace reliability measurements" (docs/guarantees.md quotes them).
 
 Tests that take more than a few seconds carry ``@pytest.mark.slow``. Nothing is skipped:
 CI runs all of them (``pytest tests/reliability`` takes about three minutes on two cores).
