@@ -1,6 +1,6 @@
-"""The CrewAI scenarios of ``bench.run``: a CrewAI 1.15 crew alone, and under crewtrace.
+"""The CrewAI scenarios of ``bench.run``: a CrewAI 1.15 crew alone, under crewtrace, and under its peers.
 
-Both run the same crew (one agent, one task, ``bench.scenarios.AGENT``/``TASK``) on
+All run the same crew (one agent, one task, ``bench.scenarios.AGENT``/``TASK``) on
 CrewAI's default LLM path, its native OpenAI client (``crewai.LLM("openai/...",
 stream=True)``); its one LLM call streams the server's ``n``-chunk reply. A sample
 times ``kickoff()`` (or ``await akickoff()``) plus ``crewai_event_bus.flush()``, so
@@ -10,13 +10,19 @@ each get a crew of their own (``Crew.copy()`` of the never-run template, as
 
 ``instrument_crewai`` listens on CrewAI's process-wide bus, so ``crewai+crewtrace``
 instruments just before each of its runs and closes right after (untimed), like the
-peers of ``bench.scenarios``. Imported only by ``bench.scenarios.available``: without
-CrewAI the import fails and both scenarios are skipped.
+peers of ``bench.scenarios``. The peers' CrewAI instrumentors (``crewai+openinference``,
+``crewai+openllmetry``; ``crewai+openinference-events``, OpenInference's mode that listens on
+CrewAI's bus instead) patch CrewAI's classes for the whole process, so they are switched on and
+off the same way, and export into a ``_Pipeline`` of their own as crewtrace does; one whose
+package is not installed is skipped. Imported only by ``bench.scenarios.available``: without
+CrewAI the import fails and all these scenarios are skipped.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import Any
 
 os.environ.update(CREWAI_DISABLE_TELEMETRY="true", CREWAI_TRACING_ENABLED="false")  # before crewai is imported
 
@@ -77,3 +83,49 @@ class CrewAICrewtrace(CrewAIDefault):
         self.deactivate()
         self.bridge.close()
         self.pipeline.shutdown()
+
+
+class _Peer(CrewAIDefault):
+    """The crew under a peer's ``CrewAIInstrumentor`` (an OTel ``BaseInstrumentor``), instrumented around each run."""
+
+    module = ""  # where the peer's CrewAIInstrumentor is
+    metrics = False  # whether its instrument() takes a meter provider
+
+    def __init__(self, base_url: str) -> None:
+        instrumentor = importlib.import_module(self.module).CrewAIInstrumentor  # not installed: skipped
+        super().__init__(base_url)
+        self.pipeline = _Pipeline()
+        self.instrumentor: Any = instrumentor()
+        self.options: dict[str, Any] = {"tracer_provider": self.pipeline.tracer_provider}  # of instrument()
+        if self.metrics:
+            self.options["meter_provider"] = self.pipeline.meter_provider
+
+    def activate(self) -> None:
+        self.instrumentor.instrument(**self.options)
+
+    def deactivate(self) -> None:
+        self.instrumentor.uninstrument()
+
+    def close(self) -> None:
+        self.pipeline.shutdown()
+
+
+class CrewAIOpenInference(_Peer):
+    name = "crewai+openinference"
+    module = "openinference.instrumentation.crewai"
+
+
+class CrewAIOpenInferenceEvents(CrewAIOpenInference):
+    """Its event-listener mode: spans from CrewAI's bus, an LLM span too, and ``akickoff`` covered."""
+
+    name = "crewai+openinference-events"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.options["use_event_listener"] = True
+
+
+class CrewAIOpenLLMetry(_Peer):
+    name = "crewai+openllmetry"
+    module = "opentelemetry.instrumentation.crewai"
+    metrics = True

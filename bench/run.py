@@ -31,7 +31,10 @@ from bench.scenarios import NAMES, Scenario, available
 from bench.server import BenchServer
 
 Key = tuple[str, str, int]  # (scenario, mode, chunks)
-RATIOS = (("crewtrace", "litellm"), ("bridge", "crewtrace"), ("crew", "crewai"), ("crewai+crewtrace", "crewai"))
+RATIOS = (
+    ("crewtrace", "litellm"), ("bridge", "crewtrace"), ("crew", "crewai"),
+    *((f"crewai+{peer}", "crewai") for peer in ("crewtrace", "openinference", "openinference-events", "openllmetry")),
+)  # fmt: skip
 """The ratio columns of the table, where both scenarios ran."""
 
 

@@ -13,6 +13,8 @@ usage chunks) over real HTTP and keeps the text, as an application does:
 ``crew``      a crewtrace ``Crew`` (one agent, one task) on ``crewtrace.LLM`` + ``OTelBridge``
 ``crewai``    a CrewAI 1.15 crew of the same shape on CrewAI's default path (``bench/crewai.py``)
 ``crewai+crewtrace``  that CrewAI crew under ``instrument_crewai`` + ``OTelBridge``
+``crewai+openinference``, ``crewai+openinference-events``, ``crewai+openllmetry``  that crew under a
+              peer's ``CrewAIInstrumentor`` (the ``bench`` extra; same span pipeline)
 ============  =====================================================================
 
 The crews stream the same reply as their only LLM call: the task's description is
@@ -220,6 +222,10 @@ def available(base_url: str, names: Sequence[str]) -> list[Scenario]:
     return built
 
 
-CREWAI = {"crewai": "CrewAIDefault", "crewai+crewtrace": "CrewAICrewtrace"}
+CREWAI = {
+    "crewai": "CrewAIDefault", "crewai+crewtrace": "CrewAICrewtrace",
+    "crewai+openinference": "CrewAIOpenInference", "crewai+openinference-events": "CrewAIOpenInferenceEvents",
+    "crewai+openllmetry": "CrewAIOpenLLMetry",
+}  # fmt: skip
 """Scenarios of ``bench/crewai.py``, built only where CrewAI imports."""
 NAMES = ("litellm", "crewtrace", "bridge", "crew", "openinference", *CREWAI)
