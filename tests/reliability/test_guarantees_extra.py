@@ -24,7 +24,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from tests.conftest import API_KEY
 from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline, metric_points
-from tests.reliability.test_abandoned_streams import ASYNC_WAYS, SYNC_WAYS, settle
+from tests.reliability.test_abandoned_streams import ASYNC_WAYS, CHUNKS, SYNC_WAYS, settle
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.polling import wait_until
@@ -41,7 +41,6 @@ from crewtrace.telemetry import OTelBridge, Telemetry, _log_filter
 
 pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
-CHUNKS = [f"c{i} " for i in range(5)]
 EVERY_WAY: list[Callable[[LLM], Any]] = [*SYNC_WAYS, *ASYNC_WAYS]
 # One of the SDK's export loggers that the SDK gives no filter of its own (its DuplicateFilter would
 # drop a repeat before crewtrace's filter could count it).
