@@ -136,10 +136,10 @@ class Crewtrace(Scenario):
         self.llm = LLM(MODEL, stream=True, base_url=base_url, api_key=API_KEY, timeout=TIMEOUT, bus=self.bus)
 
     def stream(self, n: int) -> int:
-        return len(list(self.llm.stream(messages(n))))
+        return len(list(self.llm.iter_text(messages(n))))
 
     async def astream(self, n: int) -> int:
-        return len([text async for text in self.llm.astream(messages(n))])
+        return len([text async for text in self.llm.aiter_text(messages(n))])
 
 
 class _Pipeline:

@@ -11,7 +11,7 @@ from importlinter import configuration
 from importlinter.application.use_cases import lint_imports
 
 import crewtrace
-from crewtrace.events import BaseEvent, ExecutionScope
+from crewtrace.events import ATTRIBUTION_FIELDS, BaseEvent, ExecutionScope
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,10 +28,10 @@ def test_import_contracts_hold(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
         assert f"{contract['name']} KEPT" in output, f"contract not checked: {contract['name']}"
 
 
-def test_attribution_fields_are_one_list() -> None:
-    """The scope is spread into events: its keys must be exactly the events' attribution fields."""
-    attribution = [name for name in BaseEvent.model_fields if name not in ("type", "event_id", "timestamp_ns")]
-    assert list(ExecutionScope.__annotations__) == attribution
+def test_attribution_fields_have_one_home() -> None:
+    """Events and scopes inherit the attribution fields from one class; the telemetry's table names each once."""
+    assert tuple(ExecutionScope.model_fields) == ATTRIBUTION_FIELDS
+    assert tuple(BaseEvent.model_fields)[: len(ATTRIBUTION_FIELDS)] == ATTRIBUTION_FIELDS
 
 
 def test_public_api_is_exported() -> None:

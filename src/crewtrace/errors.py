@@ -4,12 +4,17 @@
     ├── LLMError                  an LLM call failed
     │   ├── LLMCallError          ... before the first chunk (bad model, auth, 429, 500, timeout)
     │   └── LLMStreamError        ... after chunks arrived; carries the partial text
-    ├── ConfigurationError        a Crew, Task or Agent that cannot run as built
+    ├── ConfigurationError        an argument or setting that cannot work (also a ValueError)
+    ├── StreamError               a stream used in a way it cannot be (also a RuntimeError)
+    │   ├── StreamConsumed        ... iterated a second time
+    │   ├── StreamClosed          ... closed before its run finished: there is no result
+    │   └── ResultNotReady        ... its result read before the run finished
     ├── MaxIterationsError        an agent's tool loop ran out of iterations without an answer
     ├── MetricsServerError        the Prometheus endpoint could not listen (also an OSError)
-    └── MissingInputError         a {placeholder} that kickoff(inputs=...) did not fill
+    └── MissingInputError         a {placeholder} that kickoff(inputs=...) did not fill (also a KeyError)
 
-Catch ``CrewtraceError`` for everything, or a leaf for one cause.
+Catch ``CrewtraceError`` for everything, or a leaf for one cause. The errors that are
+also a builtin exception are so that code written for the builtin keeps working.
 
 :class:`ErrorType` is the one vocabulary of ``error_type`` values (``error.type``
 in telemetry): crewtrace's own words for its own causes, otherwise the
@@ -31,6 +36,10 @@ __all__ = [
     "MaxIterationsError",
     "MetricsServerError",
     "MissingInputError",
+    "ResultNotReady",
+    "StreamClosed",
+    "StreamConsumed",
+    "StreamError",
     "error_type_of",
     "is_cancellation",
 ]
@@ -118,8 +127,24 @@ class LLMStreamError(LLMError):
         self.chunks_received = chunks_received
 
 
-class ConfigurationError(CrewtraceError):
-    """A crew, task or agent was built in a way that cannot run."""
+class ConfigurationError(CrewtraceError, ValueError):
+    """An argument or setting that cannot work: the message names it and what to change."""
+
+
+class StreamError(CrewtraceError, RuntimeError):
+    """A stream was used in a way it cannot be (read with the wrong kind of loop, say)."""
+
+
+class StreamConsumed(StreamError):
+    """A stream can be iterated once."""
+
+
+class StreamClosed(StreamError):
+    """The stream was closed before its run finished: there is no result."""
+
+
+class ResultNotReady(StreamError):
+    """The result was read before the run finished: iterate over every chunk first."""
 
 
 class MissingInputError(CrewtraceError, KeyError):

@@ -211,5 +211,5 @@ def test_task_label_comes_from_the_description_template() -> None:
 def test_agent_accepts_a_model_name(bus: EventBus) -> None:
     agent = Agent(role="R", goal="G", backstory="B", llm="openai/gpt-4o-mini")
     assert isinstance(agent.llm, LLM) and agent.llm.model == "openai/gpt-4o-mini"
-    with pytest.raises(TypeError, match=r"crewtrace\.LLM or a model name"):
+    with pytest.raises(ConfigurationError, match=r"crewtrace\.LLM or a model name"):
         Agent(role="R", goal="G", backstory="B", llm=42)

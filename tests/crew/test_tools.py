@@ -13,6 +13,7 @@ from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply, 
 from tests.support.recording import Recorder
 
 from crewtrace import LLM, Agent, Crew, MaxIterationsError, Task, tool
+from crewtrace.errors import ConfigurationError
 from crewtrace.events import (
     AgentExecutionErrorEvent,
     EventBus,
@@ -97,13 +98,13 @@ def test_schema_comes_from_signature_type_hints_and_docstring() -> None:
 
 
 def test_tool_definitions_reject_what_has_no_schema() -> None:
-    with pytest.raises(TypeError, match=r"\*args"):
+    with pytest.raises(ConfigurationError, match=r"\*args"):
 
         @tool
         def anything(*values: int) -> None:
             """Varargs."""
 
-    with pytest.raises(TypeError, match=r"@crewtrace\.tool"):
+    with pytest.raises(ConfigurationError, match=r"@crewtrace\.tool"):
         Agent(role="R", goal="G", backstory="B", llm="openai/x", tools=[len])
     with pytest.raises(ValueError, match="timeout"):
         tool(timeout=0)(lambda: None)
@@ -130,18 +131,21 @@ def test_tool_loop_streams_tool_call_chunks_runs_both_parallel_calls_and_answers
 
     first_call_id = recorder.of(LLMCallCompletedEvent)[0].call_id
     fragments = [e for e in recorder.of(LLMStreamChunkEvent) if e.call_id == first_call_id]
-    assert fragments and all(e.call_type == "tool_call" and e.tool_call is not None for e in fragments)
+    assert fragments and all(e.chunk_type == "tool_call" and e.tool_call is not None for e in fragments)
     assert [e.chunk_index for e in fragments] == list(range(len(fragments)))
     for index, call in enumerate(calls):
         mine = [e for e in fragments if e.tool_call.index == index]
         assert len(mine) > 2, "arguments arrive split across chunks"
-        assert mine[0].tool_call.id == call.id and mine[0].tool_call.name == call.name
+        assert all(e.tool_call.id == call.id and e.tool_call.function.name == call.name for e in mine)
         assert "".join(e.chunk for e in mine) == call.arguments
+        assert mine[-1].tool_call.function.arguments == call.arguments, "each carries the arguments so far"
     assert all(
         e.agent_role == "Calculator" and e.task_name == "compute" and e.run_id == result.run_id for e in fragments
     )
     (completed, _) = recorder.of(LLMCallCompletedEvent)
-    assert [(c.id, c.name, c.arguments) for c in completed.tool_calls] == [(c.id, c.name, c.arguments) for c in calls]
+    assert [(c.id, c.function.name, c.function.arguments) for c in completed.tool_calls] == [
+        (c.id, c.name, c.arguments) for c in calls
+    ]
 
     started = recorder.of(ToolUsageStartedEvent)
     finished = recorder.of(ToolUsageFinishedEvent)

@@ -87,16 +87,16 @@ def test_sync_kickoff_is_one_trace_with_tools_and_genai_attributes(
     assert third.attributes["gen_ai.agent.name"] == "Writer"
 
 
-def test_streamed_tool_call_chunks_carry_fragments_and_one_id(server: FakeOpenAIServer, bus: EventBus) -> None:
+def test_streamed_tool_call_chunks_carry_the_call_so_far(server: FakeOpenAIServer, bus: EventBus) -> None:
     recorder = Recorder(bus)
     server.queue(Reply(chunks=[], tool_calls=[ToolCallReply("call_9", "search_notes", '{"query": "abcdefghijkl"}')]))
     two_agent_crewai_crew(server, tools=True).kickoff(inputs={"topic": "t"})
     wait_until(lambda: recorder.of(CrewKickoffCompletedEvent))
-    chunks = [c for c in recorder.of(LLMStreamChunkEvent) if c.call_type == "tool_call"]
+    chunks = [c for c in recorder.of(LLMStreamChunkEvent) if c.chunk_type == "tool_call"]
     assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
-    assert "".join(c.tool_call.arguments for c in chunks) == '{"query": "abcdefghijkl"}'
-    assert [c.tool_call.id for c in chunks if c.tool_call.id] == ["call_9"], "id with the first fragment only"
-    assert chunks[0].tool_call.name == "search_notes"
+    assert "".join(c.chunk for c in chunks) == '{"query": "abcdefghijkl"}'
+    assert chunks[-1].tool_call.function.arguments == '{"query": "abcdefghijkl"}', "the arguments so far, as CrewAI"
+    assert {(c.tool_call.id, c.tool_call.function.name) for c in chunks} == {("call_9", "search_notes")}
 
 
 async def test_akickoff_is_one_trace(

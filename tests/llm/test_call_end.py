@@ -50,7 +50,7 @@ def test_a_chunk_listener_registered_mid_stream_sees_the_rest_of_the_call(
 ) -> None:
     """Needs ``EventBus.generation`` (the bus branch): the recorder re-checks listeners when it changes."""
     server.queue(Reply(chunks=[f"p{i} " for i in range(6)]))
-    stream = make_llm().stream("x")
+    stream = make_llm().iter_text("x")
     assert next(stream) == "p0 "
     seen: list[int] = []
     bus.on(LLMStreamChunkEvent)(lambda source, event: seen.append(event.chunk_index))

@@ -12,6 +12,7 @@ from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.recording import Recorder
 
 from crewtrace import LLM, LLMCallError, LLMStreamError
+from crewtrace.errors import ConfigurationError
 from crewtrace.events import (
     EventBus,
     LLMCallCompletedEvent,
@@ -96,7 +97,7 @@ def test_stream_iterator_yields_chunks_as_they_arrive(
 ) -> None:
     server.queue(Reply(chunks=["one ", "two ", "three"], delay=0.05))
     llm = make_llm(stream=False)  # stream() streams whatever the flag says
-    stream = llm.stream("count")
+    stream = llm.iter_text("count")
     assert recorder.events == [], "nothing starts before iteration"
     first = next(stream)
     assert first == "one "
@@ -109,7 +110,7 @@ async def test_acall_and_astream(server: FakeOpenAIServer, make_llm: MakeLLM, re
     server.queue(Reply(chunks=["as", "ync"]), Reply(chunks=["it", "er"]))
     llm = make_llm()
     assert await llm.acall("a") == "async"
-    pieces = [piece async for piece in llm.astream("b")]
+    pieces = [piece async for piece in llm.aiter_text("b")]
     assert pieces == ["it", "er"]
     assert recorder.types().count("llm_call_completed") == 2
     assert [c.chunk_index for c in recorder.of(LLMStreamChunkEvent)] == [0, 1, 0, 1]
@@ -157,7 +158,7 @@ def test_breaking_out_of_a_stream_records_a_cancelled_call(
     server: FakeOpenAIServer, make_llm: MakeLLM, recorder: Recorder
 ) -> None:
     server.queue(Reply(chunks=[f"c{i} " for i in range(50)], delay=0.005))
-    for piece in make_llm().stream("long"):
+    for piece in make_llm().iter_text("long"):
         if piece == "c2 ":
             break
     gc.collect()
@@ -170,7 +171,7 @@ def test_closing_a_stream_records_a_cancelled_call_once(
     server: FakeOpenAIServer, make_llm: MakeLLM, recorder: Recorder
 ) -> None:
     server.queue(Reply(chunks=["a1", "b2", "c3"]))
-    stream = make_llm().stream("x")
+    stream = make_llm().iter_text("x")
     next(stream)
     stream.close()
     stream.close()
@@ -186,7 +187,7 @@ async def test_cancelling_an_async_stream_records_a_cancelled_call(
     received: list[str] = []
 
     async def consume() -> None:
-        async for piece in llm.astream("x"):
+        async for piece in llm.aiter_text("x"):
             received.append(piece)
 
     task = asyncio.create_task(consume())
@@ -201,7 +202,7 @@ async def test_cancelling_an_async_stream_records_a_cancelled_call(
 
 
 def test_bad_messages_raise_a_clear_error_before_any_event(make_llm: MakeLLM, recorder: Recorder) -> None:
-    with pytest.raises(TypeError, match="messages\\[0\\]"):
+    with pytest.raises(ConfigurationError, match="messages\\[0\\]"):
         make_llm().call(["just a string"])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="empty"):
         make_llm().call([])

@@ -10,6 +10,7 @@ from tests.support.openai_server import FakeOpenAIServer, Reply
 from tests.support.recording import Recorder
 
 from crewtrace import LLM, LLMCallError
+from crewtrace.errors import ConfigurationError
 from crewtrace.events import EventBus
 from crewtrace.llm.client import NO_KEY
 
@@ -17,18 +18,18 @@ from crewtrace.llm.client import NO_KEY
 @pytest.mark.parametrize(
     ("kwargs", "error", "argument"),
     [
-        ({"timeout": 0}, ValueError, "timeout"),
-        ({"timeout": -1}, ValueError, "timeout"),
-        ({"timeout": "10"}, TypeError, "timeout"),
-        ({"temperature": "hot"}, TypeError, "temperature"),
-        ({"temperature": 7}, ValueError, "temperature"),
-        ({"temperature": True}, TypeError, "temperature"),
-        ({"max_tokens": 0}, ValueError, "max_tokens"),
-        ({"max_tokens": 1.5}, TypeError, "max_tokens"),
-        ({"base_url": "localhost:8000/v1"}, ValueError, "base_url"),
-        ({"base_url": "ftp://host/v1"}, ValueError, "base_url"),
-        ({"base_url": 8000}, TypeError, "base_url"),
-        ({"api_key": 123}, TypeError, "api_key"),
+        ({"timeout": 0}, ConfigurationError, "timeout"),
+        ({"timeout": -1}, ConfigurationError, "timeout"),
+        ({"timeout": "10"}, ConfigurationError, "timeout"),
+        ({"temperature": "hot"}, ConfigurationError, "temperature"),
+        ({"temperature": 7}, ConfigurationError, "temperature"),
+        ({"temperature": True}, ConfigurationError, "temperature"),
+        ({"max_tokens": 0}, ConfigurationError, "max_tokens"),
+        ({"max_tokens": 1.5}, ConfigurationError, "max_tokens"),
+        ({"base_url": "localhost:8000/v1"}, ConfigurationError, "base_url"),
+        ({"base_url": "ftp://host/v1"}, ConfigurationError, "base_url"),
+        ({"base_url": 8000}, ConfigurationError, "base_url"),
+        ({"api_key": 123}, ConfigurationError, "api_key"),
     ],
 )
 def test_a_bad_setting_fails_at_construction_naming_the_argument(

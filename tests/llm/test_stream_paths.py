@@ -94,7 +94,7 @@ def test_a_sync_stream_reports_once_to_litellm_callbacks_with_usage_and_cost(
     server.queue(Reply(chunks=["al", "pha", " beta"], usage=(12, 3)), Reply(chunks=["ga", "mma"], usage=(7, 2)))
     llm = make(server, bus, path)
     assert llm.call("one") == "alpha beta"
-    assert "".join(llm.stream("two")) == "gamma"
+    assert "".join(llm.iter_text("two")) == "gamma"
     wait_until(lambda: len(seen.sync) >= 2 and len(seen.functions) >= 2, what="both calls reported to litellm")
     done = recorder.of(LLMCallCompletedEvent)
     for callbacks in (seen.sync, seen.functions):
@@ -126,7 +126,9 @@ def test_tool_calls_and_missing_usage_come_out_the_same_on_both_paths(
 ) -> None:
     server.queue(Reply(chunks=[], tool_calls=[ToolCallReply("call_1", "lookup", '{"q": "x"}')], usage=None))
     result = make(server, bus, path).invoke("use a tool")
-    assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == [("call_1", "lookup", '{"q": "x"}')]
+    assert [(c.id, c.function.name, c.function.arguments) for c in result.tool_calls] == [
+        ("call_1", "lookup", '{"q": "x"}')
+    ]
     (done,) = recorder.of(LLMCallCompletedEvent)
     assert done.usage is not None and done.usage.input_tokens > 0, "counted by litellm when the server sends none"
 
@@ -147,13 +149,13 @@ async def test_cancelling_closes_the_connection_on_both_paths(
     server: FakeOpenAIServer, bus: EventBus, path: str
 ) -> None:
     server.queue(Reply(chunks=[f"s{i} " for i in range(2000)], delay=0.01))
-    stream = make(server, bus, path).astream("long")
+    stream = make(server, bus, path).aiter_text("long")
     await stream.__anext__()
     await stream.aclose()  # type: ignore[attr-defined]
     await await_until(lambda: not server._connections, what="the server saw the connection close")
     if path == "wrapped":
         return  # litellm's own parsers offer no close for a sync stream: the connection ends with the GC
-    sync_stream = make(server, bus, path).stream("long")
+    sync_stream = make(server, bus, path).iter_text("long")
     server.queue(Reply(chunks=[f"t{i} " for i in range(2000)], delay=0.01))
     next(sync_stream)
     sync_stream.close()

@@ -66,14 +66,14 @@ def assert_one_cancelled_chat(pipeline: Pipeline, consumed: int) -> None:
 
 
 def abandon_by_break(llm: LLM) -> int:
-    for n, _ in enumerate(llm.stream("x"), start=1):
+    for n, _ in enumerate(llm.iter_text("x"), start=1):
         if n == 2:
             break
     return 2
 
 
 def abandon_by_close(llm: LLM) -> int:
-    stream = llm.stream("x")
+    stream = llm.iter_text("x")
     next(stream)
     next(stream)
     stream.close()
@@ -81,7 +81,7 @@ def abandon_by_close(llm: LLM) -> int:
 
 
 def abandon_by_dropping(llm: LLM) -> int:
-    stream = llm.stream("x")
+    stream = llm.iter_text("x")
     next(stream)
     next(stream)
     del stream  # no close(): reference counting finalises the generator
@@ -89,7 +89,7 @@ def abandon_by_dropping(llm: LLM) -> int:
 
 
 def abandon_in_a_reference_cycle(llm: LLM) -> int:
-    holder: dict[str, Any] = {"stream": llm.stream("x")}
+    holder: dict[str, Any] = {"stream": llm.iter_text("x")}
     holder["self"] = holder
     next(holder["stream"])
     next(holder["stream"])
@@ -100,7 +100,7 @@ def abandon_in_a_reference_cycle(llm: LLM) -> int:
 
 async def abandon_async_by_break(llm: LLM) -> int:
     n = 0
-    async for _ in llm.astream("x"):
+    async for _ in llm.aiter_text("x"):
         n += 1
         if n == 2:
             break
@@ -108,7 +108,7 @@ async def abandon_async_by_break(llm: LLM) -> int:
 
 
 async def abandon_async_by_aclose(llm: LLM) -> int:
-    stream = llm.astream("x")
+    stream = llm.aiter_text("x")
     await stream.__anext__()
     await stream.__anext__()
     await stream.aclose()  # type: ignore[attr-defined]
@@ -121,7 +121,7 @@ async def abandon_async_by_cancelling_the_consumer(llm: LLM) -> int:
 
     async def consumer() -> None:
         n = 0
-        async for _ in llm.astream("x"):
+        async for _ in llm.aiter_text("x"):
             n += 1
             if n == 2:
                 got_two.set()
@@ -182,7 +182,7 @@ def test_cancelling_a_task_while_it_awaits_the_next_chunk_ends_the_span(
 
     async def main() -> None:
         async def consumer() -> None:
-            async for piece in make_llm().astream("x"):
+            async for piece in make_llm().aiter_text("x"):
                 received.append(piece)
 
         task = asyncio.create_task(consumer())
@@ -201,8 +201,8 @@ def test_a_stream_created_but_never_iterated_starts_nothing(
 ) -> None:
     llm = make_llm()
     for _ in range(100):
-        llm.stream("never read")
-        llm.astream("never read")
+        llm.iter_text("never read")
+        llm.aiter_text("never read")
     gc.collect()
     assert pipeline.counter.started == 0 and server.requests == []
     assert_all_closed(pipeline, handler_count(pipeline.bus))
@@ -258,14 +258,14 @@ def test_keyboard_interrupt_from_a_started_handler_still_ends_the_span(
     llm = make_llm()
 
     async def consume() -> None:
-        async for _ in llm.astream("x"):
+        async for _ in llm.aiter_text("x"):
             pass
 
     with pytest.raises(KeyboardInterrupt):
         if way == "call":
             llm.call("x")
         elif way == "stream":
-            list(llm.stream("x"))
+            list(llm.iter_text("x"))
         elif way == "acall":
             asyncio.run(llm.acall("x"))
         else:
@@ -281,7 +281,7 @@ def test_keyboard_interrupt_from_a_started_handler_still_ends_the_span(
 
 def _close_the_bridge_mid_stream(server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline) -> list[str]:
     server.responder = lambda body: Reply(chunks=CHUNKS)
-    stream = make_llm().stream("x")
+    stream = make_llm().iter_text("x")
     received = [next(stream), next(stream)]
     pipeline.bridge.close()  # e.g. Telemetry.shutdown() while a crew still streams
     received += list(stream)

@@ -49,7 +49,7 @@ def assert_bridge_recorded_every_chunk(pipeline: Pipeline, chunks: int = len(CHU
 
 def consume(make_llm: MakeLLM) -> tuple[list[str], float]:
     started = time.perf_counter()
-    pieces = list(make_llm().stream("count to five"))
+    pieces = list(make_llm().iter_text("count to five"))
     return pieces, time.perf_counter() - started
 
 
@@ -213,7 +213,7 @@ def test_a_handler_that_raises_on_a_long_stream_never_loses_a_chunk(
     server.queue(Reply(chunks=chunks))
     logging.getLogger("crewtrace.events").disabled = True  # 1,000 tracebacks are not the point here
     try:
-        pieces = list(make_llm().stream("long"))
+        pieces = list(make_llm().iter_text("long"))
     finally:
         logging.getLogger("crewtrace.events").disabled = False
     assert pieces == chunks

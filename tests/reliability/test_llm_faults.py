@@ -71,12 +71,12 @@ def run_mode(llm: LLM, mode: str, received: list[str]) -> str:
     if mode == "acall":
         return asyncio.run(llm.acall("hello"))
     if mode == "stream":
-        for piece in llm.stream("hello"):
+        for piece in llm.iter_text("hello"):
             received.append(piece)
         return "".join(received)
 
     async def consume() -> str:
-        async for piece in llm.astream("hello"):
+        async for piece in llm.aiter_text("hello"):
             received.append(piece)
         return "".join(received)
 

@@ -105,7 +105,7 @@ def test_200_concurrent_streams_of_500_chunks_deliver_everything_in_order_never_
             agent_role=f"Agent {k:03d}",
         )
         with use_scope(scope):
-            return [piece async for piece in llm.astream(stream_name(k))]
+            return [piece async for piece in llm.aiter_text(stream_name(k))]
 
     async def run_all() -> list[list[str]]:
         return await asyncio.gather(*(one(k) for k in range(STREAMS)))

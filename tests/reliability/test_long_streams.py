@@ -66,7 +66,7 @@ def test_a_real_10000_chunk_stream_is_counted_exactly_within_the_event_limit(
     llm = make_llm(timeout=120)
 
     async def consume() -> list[str]:
-        return [piece async for piece in llm.astream("long")]
+        return [piece async for piece in llm.aiter_text("long")]
 
     started = time.perf_counter()
     received = asyncio.run(consume())

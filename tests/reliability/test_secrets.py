@@ -158,7 +158,7 @@ def run_scenario(
             )
             crew.kickoff(inputs={"question": f"{PROMPT_MARK} what is it?"})
             assert llm.call(f"{PROMPT_MARK} direct").startswith(REPLY_MARK)
-            assert "".join(llm.stream(f"{PROMPT_MARK} streamed")).startswith(REPLY_MARK)
+            assert "".join(llm.iter_text(f"{PROMPT_MARK} streamed")).startswith(REPLY_MARK)
             if fail:
                 for attempt in (
                     lambda: llm.call(f"{PROMPT_MARK} {FAIL_MARK}"),

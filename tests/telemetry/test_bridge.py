@@ -255,7 +255,7 @@ def test_abandoned_stream_ends_its_span_as_cancelled_and_active_returns_to_zero(
     metric_reader: InMemoryMetricReader,
 ) -> None:
     server.queue(Reply(chunks=[f"c{i} " for i in range(40)], delay=0.005))
-    stream = make_llm().stream("x")
+    stream = make_llm().iter_text("x")
     assert next(stream) == "c0 "
     next(stream)
     (active,) = points(metric_reader, "crewtrace.stream.active")

@@ -19,7 +19,7 @@ from crewtrace.errors import ErrorType, MaxIterationsError, error_type_of
 from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus
 from crewtrace.events.scope import ExecutionScope
-from crewtrace.events.types.llm import ToolCall
+from crewtrace.events.tool_calls import ToolCall
 from crewtrace.events.types.tool import ToolUsageErrorEvent, ToolUsageFinishedEvent, ToolUsageStartedEvent
 from crewtrace.llm import CallResult
 from crewtrace.redaction import error_message
@@ -48,7 +48,7 @@ def agent_loop(
             return result.text, usage
         messages = [*messages, _assistant_turn(result)]
         for call in result.tool_calls:
-            output = yield from _call_tool(bus, scope, agent, tools.get(call.name), call, iteration)
+            output = yield from _call_tool(bus, scope, agent, tools.get(call.function.name or ""), call, iteration)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
     raise MaxIterationsError(agent.role, agent.max_iterations)
 
@@ -58,15 +58,19 @@ def _call_tool(
 ) -> Generator[Request, Any, str]:
     """Run one tool call and return what the model gets back: the output or the error."""
     source = tool or agent
-    fields = ExecutionScope(**scope)
-    identity = _ToolIdentity(tool_name=call.name, tool_call_id=call.id, arguments=call.arguments, iteration=iteration)
+    identity = _ToolIdentity(
+        tool_name=call.function.name or "",
+        tool_call_id=call.id or "",
+        arguments=call.function.arguments,
+        iteration=iteration,
+    )
     started = time.perf_counter()
     try:
-        bus.emit(source, ToolUsageStartedEvent(**fields, **identity))
+        bus.emit(source, scope.stamp(ToolUsageStartedEvent, **identity))
         outcome = yield from _outcome(agent, tool, call)
     except BaseException as exc:  # interrupted or cancelled while the tool ran: its span must end too
-        failed = ToolUsageErrorEvent(
-            **fields,
+        failed = scope.stamp(
+            ToolUsageErrorEvent,
             **identity,
             error=error_message(exc),
             error_type=error_type_of(exc),
@@ -76,13 +80,17 @@ def _call_tool(
         raise
     if outcome.error is None:
         output = outcome.output or ""
-        bus.emit(source, ToolUsageFinishedEvent(**fields, **identity, output=output, duration_s=outcome.duration_s))
+        bus.emit(source, scope.stamp(ToolUsageFinishedEvent, **identity, output=output, duration_s=outcome.duration_s))
         return output
     assert outcome.error_type is not None  # every failed ToolOutcome names its cause
     bus.emit(
         source,
-        ToolUsageErrorEvent(
-            **fields, **identity, error=outcome.error, error_type=outcome.error_type, duration_s=outcome.duration_s
+        scope.stamp(
+            ToolUsageErrorEvent,
+            **identity,
+            error=outcome.error,
+            error_type=outcome.error_type,
+            duration_s=outcome.duration_s,
         ),
     )
     return f"Error: {outcome.error}. Correct the call or answer without this tool."
@@ -91,9 +99,11 @@ def _call_tool(
 def _outcome(agent: Agent, tool: Tool | None, call: ToolCall) -> Generator[Request, Any, ToolOutcome]:
     if tool is None:
         known = ", ".join(sorted(t.name for t in agent.tools)) or "none"
-        return ToolOutcome(None, f"unknown tool {call.name!r} (available: {known})", ErrorType.UNKNOWN_TOOL, 0.0)
+        return ToolOutcome(
+            None, f"unknown tool {call.function.name!r} (available: {known})", ErrorType.UNKNOWN_TOOL, 0.0
+        )
     try:
-        arguments = tool.parse_arguments(call.arguments)
+        arguments = tool.parse_arguments(call.function.arguments)
     except ValueError as exc:
         return ToolOutcome(None, str(exc), ErrorType.INVALID_ARGUMENTS, 0.0)
     outcome: ToolOutcome = yield ToolRequest(tool, arguments)
@@ -104,8 +114,5 @@ def _assistant_turn(result: CallResult) -> dict[str, Any]:
     return {
         "role": "assistant",
         "content": result.text or None,
-        "tool_calls": [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
-            for call in result.tool_calls
-        ],
+        "tool_calls": [call.model_dump(exclude={"index"}) for call in result.tool_calls],
     }

@@ -11,18 +11,39 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from crewtrace.errors import ConfigurationError
+from crewtrace.errors import ConfigurationError, CrewtraceError
 
 
 class StrictModel(BaseModel):
-    """Rejects arguments that are not fields with a :class:`ConfigurationError` that names them."""
+    """Every mistake in its arguments is a :class:`ConfigurationError` that names the argument.
+
+    Unknown arguments are refused (with the closest field's name, or what to do instead
+    for CrewAI arguments crewtrace does not implement); pydantic's own validation errors
+    are turned into one as well.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     unsupported: ClassVar[Mapping[str, str]] = {}
     """CrewAI arguments crewtrace does not implement, with what to do instead."""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(self._explain_invalid(exc)) from None
+
+    @classmethod
+    def _explain_invalid(cls, exc: ValidationError) -> str:
+        """The first error: crewtrace's own message if a validator raised one, else pydantic's, with the argument."""
+        error = exc.errors()[0]
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, CrewtraceError):
+            return str(cause)
+        where = ".".join(str(part) for part in error["loc"]) or "arguments"
+        return f"{cls.__name__}({where}=...): {error['msg']}, got {error.get('input')!r}"
 
     @model_validator(mode="before")
     @classmethod

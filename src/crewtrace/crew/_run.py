@@ -91,7 +91,7 @@ def run(
 ) -> RunFlow:
     scope = ExecutionScope(run_id=run_id or uuid.uuid4().hex, crew_name=crew_name)
     with use_scope(scope), _phase(bus, crew, scope, CrewKickoffFailedEvent) as elapsed:
-        bus.emit(crew, CrewKickoffStartedEvent(**scope, inputs=dict(inputs)))
+        bus.emit(crew, scope.stamp(CrewKickoffStartedEvent, inputs=dict(inputs)))
         outputs: dict[str, TaskOutput] = {}
         usage = TokenUsage()
         for step in steps:
@@ -100,9 +100,9 @@ def run(
             output, step_usage = yield from _run_task(bus, scope, step, context)
             outputs[step.task.id] = output
             usage = usage + step_usage
-        result = RunResult(run_id=scope["run_id"] or "", tasks_output=list(outputs.values()), token_usage=usage)
+        result = RunResult(run_id=scope.run_id or "", tasks_output=list(outputs.values()), token_usage=usage)
         final = result.tasks_output[-1].raw if result.tasks_output else ""
-        completed = CrewKickoffCompletedEvent(**scope, output=final, token_usage=usage, duration_s=elapsed())
+        completed = scope.stamp(CrewKickoffCompletedEvent, output=final, token_usage=usage, duration_s=elapsed())
     bus.emit(crew, completed)
     return result
 
@@ -112,23 +112,17 @@ def _run_task(
 ) -> Flow[tuple[TaskOutput, TokenUsage]]:
     task, agent = step.task, step.agent
     # Attribution carries the role as written: filled-in inputs are content, never labels or span names.
-    scope = ExecutionScope(
-        **crew_scope,
-        task_id=task.id,
-        task_name=task.label,
-        agent_id=agent.id,
-        agent_role=agent.role,
-    )
+    scope = crew_scope.within(task_id=task.id, task_name=task.label, agent_id=agent.id, agent_role=agent.label)
     if step.verbose:
-        progress_logger().info("%s: task %r started by %r", crew_scope.get("crew_name"), task.label, agent.role)
+        progress_logger().info("%s: task %r started by %r", crew_scope.crew_name, task.label, agent.label)
     with use_scope(scope):
         with _phase(bus, task, scope, TaskFailedEvent) as task_elapsed:
             bus.emit(
                 task,
-                TaskStartedEvent(**scope, description=step.description, expected_output=step.expected_output),
+                scope.stamp(TaskStartedEvent, description=step.description, expected_output=step.expected_output),
             )
             with _phase(bus, agent, scope, AgentExecutionErrorEvent) as agent_elapsed:
-                bus.emit(agent, AgentExecutionStartedEvent(**scope, role=step.role, goal=step.goal))
+                bus.emit(agent, scope.stamp(AgentExecutionStartedEvent, role=step.role, goal=step.goal))
                 messages = task_messages(
                     role=step.role,
                     goal=step.goal,
@@ -138,16 +132,16 @@ def _run_task(
                     context=context,
                 )
                 answer, usage = yield from agent_loop(bus, scope, agent, messages)
-                agent_completed = AgentExecutionCompletedEvent(**scope, output=answer, duration_s=agent_elapsed())
+                agent_completed = scope.stamp(AgentExecutionCompletedEvent, output=answer, duration_s=agent_elapsed())
             bus.emit(agent, agent_completed)
-            task_completed = TaskCompletedEvent(**scope, output=answer, duration_s=task_elapsed())
+            task_completed = scope.stamp(TaskCompletedEvent, output=answer, duration_s=task_elapsed())
         bus.emit(task, task_completed)
     if step.verbose:
         progress_logger().info(
             "%s: task %r done by %r in %.2f s (%d tokens in, %d out)",
-            crew_scope.get("crew_name"),
+            crew_scope.crew_name,
             task.label,
-            agent.role,
+            agent.label,
             task_completed.duration_s,
             usage.input_tokens,
             usage.output_tokens,
@@ -159,9 +153,7 @@ def _run_task(
 
 
 @contextmanager
-def _phase(
-    bus: EventBus, source: Any, scope: ExecutionScope, failed: Callable[..., BaseEvent]
-) -> Iterator[Callable[[], float]]:
+def _phase(bus: EventBus, source: Any, scope: ExecutionScope, failed: type[BaseEvent]) -> Iterator[Callable[[], float]]:
     """Time a phase; if it raises, emit its failed event with the cause, then re-raise.
 
     The completed event is emitted after the block, outside the guard: once it
@@ -177,6 +169,6 @@ def _phase(
     except BaseException as exc:
         bus.emit(
             source,
-            failed(**scope, error=error_message(exc), error_type=error_type_of(exc), duration_s=elapsed()),
+            scope.stamp(failed, error=error_message(exc), error_type=error_type_of(exc), duration_s=elapsed()),
         )
         raise

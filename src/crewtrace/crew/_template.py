@@ -14,8 +14,6 @@ from typing import Any
 
 from crewtrace.errors import ConfigurationError, MissingInputError
 
-_LABEL_WORDS = 6
-_LABEL_CHARS = 48
 _FIELD_BASE = re.compile(r"[^.\[]*")  # "user" of "user.name" or "items[0]"
 _FORMATTER = Formatter()
 
@@ -56,13 +54,3 @@ def fill(template: str, inputs: Mapping[str, Any], where: str) -> str:
         raise ConfigurationError(
             f"{where} cannot be filled with the inputs given: {type(exc).__name__}: {exc}"
         ) from None  # the inputs are content: not chained
-
-
-def label(template: str) -> str:
-    """A short, stable label from a template's first words, placeholders kept as written.
-
-    Telemetry uses it as the task's name when none is given: low cardinality,
-    because it never contains the values filled in at kickoff.
-    """
-    words = re.findall(r"\{[^{}]*\}|[\w'-]+", template)[:_LABEL_WORDS]
-    return " ".join(words)[:_LABEL_CHARS] or "task"

@@ -13,6 +13,7 @@ from crewtrace.crew._model import StrictModel
 from crewtrace.crew._template import placeholders
 from crewtrace.crew.tool import Tool
 from crewtrace.errors import ConfigurationError
+from crewtrace.events.labels import label
 from crewtrace.llm import LLM
 
 __all__ = ["Agent"]
@@ -48,7 +49,7 @@ class Agent(StrictModel):
     def _check_tools(cls, value: Any) -> Any:
         for item in value or ():
             if not isinstance(item, Tool):
-                raise TypeError(f"{item!r} is not a tool: decorate it with @crewtrace.tool")
+                raise ConfigurationError(f"{item!r} is not a tool: decorate it with @crewtrace.tool")
         names = [item.name for item in value or ()]
         if len(names) != len(set(names)):
             raise ConfigurationError(f"tool names must be unique within an agent, got {names}")
@@ -63,7 +64,12 @@ class Agent(StrictModel):
             return LLM(value)
         if isinstance(value, LLM):
             return value
-        raise TypeError(f"llm must be a crewtrace.LLM or a model name string, got {type(value).__name__}")
+        raise ConfigurationError(f"llm must be a crewtrace.LLM or a model name string, got {type(value).__name__}")
+
+    @property
+    def label(self) -> str:
+        """The agent in telemetry (``agent_role``): its role as written, shortened if long."""
+        return label(self.role, fallback="agent")
 
     @model_validator(mode="after")
     def _check_templates(self) -> Agent:

@@ -16,6 +16,7 @@ from crewtrace.crew.task import Task, TaskOutput
 from crewtrace.errors import ConfigurationError
 from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus, crewtrace_event_bus
+from crewtrace.events.labels import label
 
 __all__ = ["Crew", "CrewOutput"]
 
@@ -99,7 +100,7 @@ class Crew(StrictModel):
     @property
     def label(self) -> str:
         """The crew's name in events and telemetry; ``crew`` when it has none."""
-        return self.name or "crew"
+        return label(self.name, fallback="crew")
 
     def kickoff(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput | CrewStreamingOutput:
         """Run the crew; ``inputs`` fill the ``{placeholders}`` of agents and tasks.

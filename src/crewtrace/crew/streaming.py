@@ -34,7 +34,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import copy_context
-from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,7 +42,7 @@ from pydantic import BaseModel, Field
 from crewtrace.crew._flow import Flow
 from crewtrace.crew._stream_engine import TaskRun, ThreadRun
 from crewtrace.events.bus import EventBus
-from crewtrace.events.types.llm import LLMStreamChunkEvent
+from crewtrace.events.types.llm import LLMStreamChunkEvent, StreamChunkType
 
 if TYPE_CHECKING:
     from crewtrace.crew._run import RunResult
@@ -56,19 +55,12 @@ MAX_PENDING_CHUNKS: Final = 256
 """Chunks queued between a run and a consumer that has not read them yet."""
 
 
-class StreamChunkType(str, Enum):
-    """What a chunk carries: generated text, or a fragment of a tool call's arguments."""
-
-    TEXT = "text"
-    TOOL_CALL = "tool_call"
-
-
 class ToolCallChunk(BaseModel):
-    """A fragment of a tool call; ``tool_id`` and ``tool_name`` are filled on every fragment."""
+    """A tool call as far as it has streamed; ``tool_id`` and ``tool_name`` are filled on every fragment."""
 
     tool_id: str | None = None
     tool_name: str | None = None
-    arguments: str = Field(default="", description="This fragment of the JSON arguments.")
+    arguments: str = Field(default="", description="The JSON arguments received so far (as in CrewAI).")
     index: int = Field(default=0, description="Which tool call of the LLM response, from 0.")
 
 
@@ -209,7 +201,6 @@ class _RunState:
         self.error: BaseException | None = None
         self.ended = False
         self.cancelled = False
-        self._tool_names: dict[tuple[str, int], tuple[str | None, str | None]] = {}
 
     def result(self) -> CrewOutput:
         if self.output is not None:
@@ -242,18 +233,14 @@ class _RunState:
     def _chunk(self, event: LLMStreamChunkEvent) -> StreamChunk:
         tool_call = None
         if event.tool_call is not None:
-            fragment = event.tool_call
-            key = (event.call_id, fragment.index)
-            known_id, known_name = self._tool_names.get(key, (None, None))
-            identity = (fragment.id or known_id, fragment.name or known_name)
-            self._tool_names[key] = identity
+            call = event.tool_call
             tool_call = ToolCallChunk(
-                tool_id=identity[0], tool_name=identity[1], arguments=fragment.arguments, index=fragment.index
+                tool_id=call.id, tool_name=call.function.name, arguments=call.function.arguments, index=call.index
             )
         task_id = event.task_id or ""
         return StreamChunk(
             content=event.chunk,
-            chunk_type=StreamChunkType.TOOL_CALL if event.call_type == "tool_call" else StreamChunkType.TEXT,
+            chunk_type=event.chunk_type,
             task_index=self.positions.get(task_id, 0),
             task_name=event.task_name or "",
             task_id=task_id,

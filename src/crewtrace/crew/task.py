@@ -9,8 +9,9 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, model_validator
 
 from crewtrace.crew._model import StrictModel
-from crewtrace.crew._template import label, placeholders
+from crewtrace.crew._template import placeholders
 from crewtrace.crew.agent import Agent
+from crewtrace.events.labels import label
 
 __all__ = ["Task", "TaskOutput"]
 
@@ -48,8 +49,8 @@ class Task(StrictModel):
 
     @property
     def label(self) -> str:
-        """The task's name, or a short label from its description template."""
-        return self.name or label(self.description)
+        """The task in telemetry: its name, or the first words of its description as written."""
+        return label(self.name, self.description)
 
 
 class TaskOutput(BaseModel):

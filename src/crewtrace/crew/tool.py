@@ -22,7 +22,7 @@ from typing import Any, get_type_hints, overload
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from crewtrace.errors import ErrorType
+from crewtrace.errors import ConfigurationError, ErrorType
 from crewtrace.redaction import error_message
 
 __all__ = ["Tool", "ToolOutcome", "tool"]
@@ -42,11 +42,13 @@ class Tool:
         timeout: float | None = None,
     ) -> None:
         if timeout is not None and timeout <= 0:
-            raise ValueError(f"tool timeout must be positive seconds, got {timeout}")
+            raise ConfigurationError(f"tool timeout must be positive seconds, got {timeout}")
         self.func = func
         self.name = name or func.__name__
         if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", self.name):
-            raise ValueError(f"tool name {self.name!r} must be 1-64 letters, digits, '_' or '-' (OpenAI's rule)")
+            raise ConfigurationError(
+                f"tool name {self.name!r} must be 1-64 letters, digits, '_' or '-' (OpenAI's rule)"
+            )
         summary, arg_docs = _parse_docstring(inspect.getdoc(func) or "")
         self.description = description or summary or self.name
         self.timeout = timeout
@@ -193,7 +195,7 @@ def _args_model(func: Callable[..., Any], name: str, arg_docs: dict[str, str]) -
     fields: dict[str, Any] = {}
     for parameter in inspect.signature(func).parameters.values():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            raise TypeError(f"tool {name!r}: *args and **kwargs have no JSON schema; name every parameter")
+            raise ConfigurationError(f"tool {name!r}: *args and **kwargs have no JSON schema; name every parameter")
         default = ... if parameter.default is parameter.empty else parameter.default
         annotation = hints.get(parameter.name, Any)
         fields[parameter.name] = (annotation, Field(default, description=arg_docs.get(parameter.name)))

@@ -1,9 +1,15 @@
-"""Events, the bus that delivers them, and the listener base class."""
+"""Events, the bus that delivers them, the listener base class, and the vocabulary they share.
 
-from crewtrace.events.base import BaseEvent, TokenUsage
+The shared vocabulary: :class:`Attribution` (the run, crew, task and agent every
+event carries; :data:`ATTRIBUTION_FIELDS` names them), :mod:`crewtrace.events.labels`
+(how tasks and agents are labelled) and :class:`ToolCall` (OpenAI's and CrewAI's shape).
+"""
+
+from crewtrace.events.base import ATTRIBUTION_FIELDS, Attribution, BaseEvent, FailureMixin, TokenUsage
 from crewtrace.events.bus import EventBus, crewtrace_event_bus
 from crewtrace.events.listener import BaseEventListener
 from crewtrace.events.scope import ExecutionScope, current_scope, use_scope
+from crewtrace.events.tool_calls import FunctionCall, ToolCall, ToolCallBuffer
 from crewtrace.events.types.agent import (
     AgentExecutionCompletedEvent,
     AgentExecutionErrorEvent,
@@ -20,8 +26,7 @@ from crewtrace.events.types.llm import (
     LLMCallStartedEvent,
     LLMEvent,
     LLMStreamChunkEvent,
-    ToolCall,
-    ToolCallChunk,
+    StreamChunkType,
 )
 from crewtrace.events.types.task import TaskCompletedEvent, TaskFailedEvent, TaskStartedEvent
 from crewtrace.events.types.tool import (
@@ -32,9 +37,11 @@ from crewtrace.events.types.tool import (
 )
 
 __all__ = [
+    "ATTRIBUTION_FIELDS",
     "AgentExecutionCompletedEvent",
     "AgentExecutionErrorEvent",
     "AgentExecutionStartedEvent",
+    "Attribution",
     "BaseEvent",
     "BaseEventListener",
     "CrewKickoffCompletedEvent",
@@ -42,17 +49,20 @@ __all__ = [
     "CrewKickoffStartedEvent",
     "EventBus",
     "ExecutionScope",
+    "FailureMixin",
+    "FunctionCall",
     "LLMCallCompletedEvent",
     "LLMCallFailedEvent",
     "LLMCallStartedEvent",
     "LLMEvent",
     "LLMStreamChunkEvent",
+    "StreamChunkType",
     "TaskCompletedEvent",
     "TaskFailedEvent",
     "TaskStartedEvent",
     "TokenUsage",
     "ToolCall",
-    "ToolCallChunk",
+    "ToolCallBuffer",
     "ToolUsageErrorEvent",
     "ToolUsageEvent",
     "ToolUsageFinishedEvent",

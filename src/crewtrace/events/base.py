@@ -1,8 +1,13 @@
 """The base every event shares: identity, time, and who it belongs to.
 
-Events are plain data (no live Agent/Task/Crew objects) so a listener in
-another layer, or another process, can read them without importing the
+Events are plain, immutable data (no live Agent/Task/Crew objects) so a listener
+in another layer, or another process, can read them without importing the
 orchestration code.
+
+:class:`Attribution` is the one home of the attribution fields: events inherit
+them, :class:`~crewtrace.events.ExecutionScope` carries them while code runs,
+and :data:`ATTRIBUTION_FIELDS` lists them for code that loops over them (the
+telemetry's table of span attributes, metric labels and usage-log keys).
 """
 
 from __future__ import annotations
@@ -10,36 +15,49 @@ from __future__ import annotations
 import random
 import time
 from datetime import datetime, timezone
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-__all__ = ["BaseEvent", "FailureMixin", "TokenUsage"]
+__all__ = ["ATTRIBUTION_FIELDS", "Attribution", "BaseEvent", "FailureMixin", "TokenUsage"]
 
 
 def _new_event_id() -> str:
     return f"{random.getrandbits(64):016x}"  # unique enough to tell events apart, and no syscall per chunk
 
 
-class BaseEvent(BaseModel):
-    """Fields every event carries.
+class Attribution(BaseModel):
+    """Which run, crew, task and agent something belongs to; ``None`` outside one.
 
-    The attribution fields (``run_id`` ... ``agent_role``) are filled whenever
-    the event happens inside a crew run, task or agent execution; outside one
-    they are ``None``. They are the keys of :class:`~crewtrace.events.ExecutionScope`,
-    which emitters spread into events (``Event(**scope, ...)``); a test keeps the two lists equal.
+    Names and roles are labels (see :mod:`crewtrace.events.labels`): short,
+    stable, written before kickoff inputs are filled in, so telemetry can use
+    them as span names and metric labels.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: str
-    event_id: str = Field(default_factory=_new_event_id)
-    timestamp_ns: int = Field(default_factory=time.time_ns, description="Wall clock, ns since the epoch.")
     run_id: str | None = None
     crew_name: str | None = None
     task_id: str | None = None
     task_name: str | None = None
     agent_id: str | None = None
     agent_role: str | None = Field(default=None, description="The role as written (its template), never filled in.")
+
+    def attribution(self) -> dict[str, str | None]:
+        """The attribution fields and their values."""
+        return {name: getattr(self, name) for name in ATTRIBUTION_FIELDS}
+
+
+ATTRIBUTION_FIELDS: Final = tuple(Attribution.model_fields)
+"""Names of the attribution fields, in order."""
+
+
+class BaseEvent(Attribution):
+    """Fields every event carries: its attribution, identity and time."""
+
+    type: str
+    event_id: str = Field(default_factory=_new_event_id)
+    timestamp_ns: int = Field(default_factory=time.time_ns, description="Wall clock, ns since the epoch.")
 
     @computed_field  # type: ignore[prop-decorator]
     @property

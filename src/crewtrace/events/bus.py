@@ -214,8 +214,11 @@ class EventBus:
                 self._changed()
 
     @contextmanager
-    def _record_registrations(self) -> Iterator[list[tuple[type[BaseEvent], Handler]]]:
-        """Collect what gets registered inside the block (listeners use it to unregister)."""
+    def track_registrations(self) -> Iterator[list[tuple[type[BaseEvent], Handler]]]:
+        """Collect the ``(event_type, handler)`` pairs registered inside the block, in this context.
+
+        What :class:`~crewtrace.events.BaseEventListener` uses to unregister exactly what it registered.
+        """
         recorded: list[tuple[type[BaseEvent], Handler]] = []
         token = _recording.set(recorded)
         try:

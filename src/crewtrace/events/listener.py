@@ -20,7 +20,7 @@ class BaseEventListener(ABC):
 
     def __init__(self, bus: EventBus | None = None) -> None:
         self.bus = crewtrace_event_bus if bus is None else bus
-        with self.bus._record_registrations() as recorded:
+        with self.bus.track_registrations() as recorded:
             self.setup_listeners(self.bus)
         self._registrations: list[tuple[type[BaseEvent], Handler]] = recorded
 

@@ -4,10 +4,6 @@ The crew layer enters a scope around each agent's work; the LLM layer reads it
 once per call and stamps it on every event of that call. A ``ContextVar``
 keeps concurrent crews apart: asyncio tasks get a copy, new threads start
 empty, so attribution never crosses between runs.
-
-:class:`ExecutionScope` is a ``TypedDict`` so that stamping an event is typed:
-``LLMCallStartedEvent(**scope, ...)``. Its keys are exactly the attribution
-fields of :class:`~crewtrace.events.BaseEvent` (checked when that module loads).
 """
 
 from __future__ import annotations
@@ -15,28 +11,34 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TypedDict
+from typing import Any, TypeVar
+
+from crewtrace.events.base import Attribution, BaseEvent
 
 __all__ = ["ExecutionScope", "current_scope", "use_scope"]
 
-
-class ExecutionScope(TypedDict, total=False):
-    """Attribution of an event: missing keys (outside a crew, task or agent) mean ``None``."""
-
-    run_id: str | None
-    crew_name: str | None
-    task_id: str | None
-    task_name: str | None
-    agent_id: str | None
-    agent_role: str | None
-    """The agent's role as written (its template): low cardinality, never filled-in inputs."""
+E = TypeVar("E", bound=BaseEvent)
 
 
-_current: ContextVar[ExecutionScope] = ContextVar("crewtrace_scope", default={})  # noqa: B039 (never mutated)
+class ExecutionScope(Attribution):
+    """An :class:`~crewtrace.events.Attribution` that stamps events and derives narrower scopes."""
+
+    def stamp(self, kind: type[E], /, **fields: Any) -> E:
+        """A ``kind`` event with this scope's attribution and ``fields``."""
+        values: dict[str, Any] = {**self.attribution(), **fields}
+        return kind(**values)
+
+    def within(self, **changes: str | None) -> ExecutionScope:
+        """A copy with some attribution fields changed (a task's scope within its run, say)."""
+        return self.model_copy(update=changes)
+
+
+_EMPTY = ExecutionScope()
+_current: ContextVar[ExecutionScope] = ContextVar("crewtrace_scope", default=_EMPTY)
 
 
 def current_scope() -> ExecutionScope:
-    """The scope of the running code; treat it as read-only (copy it to derive another)."""
+    """The scope of the running code (empty outside a crew run)."""
     return _current.get()
 
 

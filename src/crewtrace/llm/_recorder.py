@@ -3,7 +3,8 @@
 The sync and async paths of :class:`~crewtrace.llm.LLM` share it, so both
 emit the same events with the same fields. Everything that can be decided
 once per call (attribution, event base fields, whether anyone listens to
-chunks) is decided here, before the first chunk.
+chunks) is decided here, before the first chunk; chunk events are built
+from already-typed values without validating them again.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from crewtrace.errors import LLMError, error_type_of, is_cancellation
 from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus
 from crewtrace.events.scope import current_scope
+from crewtrace.events.tool_calls import ToolCall, ToolCallBuffer
 from crewtrace.events.types.llm import (
     LLMCallCompletedEvent,
     LLMCallFailedEvent,
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
-    ToolCall,
-    ToolCallChunk,
+    StreamChunkType,
 )
 from crewtrace.llm._errors import to_llm_error
 from crewtrace.llm._litellm import cost_of
@@ -59,6 +60,20 @@ class CallSettings:
     server_port: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a finished stream delivered, as the recorder gathered it (for litellm's success logging)."""
+
+    text: str
+    usage: Any
+    """The provider's usage object, or None if the stream sent none."""
+    response_id: str | None
+    response_model: str | None
+    finish_reason: str | None
+    tool_calls: list[ToolCall]
+    time_to_first_chunk: float | None
+
+
 class CallRecorder:
     """Feeds one call's raw litellm chunks in; emits started/chunk/completed/failed."""
 
@@ -86,7 +101,7 @@ class CallRecorder:
         self._source = settings.source
         self._bus: EventBus = settings.bus
         self._base: dict[str, Any] = {
-            **current_scope(),
+            **current_scope().attribution(),
             "call_id": uuid.uuid4().hex,
             "model": settings.model,
             "provider": settings.provider,
@@ -99,7 +114,7 @@ class CallRecorder:
         self.finish_reason: str | None = None
         self.usage: Any = None
         self.result: CallResult | None = None
-        self._tool_calls: dict[int, tuple[list[str | None], list[str]]] = {}  # index -> ([id, name], argument parts)
+        self._tool_calls = ToolCallBuffer()
         # Read before emitting "started": a listener registered from then on changes the generation.
         self._generation = self._bus.generation
         self._chunk_listeners = self._bus.has_handlers(LLMStreamChunkEvent)
@@ -155,7 +170,9 @@ class CallRecorder:
         if self._listening():
             self._bus.emit(
                 self._source,
-                LLMStreamChunkEvent(**self._base, chunk=text, chunk_index=index, response_id=self.response_id),
+                LLMStreamChunkEvent.model_construct(
+                    **self._base, chunk=text, chunk_index=index, response_id=self.response_id
+                ),
             )
         return text
 
@@ -178,24 +195,24 @@ class CallRecorder:
         """Each fragment of a tool call is a chunk too: counted, timed and emitted like text."""
         for position, fragment in enumerate(fragments):
             function = fragment.function
-            name = function.name if function is not None else None
             arguments = (function.arguments if function is not None else None) or ""
-            slot = fragment.index if fragment.index is not None else position
-            identity, parts = self._tool_calls.setdefault(slot, ([None, None], []))
-            identity[0] = fragment.id or identity[0]
-            identity[1] = name or identity[1]
-            parts.append(arguments)
+            call = self._tool_calls.add(
+                fragment.index if fragment.index is not None else position,
+                fragment.id,
+                function.name if function is not None else None,
+                arguments,
+            )
             index = self._next_index()
             if self._listening():
                 self._bus.emit(
                     self._source,
-                    LLMStreamChunkEvent(
+                    LLMStreamChunkEvent.model_construct(
                         **self._base,
                         chunk=arguments,
                         chunk_index=index,
                         response_id=self.response_id,
-                        call_type="tool_call",
-                        tool_call=ToolCallChunk(index=slot, id=fragment.id, name=name, arguments=arguments),
+                        chunk_type=StreamChunkType.TOOL_CALL,
+                        tool_call=call,
                     ),
                 )
 
@@ -207,14 +224,25 @@ class CallRecorder:
         choice = response.choices[0]
         self.finish_reason = choice.finish_reason
         self.parts.append(choice.message.content or "")
-        for slot, call in enumerate(choice.message.tool_calls or ()):
-            self._tool_calls[slot] = ([call.id, call.function.name], [call.function.arguments or ""])
+        for index, call in enumerate(choice.message.tool_calls or ()):
+            self._tool_calls.add(index, call.id, call.function.name, call.function.arguments or "")
 
-    def tool_calls(self) -> list[ToolCall]:
-        return [
-            ToolCall(id=identity[0] or f"call_{slot}", name=identity[1] or "", arguments="".join(parts))
-            for slot, (identity, parts) in sorted(self._tool_calls.items())
-        ]
+    def reply(self) -> Reply:
+        """What the stream delivered so far."""
+        return Reply(
+            text="".join(self.parts),
+            usage=self.usage,
+            response_id=self.response_id,
+            response_model=self.response_model,
+            finish_reason=self.finish_reason,
+            tool_calls=self._tool_calls.calls(),
+            time_to_first_chunk=self.time_to_first_chunk,
+        )
+
+    def counted(self, usage: Any) -> None:
+        """Usage counted locally for a stream whose server reported none (litellm's token counter)."""
+        if self.usage is None:
+            self.usage = usage
 
     def completed(self) -> CallResult:
         """Emit the completed event once; an interrupt before it was built ends the call as failed."""
@@ -223,7 +251,7 @@ class CallRecorder:
         try:
             usage = _token_usage(self.usage)
             cost = cost_of(self._settings.model, self.usage)
-            tool_calls = self.tool_calls()
+            tool_calls = self._tool_calls.calls()
             result = CallResult(text="".join(self.parts), usage=usage, cost_usd=cost, tool_calls=tool_calls)
             event = LLMCallCompletedEvent(
                 **self._base,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from numbers import Real
 from urllib.parse import urlsplit
 
+from crewtrace.errors import ConfigurationError
+
 MAX_TEMPERATURE = 2.0
 """The widest range a provider accepts (OpenAI's 0-2)."""
 
@@ -23,31 +25,33 @@ def validated(
     api_key: object,
     timeout: object,
 ) -> None:
-    """Raise ``TypeError`` (wrong kind) or ``ValueError`` (out of range) naming the first bad argument."""
+    """Raise :class:`~crewtrace.errors.ConfigurationError` naming the first bad argument and a good value."""
     if not isinstance(model, str) or not model.strip():
-        raise ValueError(f"model must be a non-empty string like 'openai/gpt-4o-mini', got {model!r}")
+        raise ConfigurationError(f"model must be a non-empty string like 'openai/gpt-4o-mini', got {model!r}")
     if timeout is not None and _number("timeout", timeout) <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        raise ConfigurationError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     if temperature is not None and not 0 <= _number("temperature", temperature) <= MAX_TEMPERATURE:
-        raise ValueError(f"temperature must be between 0 and {MAX_TEMPERATURE:g}, got {temperature!r}")
+        raise ConfigurationError(f"temperature must be between 0 and {MAX_TEMPERATURE:g}, got {temperature!r}")
     if max_tokens is not None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-            raise TypeError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+            raise ConfigurationError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
         if max_tokens <= 0:
-            raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+            raise ConfigurationError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
     if api_key is not None and not isinstance(api_key, str):
-        raise TypeError(f"api_key must be a string or None, got a {type(api_key).__name__}")
+        raise ConfigurationError(f"api_key must be a string or None, got a {type(api_key).__name__}")
     if base_url is not None:
         if not isinstance(base_url, str):
-            raise TypeError(f"base_url must be a string like 'http://127.0.0.1:8000/v1' or None, got {base_url!r}")
+            raise ConfigurationError(
+                f"base_url must be a string like 'http://127.0.0.1:8000/v1' or None, got {base_url!r}"
+            )
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
+            raise ConfigurationError(
                 f"base_url must be an http:// or https:// URL like 'http://127.0.0.1:8000/v1', got {base_url!r}"
             )
 
 
 def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
+        raise ConfigurationError(f"{name} must be a number, got {value!r}")
     return float(value)

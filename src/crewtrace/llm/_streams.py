@@ -40,7 +40,7 @@ from typing import Any
 import openai
 
 from crewtrace.llm._litellm import MidStreamFallbackError, litellm, logging_executor
-from crewtrace.llm._recorder import CallRecorder
+from crewtrace.llm._recorder import Reply
 
 __all__ = ["ProviderStream"]
 
@@ -63,31 +63,34 @@ class ProviderStream:
         self._model = model
         self._provider: str = getattr(wrapper, "custom_llm_provider", None) or "openai"
 
-    def error(self, exc: BaseException, recorder: CallRecorder) -> BaseException:
+    def error(self, exc: BaseException, *, received: bool) -> BaseException:
         """What the wrapper would have raised for ``exc``, reported to litellm's failure callbacks as it would."""
         if not self.direct or not isinstance(exc, Exception):
             return exc
-        mapped = _mid_stream_error(exc, self._model, self._provider, received=recorder.chunk_count > 0)
+        mapped = _mid_stream_error(exc, self._model, self._provider, received=received)
         if self._logging is not None:
             _submit(self._logging.failure_handler, mapped, traceback.format_exc())
         return mapped
 
-    def finish(self, recorder: CallRecorder, messages: list[dict[str, Any]]) -> None:
-        """After the last chunk: fill in usage if the server sent none; report success to litellm once."""
+    def finish(self, reply: Reply, messages: list[dict[str, Any]]) -> Any:
+        """After the last chunk: report success to litellm once; return the usage counted if the server sent none."""
         if not self.direct:
-            return
-        response = self._assembled(recorder, messages)
+            return None
+        usage = self._usage(reply, messages)
+        response = self._assembled(reply, usage)
         if response is not None:
             _submit(self._logging.success_handler, response, None, None, False)
+        return usage
 
-    async def afinish(self, recorder: CallRecorder, messages: list[dict[str, Any]]) -> None:
+    async def afinish(self, reply: Reply, messages: list[dict[str, Any]]) -> Any:
         """Async form of :meth:`finish`; also lets the wrapper restore litellm's correlation context."""
         if not self.direct:
-            return
-        response = self._assembled(recorder, messages)
+            return None
+        usage = self._usage(reply, messages)
+        response = self._assembled(reply, usage)
         await self.aclose()
         if response is None:
-            return
+            return usage
         try:
             report = self._logging.dispatch_success_handlers(response, cache_hit=False, prefer_async_handlers=True)
             task = asyncio.ensure_future(report)
@@ -96,6 +99,7 @@ class ProviderStream:
             return
         _pending.add(task)
         task.add_done_callback(_pending.discard)
+        return usage
 
     def close(self) -> None:
         """Release the HTTP connection of an abandoned sync stream."""
@@ -113,34 +117,35 @@ class ProviderStream:
         except Exception:
             _logger.debug("closing an abandoned stream failed", exc_info=True)
 
-    def _assembled(self, recorder: CallRecorder, messages: list[dict[str, Any]]) -> Any:
-        """The finished call as litellm's logging expects it (an assembled ``ModelResponse``)."""
+    def _usage(self, reply: Reply, messages: list[dict[str, Any]]) -> Any:
+        """The server's usage, or, as litellm's wrapper does, what litellm's token counter makes of the call."""
+        if reply.usage is not None:
+            return reply.usage
         try:
-            text = "".join(recorder.parts)
-            if recorder.usage is None:  # as litellm's wrapper does: count what the server did not report
-                prompt = litellm.token_counter(model=self._model, messages=messages)
-                completion = litellm.token_counter(model=self._model, text=text, count_response_tokens=True)
-                recorder.usage = litellm.Usage(
-                    prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
-                )
-            if self._logging is None:
-                return None
-            if recorder.time_to_first_chunk is not None and self._logging.completion_start_time is None:
-                first = self._logging.start_time + datetime.timedelta(seconds=recorder.time_to_first_chunk)
+            prompt = litellm.token_counter(model=self._model, messages=messages)
+            completion = litellm.token_counter(model=self._model, text=reply.text, count_response_tokens=True)
+        except Exception:  # counting must never break the user's call
+            _logger.debug("counting the tokens of a stream without usage failed", exc_info=True)
+            return None
+        return litellm.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+    def _assembled(self, reply: Reply, usage: Any) -> Any:
+        """The finished call as litellm's logging expects it (an assembled ``ModelResponse``)."""
+        if self._logging is None:
+            return None
+        try:
+            if reply.time_to_first_chunk is not None and self._logging.completion_start_time is None:
+                first = self._logging.start_time + datetime.timedelta(seconds=reply.time_to_first_chunk)
                 self._logging.update_completion_start_time(completion_start_time=first)
-            usage = recorder.usage
             dumped = usage.model_dump(exclude_none=True) if hasattr(usage, "model_dump") else {}
-            tool_calls = [
-                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
-                for call in recorder.tool_calls()
-            ]
-            message: dict[str, Any] = {"role": "assistant", "content": text or None}
+            tool_calls = [call.model_dump(exclude={"index"}) for call in reply.tool_calls]
+            message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
             if tool_calls:
                 message["tool_calls"] = tool_calls
             return litellm.ModelResponse(
-                id=recorder.response_id,
-                model=recorder.response_model or self._model,
-                choices=[{"index": 0, "finish_reason": recorder.finish_reason or "stop", "message": message}],
+                id=reply.response_id,
+                model=reply.response_model or self._model,
+                choices=[{"index": 0, "finish_reason": reply.finish_reason or "stop", "message": message}],
                 usage=litellm.Usage(**dumped),
             )
         except Exception:  # reporting must never break the user's call

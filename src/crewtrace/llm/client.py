@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from crewtrace.errors import ConfigurationError
 from crewtrace.events.bus import EventBus, crewtrace_event_bus
 from crewtrace.llm._litellm import SKIP_MCP_GATEWAY, litellm
 from crewtrace.llm._recorder import CallRecorder, CallResult, CallSettings
@@ -26,11 +27,11 @@ NO_KEY = "no-key-needed"
 class LLM:
     """A chat model reached through litellm.
 
-    With ``stream=True``, :meth:`call` streams internally and emits one
-    ``LLMStreamChunkEvent`` per received chunk; :meth:`stream` and
-    :meth:`astream` always stream and hand the text chunks to the caller as
-    they arrive. Token usage is taken from the stream itself. The ``stream=``
-    setting is kept as ``stream_enabled`` (``stream`` is the iterator method).
+    With ``stream=True`` (kept as ``llm.stream``, as in CrewAI), :meth:`call`
+    streams internally and emits one ``LLMStreamChunkEvent`` per received
+    chunk; :meth:`iter_text` and :meth:`aiter_text` always stream and hand the
+    text chunks to the caller as they arrive. Token usage is taken from the
+    stream itself.
 
     Streams from providers that litellm serves through the OpenAI SDK
     (``openai/`` and other OpenAI-compatible ones) are read directly from the
@@ -60,7 +61,7 @@ class LLM:
             timeout=timeout,
         )
         self.model = model
-        self.stream_enabled = stream
+        self.stream = stream
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.base_url = base_url
@@ -81,7 +82,7 @@ class LLM:
         self.server_port = address.port if address else None
 
     def __repr__(self) -> str:
-        return f"LLM(model={self.model!r}, stream={self.stream_enabled!r})"
+        return f"LLM(model={self.model!r}, stream={self.stream!r})"
 
     def warm_up(self) -> None:
         """Pay litellm's one-time start-up (lazy imports, request pipeline) now, not in the first call.
@@ -94,8 +95,8 @@ class LLM:
         for _ in litellm.completion(**request):
             pass
 
-    def stream(self, messages: Messages) -> Iterator[str]:
-        """Stream the reply, yielding text chunks as they arrive (whatever ``stream=`` says)."""
+    def iter_text(self, messages: Messages) -> Iterator[str]:
+        """Stream the reply, yielding its text chunks as they arrive (whatever ``stream=`` says)."""
         return self._stream(_normalise(messages))
 
     def call(self, messages: Messages) -> str:
@@ -104,8 +105,8 @@ class LLM:
     async def acall(self, messages: Messages) -> str:
         return (await self.ainvoke(messages)).text
 
-    def astream(self, messages: Messages) -> AsyncIterator[str]:
-        """Async form of :meth:`stream`."""
+    def aiter_text(self, messages: Messages) -> AsyncIterator[str]:
+        """Async form of :meth:`iter_text`."""
         return self._astream(_normalise(messages))
 
     def invoke(
@@ -123,7 +124,7 @@ class LLM:
         LLM calls to its bus).
         """
         normalised = _normalise(messages)
-        streamed = self.stream_enabled if stream is None else stream
+        streamed = self.stream if stream is None else stream
         recorder = CallRecorder(self._settings(bus), normalised, stream=streamed)
         if streamed:
             for _ in self._stream(normalised, recorder, tools):
@@ -145,7 +146,7 @@ class LLM:
     ) -> CallResult:
         """Async form of :meth:`invoke`."""
         normalised = _normalise(messages)
-        streamed = self.stream_enabled if stream is None else stream
+        streamed = self.stream if stream is None else stream
         recorder = CallRecorder(self._settings(bus), normalised, stream=streamed)
         if streamed:
             async for _ in self._astream(normalised, recorder, tools):
@@ -180,11 +181,11 @@ class LLM:
                 text = on_chunk(raw)
                 if text is not None:
                     yield text
-            stream.finish(recorder, messages)
+            recorder.counted(stream.finish(recorder.reply(), messages))
         except BaseException as exc:
             if stream is not None:
                 stream.close()
-                exc = stream.error(exc, recorder)
+                exc = stream.error(exc, received=recorder.chunk_count > 0)
             recorder.fail(exc)
         recorder.completed()
 
@@ -205,11 +206,11 @@ class LLM:
                 text = on_chunk(raw)
                 if text is not None:
                     yield text
-            await stream.afinish(recorder, messages)
+            recorder.counted(await stream.afinish(recorder.reply(), messages))
         except BaseException as exc:
             if stream is not None:
                 await stream.aclose()
-                exc = stream.error(exc, recorder)
+                exc = stream.error(exc, received=recorder.chunk_count > 0)
             recorder.fail(exc)
         recorder.completed()
 
@@ -255,11 +256,11 @@ def _normalise(messages: Messages) -> list[dict[str, Any]]:
     normalised = list(messages)
     for i, message in enumerate(normalised):
         if not isinstance(message, dict) or "role" not in message:
-            raise TypeError(
+            raise ConfigurationError(
                 f"messages[{i}] must be a dict with 'role' and 'content' (OpenAI chat format), got {message!r}"
             )
     if not normalised:
-        raise ValueError("messages is empty: pass a prompt string or at least one chat message")
+        raise ConfigurationError("messages is empty: pass a prompt string or at least one chat message")
     return normalised
 
 
@@ -270,7 +271,7 @@ def _provider_of(model: str, base_url: str | None) -> str | None:
     except Exception:
         if "/" not in model:
             hint = f"'openai/{model}' for an OpenAI-compatible server" if base_url else f"'openai/{model}'"
-            raise ValueError(
+            raise ConfigurationError(
                 f"model {model!r} needs its provider prefix, e.g. {hint} (litellm's provider/model form)"
             ) from None
         return None  # an unknown prefix: the call itself fails with litellm's message (and an event)

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 # isort: off
+from crewtrace.errors import ConfigurationError
 from crewtrace.llm._litellm import litellm  # first: it sets LITELLM_LOCAL_MODEL_COST_MAP before litellm loads
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
@@ -30,9 +31,9 @@ __all__ = ["CustomLLM", "GenericStreamingChunk", "register_model_prices", "regis
 def register_provider(name: str, handler: CustomLLM) -> None:
     """Route models named ``"{name}/..."`` to ``handler``; registering a name again replaces its handler."""
     if not name or "/" in name:
-        raise ValueError(f"provider name must be non-empty and contain no '/', got {name!r}")
+        raise ConfigurationError(f"provider name must be non-empty and contain no '/', got {name!r}")
     if not isinstance(handler, CustomLLM):
-        raise TypeError(f"handler must be a crewtrace.llm.providers.CustomLLM, got {type(handler).__name__}")
+        raise ConfigurationError(f"handler must be a crewtrace.llm.providers.CustomLLM, got {type(handler).__name__}")
     others = [entry for entry in litellm.custom_provider_map if entry.get("provider") != name]
     litellm.custom_provider_map = [*others, {"provider": name, "custom_handler": handler}]
 
@@ -41,7 +42,7 @@ def register_model_prices(model: str, *, input_cost_per_token: float, output_cos
     """Price a ``"provider/name"`` chat model, so calls to it report token cost (``gen_ai.usage.cost``)."""
     provider, _, name = model.partition("/")
     if not provider or not name:
-        raise ValueError(f"model must be 'provider/name', got {model!r}")
+        raise ConfigurationError(f"model must be 'provider/name', got {model!r}")
     litellm.register_model(
         {
             model: {

@@ -38,6 +38,7 @@ from crewtrace.events import (
     LLMCallFailedEvent,
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
+    StreamChunkType,
     TaskCompletedEvent,
     TaskFailedEvent,
     TaskStartedEvent,
@@ -331,7 +332,7 @@ class OTelBridge(BaseEventListener):
         call = self._calls.get(event.call_id)
         if call is not None:
             timeline = call.timeline
-            timeline.add(event.timestamp_ns, event.chunk, event.call_type == "tool_call")
+            timeline.add(event.timestamp_ns, event.chunk, event.chunk_type is StreamChunkType.TOOL_CALL)
             if len(timeline.gaps) >= _GAP_BATCH:
                 self._record_gaps(call, call.metric_attributes)
 

@@ -7,41 +7,29 @@ listeners never have to reconstruct them.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from crewtrace.events.base import BaseEvent, FailureMixin, TokenUsage
+from crewtrace.events.tool_calls import ToolCall
 
 __all__ = [
-    "ChunkType",
     "LLMCallCompletedEvent",
     "LLMCallFailedEvent",
     "LLMCallStartedEvent",
     "LLMEvent",
     "LLMStreamChunkEvent",
-    "ToolCall",
-    "ToolCallChunk",
+    "StreamChunkType",
 ]
 
-ChunkType = Literal["text", "tool_call"]
 
+class StreamChunkType(str, Enum):
+    """What a streamed chunk carries: generated text, or a fragment of a tool call's arguments."""
 
-class ToolCallChunk(BaseModel):
-    """One streamed fragment of a tool call; ``id`` and ``name`` come with the first fragment only."""
-
-    index: int
-    id: str | None = None
-    name: str | None = None
-    arguments: str = ""
-
-
-class ToolCall(BaseModel):
-    """A whole tool call the model asked for; ``arguments`` is its JSON text."""
-
-    id: str
-    name: str
-    arguments: str
+    TEXT = "text"
+    TOOL_CALL = "tool_call"
 
 
 class LLMEvent(BaseEvent):
@@ -67,8 +55,11 @@ class LLMStreamChunkEvent(LLMEvent):
     chunk: str = Field(description="The text, or for a tool-call chunk its argument fragment.")
     chunk_index: int = Field(description="0-based and contiguous within the call, over text and tool-call chunks.")
     response_id: str | None = None
-    call_type: ChunkType = "text"
-    tool_call: ToolCallChunk | None = None
+    chunk_type: StreamChunkType = StreamChunkType.TEXT
+    tool_call: ToolCall | None = Field(
+        default=None,
+        description="For a tool-call chunk: its call as far as it has arrived (id, name, arguments so far).",
+    )
 
 
 class _LLMCallEnded(LLMEvent):

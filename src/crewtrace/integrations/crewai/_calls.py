@@ -8,11 +8,13 @@ from typing import Any
 from crewtrace.errors import ErrorType
 from crewtrace.events import (
     EventBus,
+    FunctionCall,
     LLMCallCompletedEvent,
     LLMCallFailedEvent,
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
-    ToolCallChunk,
+    StreamChunkType,
+    ToolCall,
     ToolUsageErrorEvent,
     ToolUsageEvent,
     ToolUsageFinishedEvent,
@@ -48,8 +50,8 @@ class Calls:
         max_tokens = event.max_tokens
         self._bus.emit(
             source,
-            LLMCallStartedEvent(
-                **call.stamp(),
+            call.stamp(
+                LLMCallStartedEvent,
                 timestamp_ns=call.start_ns,
                 call_id=event.call_id,
                 model=call.model,
@@ -71,16 +73,6 @@ class Calls:
         if call.first_chunk_ns is None:
             call.first_chunk_ns = ts
         tool_call = event.tool_call
-        fragment = None
-        if tool_call is not None:
-            first = tool_call.index not in call.tool_indexes
-            call.tool_indexes.add(tool_call.index)
-            fragment = ToolCallChunk(
-                index=tool_call.index,
-                id=tool_call.id if first else None,
-                name=tool_call.function.name if first else None,
-                arguments=event.chunk,
-            )
         update: dict[str, Any] = {
             "event_id": event.event_id,  # CrewAI's own id (a UUID string): ties the two events together
             "timestamp_ns": ts,
@@ -89,9 +81,14 @@ class Calls:
         }
         if event.response_id is not None:
             update["response_id"] = event.response_id
-        if fragment is not None:
-            update["call_type"] = "tool_call"
-            update["tool_call"] = fragment
+        if tool_call is not None:  # CrewAI's is already in OpenAI's shape: the call as far as it has arrived
+            function = tool_call.function
+            update["chunk_type"] = StreamChunkType.TOOL_CALL
+            update["tool_call"] = ToolCall(
+                id=tool_call.id,
+                function=FunctionCall(name=function.name or None, arguments=function.arguments or ""),
+                index=tool_call.index,
+            )
         # The hot path: a copy of the call's validated template with the chunk's own fields,
         # which costs half of building and validating a new event.
         self._bus.emit(source, self._template(call).model_copy(update=update))
@@ -99,8 +96,8 @@ class Calls:
     def _template(self, call: Scope) -> LLMStreamChunkEvent:
         template = call.chunk_template
         if template is None:
-            template = call.chunk_template = LLMStreamChunkEvent(
-                **call.stamp(),
+            template = call.chunk_template = call.stamp(
+                LLMStreamChunkEvent,
                 timestamp_ns=call.start_ns,
                 call_id=call.call_id,
                 model=call.model,
@@ -121,7 +118,8 @@ class Calls:
         response = event.response
         self._bus.emit(
             source,
-            LLMCallCompletedEvent(
+            call.stamp(
+                LLMCallCompletedEvent,
                 **_call_ending(call, end_ns),
                 response=response if isinstance(response, str) else "",
                 usage=f.usage_of(event.usage),
@@ -142,7 +140,8 @@ class Calls:
         self._end(call)
         self._bus.emit(
             source,
-            LLMCallFailedEvent(
+            call.stamp(
+                LLMCallFailedEvent,
                 **_call_ending(call, end_ns),
                 error=error,
                 error_type=error_type,
@@ -169,8 +168,8 @@ class Calls:
         call.stream = call.stream or event.type == "llm_stream_chunk"
         self._bus.emit(
             source,
-            LLMCallStartedEvent(
-                **call.stamp(),
+            call.stamp(
+                LLMCallStartedEvent,
                 timestamp_ns=ts,
                 call_id=call.call_id,
                 model=call.model,
@@ -223,8 +222,8 @@ class Calls:
             outcome["duration_s"] = f.seconds_between(tool.start_ns, ts)
         self._bus.emit(
             source,
-            kind(
-                **tool.stamp(),
+            tool.stamp(
+                kind,
                 timestamp_ns=ts,
                 tool_name=tool.name,
                 tool_call_id=tool.key,

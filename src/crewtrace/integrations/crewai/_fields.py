@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from crewtrace.errors import ErrorType, error_type_of
 from crewtrace.events import TokenUsage
+from crewtrace.events.labels import label
 from crewtrace.redaction import bound, error_message, redact
 
 OTHER_ERROR = "_OTHER"
@@ -116,21 +117,18 @@ def error_type_from_text(text: str) -> str:
     return name.group(2) if name else OTHER_ERROR
 
 
-def role_template(agent: Any, fallback: str | None) -> str | None:
-    """The agent's role as written, before CrewAI filled in the kickoff inputs."""
+def role_template(agent: Any, fallback: str | None) -> str:
+    """The agent's label: its role as written, before CrewAI filled in the kickoff inputs."""
     original = getattr(agent, "_original_role", None)
-    if isinstance(original, str) and original:
-        return original
-    role = getattr(agent, "role", None)
-    return role if isinstance(role, str) and role else fallback
+    role = original if isinstance(original, str) and original else getattr(agent, "role", None)
+    return label(role if isinstance(role, str) else None, fallback, fallback="agent")
 
 
-def task_label(task: Any, fallback: str | None) -> str | None:
-    """The task's name; without one, its description as written (placeholders unfilled)."""
+def task_label(task: Any, fallback: str | None) -> str:
+    """The task's label: its name, else its description as written (placeholders unfilled)."""
     name = getattr(task, "name", None)
-    if isinstance(name, str) and name:
-        return name
     original = getattr(task, "_original_description", None)
-    if isinstance(original, str) and original:
-        return original
-    return fallback
+    return label(
+        name if isinstance(name, str) else None,
+        original if isinstance(original, str) and original else fallback,
+    )

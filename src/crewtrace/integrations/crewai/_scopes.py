@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from crewtrace.events import ExecutionScope, LLMStreamChunkEvent
+from crewtrace.events import BaseEvent, ExecutionScope, LLMStreamChunkEvent
+from crewtrace.events.labels import label
 from crewtrace.integrations.crewai._fields import seconds_between
+
+E = TypeVar("E", bound=BaseEvent)
 
 Kind = Literal["run", "task", "agent", "call", "tool", "other"]
 
@@ -25,12 +28,7 @@ class Scope:
 
     kind: Kind
     start_ns: int
-    run_id: str | None = None
-    crew_name: str | None = None
-    task_id: str | None = None
-    task_name: str | None = None
-    agent_id: str | None = None
-    agent_role: str | None = None
+    attribution: ExecutionScope = field(default_factory=ExecutionScope)
     owner: Scope | None = None
     parent_owner: Scope | None = None
     key: str = ""
@@ -40,7 +38,6 @@ class Scope:
     llm_calls: int = 0
     chunks: int = 0
     first_chunk_ns: int | None = None
-    tool_indexes: set[int] = field(default_factory=set)
     model: str = ""
     provider: str | None = None
     stream: bool = False
@@ -49,7 +46,7 @@ class Scope:
 
     def child(self, kind: Kind, start_ns: int, key: str) -> Scope:
         """A scope inside this one, with this one's attribution; reported kinds join their owner's children."""
-        scope = Scope(kind=kind, start_ns=start_ns, key=key, **self.stamp())
+        scope = Scope(kind=kind, start_ns=start_ns, key=key, attribution=self.attribution)
         scope.parent_owner = self.owner
         if kind == "other":
             scope.owner = self.owner
@@ -59,29 +56,24 @@ class Scope:
                 self.owner.open_children[key] = scope
         return scope
 
-    def stamp(self) -> ExecutionScope:
-        """This scope's attribution, to spread into an event: ``TaskStartedEvent(**scope.stamp(), ...)``."""
-        return ExecutionScope(
-            run_id=self.run_id,
-            crew_name=self.crew_name,
-            task_id=self.task_id,
-            task_name=self.task_name,
-            agent_id=self.agent_id,
-            agent_role=self.agent_role,
-        )
+    def stamp(self, kind: type[E], /, **fields: Any) -> E:
+        """A ``kind`` event with this scope's attribution and ``fields``."""
+        return self.attribution.stamp(kind, **fields)
+
+    def attribute(self, **changes: str | None) -> None:
+        """Change some of this scope's attribution (its children, made later, inherit it)."""
+        self.attribution = self.attribution.within(**changes)
 
     def ending(self, end_ns: int) -> dict[str, Any]:
-        """The fields every end event of this scope carries: attribution, end time, duration."""
-        return {**self.stamp(), "timestamp_ns": end_ns, "duration_s": seconds_between(self.start_ns, end_ns)}
+        """The fields every end event of this scope carries besides its attribution: end time, duration."""
+        return {"timestamp_ns": end_ns, "duration_s": seconds_between(self.start_ns, end_ns)}
 
     def attribute_from(self, event: Any) -> None:
         """Outside a crew there is no enclosing scope: take agent and task from the event itself."""
-        if self.agent_id is None and event.agent_id is not None:
-            self.agent_id = str(event.agent_id)
-            self.agent_role = event.agent_role
-        if self.task_id is None and event.task_id is not None:
-            self.task_id = str(event.task_id)
-            self.task_name = event.task_name
+        if self.attribution.agent_id is None and event.agent_id is not None:
+            self.attribute(agent_id=str(event.agent_id), agent_role=label(event.agent_role, fallback="agent"))
+        if self.attribution.task_id is None and event.task_id is not None:
+            self.attribute(task_id=str(event.task_id), task_name=label(event.task_name))
 
     def ended(self) -> None:
         """Forget this scope in its parent's list of open children."""

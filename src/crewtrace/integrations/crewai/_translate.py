@@ -20,6 +20,7 @@ from crewtrace.events import (
     TaskStartedEvent,
     TokenUsage,
 )
+from crewtrace.events.labels import label
 from crewtrace.integrations.crewai import _fields as f
 from crewtrace.integrations.crewai._calls import Calls
 from crewtrace.integrations.crewai._scopes import LEFT_OPEN, ROOT, Scope
@@ -91,14 +92,13 @@ class Translator:
 
     def _crew_started(self, source: Any, event: Any, parent: Scope) -> None:
         run = parent.child("run", f.timestamp_ns(event.timestamp), event.event_id)
-        run.run_id = event.event_id  # one id per kickoff: CrewAI's started event's
-        run.crew_name = event.crew_name or "crew"
+        run.attribute(run_id=event.event_id, crew_name=label(event.crew_name, fallback="crew"))  # one id per kickoff
         self._remember(event.event_id, run)
         self._runs[event.event_id] = run
         self._bus.emit(
             source,
-            CrewKickoffStartedEvent(
-                **run.stamp(),
+            run.stamp(
+                CrewKickoffStartedEvent,
                 timestamp_ns=run.start_ns,
                 inputs=dict(event.inputs or {}),
             ),
@@ -117,7 +117,8 @@ class Translator:
         usage = getattr(event.output, "token_usage", None)
         self._bus.emit(
             source,
-            CrewKickoffCompletedEvent(
+            run.stamp(
+                CrewKickoffCompletedEvent,
                 **run.ending(end_ns),
                 output=f.text_of(event.output),
                 token_usage=TokenUsage(
@@ -133,7 +134,8 @@ class Translator:
         run.ended()
         self._bus.emit(
             source,
-            CrewKickoffFailedEvent(
+            run.stamp(
+                CrewKickoffFailedEvent,
                 **run.ending(end_ns),
                 error=error,
                 error_type=error_type,
@@ -145,14 +147,17 @@ class Translator:
     def _task_started(self, source: Any, event: Any, parent: Scope) -> None:
         scope = parent.child("task", f.timestamp_ns(event.timestamp), event.event_id)
         task = event.task
-        scope.task_id = event.task_id or (str(task.id) if task is not None else event.event_id)
-        scope.task_name = f.task_label(task, event.task_name)
-        scope.agent_id = scope.agent_role = None
+        scope.attribute(
+            task_id=event.task_id or (str(task.id) if task is not None else event.event_id),
+            task_name=f.task_label(task, event.task_name),
+            agent_id=None,
+            agent_role=None,
+        )
         self._remember(event.event_id, scope)
         self._bus.emit(
             source,
-            TaskStartedEvent(
-                **scope.stamp(),
+            scope.stamp(
+                TaskStartedEvent,
                 timestamp_ns=scope.start_ns,
                 description=str(getattr(task, "description", "") or ""),
                 expected_output=str(getattr(task, "expected_output", "") or ""),
@@ -170,7 +175,8 @@ class Translator:
         scope.ended()
         self._bus.emit(
             source,
-            TaskCompletedEvent(
+            scope.stamp(
+                TaskCompletedEvent,
                 **scope.ending(end_ns),
                 output=f.text_of(event.output),
             ),
@@ -181,7 +187,8 @@ class Translator:
         scope.ended()
         self._bus.emit(
             source,
-            TaskFailedEvent(
+            scope.stamp(
+                TaskFailedEvent,
                 **scope.ending(end_ns),
                 error=error,
                 error_type=error_type,
@@ -193,16 +200,14 @@ class Translator:
     def _agent_started(self, source: Any, event: Any, parent: Scope) -> None:
         scope = parent.child("agent", f.timestamp_ns(event.timestamp), event.event_id)
         agent = event.agent
-        scope.agent_id = str(agent.id)
-        scope.agent_role = f.role_template(agent, event.agent_role)
+        scope.attribute(agent_id=str(agent.id), agent_role=f.role_template(agent, event.agent_role))
         if parent.kind != "task" and event.task is not None:  # an agent run outside a crew's task
-            scope.task_id = str(event.task.id)
-            scope.task_name = f.task_label(event.task, None)
+            scope.attribute(task_id=str(event.task.id), task_name=f.task_label(event.task, None))
         self._remember(event.event_id, scope)
         self._bus.emit(
             source,
-            AgentExecutionStartedEvent(
-                **scope.stamp(),
+            scope.stamp(
+                AgentExecutionStartedEvent,
                 timestamp_ns=scope.start_ns,
                 role=str(agent.role or ""),
                 goal=str(agent.goal or ""),
@@ -220,7 +225,8 @@ class Translator:
         scope.ended()
         self._bus.emit(
             source,
-            AgentExecutionCompletedEvent(
+            scope.stamp(
+                AgentExecutionCompletedEvent,
                 **scope.ending(end_ns),
                 output=f.text_of(event.output),
             ),
@@ -231,7 +237,8 @@ class Translator:
         scope.ended()
         self._bus.emit(
             source,
-            AgentExecutionErrorEvent(
+            scope.stamp(
+                AgentExecutionErrorEvent,
                 **scope.ending(end_ns),
                 error=error,
                 error_type=error_type,
