@@ -12,6 +12,7 @@ from importlinter.application.use_cases import lint_imports
 
 import crewtrace
 from crewtrace.events import ATTRIBUTION_FIELDS, BaseEvent, ExecutionScope
+from crewtrace.telemetry.names import ATTRIBUTION
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,7 @@ def test_attribution_fields_have_one_home() -> None:
     """Events and scopes inherit the attribution fields from one class; the telemetry's table names each once."""
     assert tuple(ExecutionScope.model_fields) == ATTRIBUTION_FIELDS
     assert tuple(BaseEvent.model_fields)[: len(ATTRIBUTION_FIELDS)] == ATTRIBUTION_FIELDS
+    assert tuple(key.field for key in ATTRIBUTION) == ATTRIBUTION_FIELDS
 
 
 def test_public_api_is_exported() -> None:

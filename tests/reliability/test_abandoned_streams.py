@@ -35,6 +35,7 @@ from tests.reliability.conftest import (
     open_calls,
     small_crew,
 )
+from tests.support.crews import two_agent_crew
 from tests.support.openai_server import FakeOpenAIServer, Reply
 from tests.support.polling import await_until, wait_until
 
@@ -300,6 +301,31 @@ def test_closing_the_bridge_mid_stream_ends_the_span_and_spares_the_stream(
     assert pipeline.value("crewtrace.stream.active") == 0, "a MeterProvider that outlives the bridge reads 0"
     assert pipeline.counter.open == 0 and pipeline.value("otel.sdk.span.live") == 0
     assert handler_count(pipeline.bus) < handlers, "the bridge's handlers are gone"
+
+
+def test_a_run_cut_off_by_closing_the_bridge_is_marked_failed_up_to_its_workflow(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    """A graceful stop (``Telemetry.shutdown()``) in the middle of a run: no span may read as a success."""
+    server.responder = lambda body: Reply(chunks=CHUNKS)
+    crew = two_agent_crew(make_llm, pipeline.bus, name="cut-off")
+    crew.stream = True
+    output = crew.kickoff(inputs={"topic": "t"})
+    chunks = iter(output)
+    next(chunks)
+    pipeline.bridge.close()
+    rest = list(chunks)
+    assert len(rest) == 2 * len(CHUNKS) - 1, "the run itself is not affected"
+    spans = pipeline.spans.get_finished_spans()
+    assert [s.name for s in spans] == [
+        "chat openai/test-model",
+        "invoke_agent Researcher",
+        "execute_task research",
+        "invoke_workflow cut-off",
+    ], "innermost first; nothing that started after the bridge closed"
+    for span in spans:
+        assert span.status.status_code is StatusCode.ERROR, span.name
+        assert span.attributes["error.type"] == "bridge_closed", span.name
 
 
 # -- 1,000 of them -------------------------------------------------------------------------------

@@ -141,7 +141,7 @@ def test_ten_thousand_distinct_tasks_keep_labels_capped_and_metrics_small(
     assert len(openmetrics.encode()) < METRICS_BOUND * 1.05
 
     capped = [r for r in caplog.records if r.name == "crewtrace.telemetry" and "distinct values" in r.getMessage()]
-    labels = sorted(r.args[1] for r in capped if r.args[1] != "agent/task pairs")
+    labels = sorted(r.args[1] for r in capped if r.args[1] != "attribution label combinations")
     assert labels == ["crewtrace.task.name", "error.type"], "one warning per capped label"
     counts = telemetry.bridge.label_value_counts()
     assert counts and all(n <= CAP for n in counts.values()), f"the caps bound memory too: {counts}"
@@ -174,4 +174,6 @@ def test_agent_and_task_combinations_keep_metrics_small(
     measure("/metrics for 20 agents x 50 tasks (text format)", f"{len(text.encode()):,} bytes, {len(pairs)} pairs")
     assert len(pairs) <= CAP + 1 and ("_OTHER", "_OTHER") in pairs, f"{len(pairs)} agent/task pairs"
     assert len(text.encode()) < METRICS_BOUND
-    assert any("agent/task pairs" in r.getMessage() for r in caplog.records if r.name == "crewtrace.telemetry")
+    assert any(
+        "attribution label combinations" in r.getMessage() for r in caplog.records if r.name == "crewtrace.telemetry"
+    )

@@ -1,17 +1,19 @@
-"""How events map to span keys and span attributes: what the bridge reads off each event."""
+"""What the bridge reads off events: span keys, span attributes, failure status; and clean text for the SDK."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
 from crewtrace.events import BaseEvent, ToolUsageEvent
-from crewtrace.events.base import FailureMixin
 from crewtrace.redaction import bound, redact
 from crewtrace.telemetry import names
 
 SpanKey = tuple[str | None, ...]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # the only code points a str holds that UTF-8 cannot encode
 
 
 def run_key(event: BaseEvent) -> SpanKey:
@@ -30,23 +32,45 @@ def tool_key(event: ToolUsageEvent) -> SpanKey:
     return ("tool", event.run_id, event.task_id, event.agent_id, event.tool_call_id)
 
 
+def call_key(call_id: str) -> SpanKey:
+    return ("call", call_id)
+
+
 def attribution(event: BaseEvent) -> dict[str, Any]:
-    """Span attributes naming the run, task and agent an event belongs to."""
-    return {
-        names.WORKFLOW_NAME: event.crew_name,
-        names.RUN_ID: event.run_id,
-        names.TASK_NAME: event.task_name,
-        names.TASK_ID: event.task_id,
-        names.AGENT_NAME: event.agent_role,
-        names.AGENT_ID: event.agent_id,
-    }
+    """Span attributes naming the run, crew, task and agent an event belongs to (from the attribution table)."""
+    return {key.span_attribute: getattr(event, key.field) for key in names.ATTRIBUTION}
+
+
+def clean(text: str) -> str:
+    """``text`` with every character UTF-8 cannot encode (a lone surrogate) replaced by U+FFFD.
+
+    The one place strings are made safe for OpenTelemetry: a single such character makes the
+    OTLP exporters drop the whole batch, other runs' spans included.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def defined(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in attributes.items() if value is not None}
+    """The attributes that have a value, their strings (and strings in lists) cleaned for export."""
+    cleaned: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = clean(value)
+        elif isinstance(value, list):
+            value = [clean(item) if isinstance(item, str) else item for item in value]
+        cleaned[key] = value
+    return cleaned
 
 
-def mark_failed(span: Span, event: FailureMixin, capture_content: bool) -> None:
+def mark_failed(span: Span, error_type: str, message: str, capture_content: bool) -> None:
     """ERROR status and ``error.type``, for every kind of span.
 
     The message of an error can echo tool arguments or the request (a ``KeyError``
@@ -54,9 +78,9 @@ def mark_failed(span: Span, event: FailureMixin, capture_content: bool) -> None:
     off the status says only the error type; with capture on, the message (already
     redacted and bounded by the emitter, and again here, as it is recorded).
     """
-    span.set_attribute(names.ERROR_TYPE, event.error_type)
-    description = bound(redact(event.error)) if capture_content else event.error_type
-    span.set_status(Status(StatusCode.ERROR, description))
+    span.set_attribute(names.ERROR_TYPE, clean(error_type))
+    description = bound(redact(message)) if capture_content else error_type
+    span.set_status(Status(StatusCode.ERROR, clean(description)))
 
 
 def input_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from crewtrace.telemetry import names
+from crewtrace.telemetry._attributes import clean
 
 
 class _Group:
@@ -38,12 +39,22 @@ class _Group:
         return "tool_call" if self.tool_calls == self.count else "mixed"
 
     def absorb(self, other: _Group) -> None:
+        """Take in the chunks of ``other``, which came right after this group's."""
         self.count += other.count
         self.tool_calls += other.tool_calls
         self.size += other.size
         self.last_ns = other.last_ns
         if self.texts is not None and other.texts is not None:
             self.texts.extend(other.texts)
+
+    def absorb_earlier(self, other: _Group) -> None:
+        """Take in the chunks of ``other``, which came right before this group's."""
+        self.first_index = other.first_index
+        self.count += other.count
+        self.tool_calls += other.tool_calls
+        self.size += other.size
+        if self.texts is not None and other.texts is not None:
+            self.texts[:0] = other.texts
 
 
 class ChunkTimeline:
@@ -53,6 +64,7 @@ class ChunkTimeline:
         "_capture",
         "_group_size",
         "_groups",
+        "_max_events",
         "_max_groups",
         "_pending",
         "count",
@@ -69,7 +81,8 @@ class ChunkTimeline:
         self._pending: _Group | None = None  # the latest chunk: it is the last one until another arrives
         self._groups: list[_Group] = []
         self._group_size = 1
-        self._max_groups = max_events - 2
+        self._max_events = max_events
+        self._max_groups = max(max_events - 2, 0)
         self._capture = capture_text
 
     def add(self, ns: int, text: str, tool_call: bool) -> None:
@@ -82,7 +95,10 @@ class ChunkTimeline:
         else:
             self.gaps.append((ns - pending.last_ns) / 1e9)
             if pending is not self.first:
-                self._push(pending)
+                if self._max_groups:
+                    self._push(pending)
+                else:  # no room for groups: the last event stands for every chunk after the first
+                    chunk.absorb_earlier(pending)
         self._pending = chunk
 
     def take_gaps(self) -> array[float]:
@@ -104,11 +120,15 @@ class ChunkTimeline:
             self._group_size *= 2
 
     def events(self) -> Iterator[tuple[dict[str, Any], int]]:
-        """(attributes, timestamp ns) of each span event, in chunk order."""
+        """(attributes, timestamp ns) of each span event, in chunk order; at most ``max_events`` of them.
+
+        With room for two or more, the events' counts add up to the stream's chunk count; with room
+        for one, only the first chunk's event is kept (time to first chunk); with none, no event.
+        """
         ordered = [self.first, *self._groups]
         if self._pending is not None and self._pending is not self.first:
             ordered.append(self._pending)
-        for group in ordered:
+        for group in ordered[: self._max_events] if self._max_events < 2 else ordered:
             if group is None:
                 continue
             attributes: dict[str, Any] = {
@@ -119,5 +139,5 @@ class ChunkTimeline:
                 names.CHUNK_ELAPSED: (group.last_ns - self.request_ns) / 1e9,
             }
             if group.texts is not None:
-                attributes[names.CHUNK_TEXT] = "".join(group.texts)
+                attributes[names.CHUNK_TEXT] = clean("".join(group.texts))
             yield attributes, group.last_ns

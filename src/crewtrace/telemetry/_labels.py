@@ -6,9 +6,14 @@ import logging
 import threading
 from collections.abc import Hashable
 
+from crewtrace.events import BaseEvent
+from crewtrace.events.labels import OTHER
 from crewtrace.telemetry import names
+from crewtrace.telemetry._attributes import clean
 
 _logger = logging.getLogger("crewtrace.telemetry")
+
+_ATTRIBUTION_LABELS = tuple((key.field, key.metric_label) for key in names.ATTRIBUTION if key.metric_label)
 
 
 class ValueCap:
@@ -38,35 +43,46 @@ class ValueCap:
             if not self._warned:
                 self._warned = True
                 _logger.warning(
-                    "more than %d distinct values of %s: further ones are reported as _OTHER "
+                    "more than %d distinct values of %s: further ones are reported as %s "
                     "(name your tasks and agents, or raise max_label_values)",
                     self._limit,
                     self._what,
+                    OTHER,
                 )
         return False
 
 
 class LabelCaps:
-    """The caps of every label the bridge writes on metrics, and of agent/task pairs."""
+    """The caps of every label the bridge writes on metrics, and of the attribution labels' combinations."""
 
-    CAPPED = (names.AGENT_NAME, names.TASK_NAME, names.REQUEST_MODEL, names.ERROR_TYPE, names.TOOL_NAME)
-    PAIRS = "agent/task pairs"
+    CAPPED = (
+        *(label for _, label in _ATTRIBUTION_LABELS),
+        names.REQUEST_MODEL,
+        names.ERROR_TYPE,
+        names.TOOL_NAME,
+    )
+    COMBINATIONS = "attribution label combinations"
 
     def __init__(self, limit: int) -> None:
         self._caps = {key: ValueCap(key, limit) for key in self.CAPPED}
-        # Capping each label alone still lets agents and tasks multiply: cap their pairs too.
-        self._pairs = ValueCap(self.PAIRS, limit)
+        # Capping each label alone still lets agents and tasks multiply: cap their combinations too.
+        self._combinations = ValueCap(self.COMBINATIONS, limit)
 
     def capped(self, key: str, value: str) -> str:
-        return value if self._caps[key].admits(value) else names.OVERFLOW_VALUE
+        """``value`` (cleaned for export) while under its label's cap, else ``_OTHER``."""
+        value = clean(value)
+        return value if self._caps[key].admits(value) else OTHER
 
-    def agent_and_task(self, agent_role: str | None, task_name: str | None) -> dict[str, str | None]:
-        """Metric labels for the agent and task, each capped, and their pairs capped too."""
-        agent = None if agent_role is None else self.capped(names.AGENT_NAME, agent_role)
-        task = None if task_name is None else self.capped(names.TASK_NAME, task_name)
-        if not self._pairs.admits((agent, task)):
-            agent = task = names.OVERFLOW_VALUE
-        return {names.AGENT_NAME: agent, names.TASK_NAME: task}
+    def attribution(self, event: BaseEvent) -> dict[str, str]:
+        """The event's attribution as metric labels (names, never ids), each capped, and their combination too."""
+        labels = {
+            label: self.capped(label, value)
+            for field, label in _ATTRIBUTION_LABELS
+            if (value := getattr(event, field)) is not None
+        }
+        if not self._combinations.admits(tuple(labels.items())):
+            labels = dict.fromkeys(labels, OTHER)
+        return labels
 
     def counts(self) -> dict[str, int]:
-        return {**{key: cap.size for key, cap in self._caps.items()}, self.PAIRS: self._pairs.size}
+        return {**{key: cap.size for key, cap in self._caps.items()}, self.COMBINATIONS: self._combinations.size}

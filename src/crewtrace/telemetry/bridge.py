@@ -7,23 +7,31 @@ abandoned generators. Only the workflow span (and an LLM call made outside a
 crew) takes its parent from the context current when the event is emitted:
 that is how a span the application opened around ``kickoff()`` becomes the
 parent of the run.
+
+Every span, whatever its kind, has one lifecycle: :meth:`OTelBridge._start`
+opens it and keeps one record in one store; :meth:`OTelBridge._end` (on the
+ending event) or :meth:`OTelBridge.close` (when the bridge stops first) ends it
+through :meth:`OTelBridge._finish`, which runs the kind's hook (the metrics of
+a call or a tool), marks failures and ends the span.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.trace import Span, SpanKind, TracerProvider
 
 from crewtrace._version import __version__
-from crewtrace.errors import ErrorType
+from crewtrace.errors import ConfigurationError, ErrorType
 from crewtrace.events import (
     AgentExecutionCompletedEvent,
     AgentExecutionErrorEvent,
@@ -34,6 +42,7 @@ from crewtrace.events import (
     CrewKickoffFailedEvent,
     CrewKickoffStartedEvent,
     EventBus,
+    FailureMixin,
     LLMCallCompletedEvent,
     LLMCallFailedEvent,
     LLMCallStartedEvent,
@@ -46,12 +55,13 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
-from crewtrace.events.base import FailureMixin
 from crewtrace.telemetry import _settings, names
 from crewtrace.telemetry._attributes import (
     SpanKey,
     agent_key,
     attribution,
+    call_key,
+    clean,
     defined,
     input_messages,
     mark_failed,
@@ -68,25 +78,32 @@ __all__ = ["OTelBridge"]
 
 _SCOPE_NAME = "crewtrace"
 _GAP_BATCH = 1024  # chunk gaps kept per stream before they are recorded
+_CLOSED = "telemetry was shut down while this was still running"
 
 
-@dataclass(slots=True)
-class _Call:
-    """What the bridge keeps for one LLM call between its started and ended events."""
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """How an open span ends: its ending event, or the bridge closing first (``event`` is None)."""
 
-    span: Span
-    name: str
-    stream: bool
-    metric_attributes: dict[str, Any]
-    timeline: ChunkTimeline
+    end_ns: int
+    duration_s: float
+    error_type: str | None = None
+    message: str = ""
+    event: BaseEvent | None = None
 
 
 @dataclass(slots=True)
 class _Open:
-    """A crew, task, agent or tool span while it is open."""
+    """One open span, whatever its kind, between its start and its end."""
 
     span: Span
     name: str
+    start_ns: int
+    finish: Callable[[_Open, _Ending], None] | None = None
+    """The kind's hook, run as the span ends: the metrics of a call or a tool."""
+    metric_attributes: dict[str, Any] = field(default_factory=dict)
+    timeline: ChunkTimeline | None = None
+    """A streamed call's chunks."""
 
 
 class OTelBridge(BaseEventListener):
@@ -99,13 +116,16 @@ class OTelBridge(BaseEventListener):
             and results, and error messages. ``True`` or ``False``; ``None`` (the
             default) reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``,
             on only for an explicit true (``true``, ``1``, ``yes``, ``on``,
-            ``SPAN_ONLY``, ``SPAN_AND_EVENT``). Anything else is a ``TypeError``.
+            ``SPAN_ONLY``, ``SPAN_AND_EVENT``).
         max_chunk_events: span events per chat span for its chunks (first,
-            last, and coalesced groups between); keep it under the SDK's span
-            event limit (128 by default).
+            last, and coalesced groups between); never more than the span event
+            limit (``OTEL_SPAN_EVENT_COUNT_LIMIT``, 128 by default) allows.
         max_label_values: distinct values per metric label (agent, task,
             model, error type) before further ones are reported as ``_OTHER``.
         bus: the event bus to listen on; defaults to ``crewtrace_event_bus``.
+
+    Raises:
+        ConfigurationError: an argument that cannot work.
     """
 
     def __init__(
@@ -119,17 +139,21 @@ class OTelBridge(BaseEventListener):
         bus: EventBus | None = None,
     ) -> None:
         if max_chunk_events < 3:
-            raise ValueError(f"max_chunk_events must be at least 3 (first, last and one group), got {max_chunk_events}")
+            raise ConfigurationError(
+                f"max_chunk_events must be at least 3 (first, last and one group), got {max_chunk_events}"
+            )
         if max_label_values < 1:
-            raise ValueError(f"max_label_values must be at least 1, got {max_label_values}")
+            raise ConfigurationError(f"max_label_values must be at least 1, got {max_label_values}")
         self.capture_content = _settings.capture_content(capture_content)
-        self._max_chunk_events = max_chunk_events
+        span_event_limit = SpanLimits().max_events  # the SDK evicts the oldest events past it: the first chunk's
+        self._max_chunk_events = (
+            max_chunk_events if span_event_limit is None else min(max_chunk_events, span_event_limit)
+        )
         self._tracer = trace.get_tracer(_SCOPE_NAME, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(_SCOPE_NAME, __version__, meter_provider=meter_provider)
         self._instruments = create_instruments(meter)
         self._labels = LabelCaps(max_label_values)
-        self._spans: dict[SpanKey, _Open] = {}
-        self._calls: dict[str, _Call] = {}
+        self._open: dict[SpanKey, _Open] = {}
         self._lock = threading.Lock()
         super().__init__(bus)
 
@@ -149,269 +173,275 @@ class OTelBridge(BaseEventListener):
         on(ToolUsageErrorEvent, self._on_tool_ended)
         on(LLMCallStartedEvent, self._on_call_started)
         on(LLMStreamChunkEvent, self._on_chunk)
-        on(LLMCallCompletedEvent, self._on_call_completed)
-        on(LLMCallFailedEvent, self._on_call_failed)
+        on(LLMCallCompletedEvent, self._on_call_ended)
+        on(LLMCallFailedEvent, self._on_call_ended)
 
     def open_spans(self) -> tuple[str, ...]:
-        """Names of the spans the bridge holds open (crew, task, agent, tool, then LLM calls)."""
+        """Names of the spans the bridge holds open, in the order they started."""
         with self._lock:
-            return (*(o.name for o in self._spans.values()), *(c.name for c in self._calls.values()))
+            return tuple(opened.name for opened in self._open.values())
 
     def label_value_counts(self) -> dict[str, int]:
-        """Distinct values each capped metric label (and the agent/task pairs) holds so far."""
+        """Distinct values each capped metric label (and the attribution labels' combinations) holds so far."""
         return self._labels.counts()
 
     def close(self) -> None:
-        """Stop listening, and end any span still open so none leaks."""
+        """Stop listening, and end every span still open, innermost first, as failed with ``bridge_closed``.
+
+        A run cut off this way says so up to its workflow span: ERROR status and the same ``error.type``.
+        """
         super().close()
         with self._lock:
-            calls, self._calls = self._calls, {}
-            spans, self._spans = self._spans, {}
-        for call in calls.values():
-            call.span.set_attributes(
-                {names.ERROR_TYPE: ErrorType.BRIDGE_CLOSED, names.STREAM_CHUNK_COUNT: call.timeline.count}
-            )
-            if call.stream:
-                self._instruments.stream_active.add(-1, call.metric_attributes)
-            call.span.end()
-        for opened in spans.values():
-            opened.span.end()
+            opened, self._open = self._open, {}
+        now = time.time_ns()
+        for record in reversed(opened.values()):
+            duration = max(0, now - record.start_ns) / 1e9
+            self._finish(record, _Ending(now, duration, ErrorType.BRIDGE_CLOSED, _CLOSED))
 
-    # -- crew, task and agent spans ------------------------------------------------
+    # -- the one span lifecycle ----------------------------------------------------
 
-    def _on_crew_started(self, source: Any, event: CrewKickoffStartedEvent) -> None:
-        self._open(
-            run_key(event),
-            None,
-            f"{names.OP_INVOKE_WORKFLOW} {event.crew_name}",
-            event,
-            {
-                names.OPERATION_NAME: names.OP_INVOKE_WORKFLOW,
-                names.WORKFLOW_NAME: event.crew_name,
-                names.RUN_ID: event.run_id,
-            },
+    def _start(
+        self,
+        key: SpanKey,
+        parents: Sequence[SpanKey],
+        name: str,
+        event: BaseEvent,
+        attributes: dict[str, Any],
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        finish: Callable[[_Open, _Ending], None] | None = None,
+        metric_attributes: dict[str, Any] | None = None,
+        timeline: ChunkTimeline | None = None,
+    ) -> _Open:
+        """Open a span under the first of ``parents`` that is open (else the emitter's context) and keep it."""
+        name = clean(name)
+        span = self._tracer.start_span(
+            name,
+            context=self._parent_context(parents),
+            kind=kind,
+            attributes=defined(attributes),
+            start_time=event.timestamp_ns,
+        )
+        record = _Open(span, name, event.timestamp_ns, finish, metric_attributes or {}, timeline)
+        with self._lock:
+            self._open[key] = record
+        return record
+
+    def _end(self, key: SpanKey, event: BaseEvent, attributes: Mapping[str, Any] | None = None) -> None:
+        """End the span ``key`` on its ending event (completed or failed); unknown keys are ignored."""
+        with self._lock:
+            record = self._open.pop(key, None)
+        if record is None:
+            return
+        if attributes:
+            record.span.set_attributes(defined(dict(attributes)))
+        duration = getattr(event, "duration_s", None)
+        if not isinstance(duration, float):
+            duration = max(0, event.timestamp_ns - record.start_ns) / 1e9
+        failure = event if isinstance(event, FailureMixin) else None
+        self._finish(
+            record,
+            _Ending(
+                event.timestamp_ns,
+                duration,
+                failure.error_type if failure else None,
+                failure.error if failure else "",
+                event,
+            ),
         )
 
+    def _finish(self, record: _Open, ending: _Ending) -> None:
+        span = record.span
+        if record.finish is not None:
+            record.finish(record, ending)
+        if ending.error_type is not None:
+            mark_failed(span, ending.error_type, ending.message, self.capture_content)
+        span.end(end_time=ending.end_ns)
+
+    def _parent_context(self, keys: Sequence[SpanKey]) -> otel_context.Context | None:
+        """The first open span among ``keys``; else the emitter's current context."""
+        for key in keys:
+            record = self._open.get(key)
+            if record is not None:
+                return trace.set_span_in_context(record.span)
+        return None
+
+    # -- crew, task, agent and tool spans ------------------------------------------
+
+    def _on_crew_started(self, source: Any, event: CrewKickoffStartedEvent) -> None:
+        attributes = {names.OPERATION_NAME: names.OP_INVOKE_WORKFLOW, **attribution(event)}
+        self._start(run_key(event), (), f"{names.OP_INVOKE_WORKFLOW} {event.crew_name}", event, attributes)
+
     def _on_crew_ended(self, source: Any, event: CrewKickoffCompletedEvent | CrewKickoffFailedEvent) -> None:
-        self._close(run_key(event), event)
+        self._end(run_key(event), event)
 
     def _on_task_started(self, source: Any, event: TaskStartedEvent) -> None:
         attributes = attribution(event)
         if self.capture_content:
             attributes[names.TASK_DESCRIPTION] = event.description
-        self._open(task_key(event), run_key(event), f"{names.OP_EXECUTE_TASK} {event.task_name}", event, attributes)
+        name = f"{names.OP_EXECUTE_TASK} {event.task_name}"
+        self._start(task_key(event), (run_key(event),), name, event, attributes)
 
     def _on_task_ended(self, source: Any, event: TaskCompletedEvent | TaskFailedEvent) -> None:
-        content = (
-            {names.TASK_OUTPUT: event.output} if self.capture_content and isinstance(event, TaskCompletedEvent) else {}
-        )
-        self._close(task_key(event), event, content)
+        output = event.output if self.capture_content and isinstance(event, TaskCompletedEvent) else None
+        self._end(task_key(event), event, {names.TASK_OUTPUT: output})
 
     def _on_agent_started(self, source: Any, event: AgentExecutionStartedEvent) -> None:
-        attributes = attribution(event)
-        attributes[names.OPERATION_NAME] = names.OP_INVOKE_AGENT
-        self._open(agent_key(event), task_key(event), f"{names.OP_INVOKE_AGENT} {event.agent_role}", event, attributes)
+        attributes = {names.OPERATION_NAME: names.OP_INVOKE_AGENT, **attribution(event)}
+        name = f"{names.OP_INVOKE_AGENT} {event.agent_role}"
+        self._start(agent_key(event), (task_key(event),), name, event, attributes)
 
     def _on_agent_ended(self, source: Any, event: AgentExecutionCompletedEvent | AgentExecutionErrorEvent) -> None:
-        self._close(agent_key(event), event)
+        self._end(agent_key(event), event)
 
     def _on_tool_started(self, source: Any, event: ToolUsageStartedEvent) -> None:
-        attributes = attribution(event)
-        attributes.update(
-            {
-                names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
-                names.TOOL_NAME: event.tool_name,
-                names.TOOL_CALL_ID: event.tool_call_id,
-                names.TOOL_TYPE: names.TOOL_TYPE_FUNCTION,
-            }
-        )
+        attributes = {
+            names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
+            **attribution(event),
+            names.TOOL_NAME: event.tool_name,
+            names.TOOL_CALL_ID: event.tool_call_id,
+            names.TOOL_TYPE: names.TOOL_TYPE_FUNCTION,
+        }
         if self.capture_content:
             attributes[names.TOOL_CALL_ARGUMENTS] = event.arguments
-        self._open(tool_key(event), agent_key(event), f"{names.OP_EXECUTE_TOOL} {event.tool_name}", event, attributes)
+        metric_attributes = {
+            names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
+            **self._labels.attribution(event),
+            names.TOOL_NAME: self._labels.capped(names.TOOL_NAME, event.tool_name),
+        }
+        name = f"{names.OP_EXECUTE_TOOL} {event.tool_name}"
+        self._start(
+            tool_key(event),
+            (agent_key(event),),
+            name,
+            event,
+            attributes,
+            finish=self._tool_finished,
+            metric_attributes=metric_attributes,
+        )
 
     def _on_tool_ended(self, source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
-        error_type = event.error_type if isinstance(event, ToolUsageErrorEvent) else None
-        content: dict[str, Any] = {}
-        if self.capture_content and isinstance(event, ToolUsageFinishedEvent):
-            content[names.TOOL_CALL_RESULT] = event.output
-        with self._lock:
-            opened = self._spans.get(tool_key(event))
-        labels = self._labels
-        attributes = defined(
-            {
-                names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
-                **labels.agent_and_task(event.agent_role, event.task_name),
-                names.TOOL_NAME: labels.capped(names.TOOL_NAME, event.tool_name),
-                names.ERROR_TYPE: None if error_type is None else labels.capped(names.ERROR_TYPE, error_type),
-            }
-        )
-        context = trace.set_span_in_context(opened.span) if opened is not None else None
-        record = self._instruments
-        record.tool_calls.add(1, attributes)
-        if error_type is not None:
-            record.tool_errors.add(1, attributes)
-        record.tool_duration.record(event.duration_s, attributes, context)
-        self._close(tool_key(event), event, content)
+        output = event.output if self.capture_content and isinstance(event, ToolUsageFinishedEvent) else None
+        self._end(tool_key(event), event, {names.TOOL_CALL_RESULT: output})
 
-    def _open(
-        self, key: SpanKey, parent_key: SpanKey | None, name: str, event: BaseEvent, attributes: dict[str, Any]
-    ) -> None:
-        span = self._tracer.start_span(
-            name,
-            context=self._parent_context(parent_key),
-            kind=SpanKind.INTERNAL,
-            attributes=defined(attributes),
-            start_time=event.timestamp_ns,
-        )
-        with self._lock:
-            self._spans[key] = _Open(span, name)
-
-    def _close(self, key: SpanKey, event: BaseEvent, attributes: Mapping[str, Any] | None = None) -> None:
-        with self._lock:
-            opened = self._spans.pop(key, None)
-        if opened is None:
-            return
-        span = opened.span
-        if attributes:
-            span.set_attributes(attributes)
-        if isinstance(event, FailureMixin):
-            mark_failed(span, event, self.capture_content)
-        span.end(end_time=event.timestamp_ns)
-
-    def _parent_context(self, *keys: SpanKey | None) -> otel_context.Context | None:
-        """The first open span among ``keys``; else the emitter's current context."""
-        for key in keys:
-            opened = self._spans.get(key) if key is not None else None
-            if opened is not None:
-                return trace.set_span_in_context(opened.span)
-        return None
+    def _tool_finished(self, record: _Open, ending: _Ending) -> None:
+        """A tool call's metrics: counted, failures counted, timed."""
+        attributes = self._with_error(record.metric_attributes, ending)
+        context = trace.set_span_in_context(record.span)
+        instruments = self._instruments
+        instruments.tool_calls.add(1, attributes)
+        if ending.error_type is not None:
+            instruments.tool_errors.add(1, attributes)
+        instruments.tool_duration.record(ending.duration_s, attributes, context)
 
     # -- LLM calls -----------------------------------------------------------------
 
     def _on_call_started(self, source: Any, event: LLMCallStartedEvent) -> None:
-        attributes = attribution(event)
-        attributes.update(
-            {
-                names.OPERATION_NAME: names.OP_CHAT,
-                names.PROVIDER_NAME: event.provider,
-                names.REQUEST_MODEL: event.model,
-                names.REQUEST_STREAM: event.stream,
-                names.REQUEST_TEMPERATURE: event.temperature,
-                names.REQUEST_MAX_TOKENS: event.max_tokens,
-                names.SERVER_ADDRESS: event.server_address,
-                names.SERVER_PORT: event.server_port,
-            }
-        )
+        attributes = {
+            **attribution(event),
+            names.OPERATION_NAME: names.OP_CHAT,
+            names.PROVIDER_NAME: event.provider,
+            names.REQUEST_MODEL: event.model,
+            names.REQUEST_STREAM: event.stream,
+            names.REQUEST_TEMPERATURE: event.temperature,
+            names.REQUEST_MAX_TOKENS: event.max_tokens,
+            names.SERVER_ADDRESS: event.server_address,
+            names.SERVER_PORT: event.server_port,
+        }
         if self.capture_content:
             attributes[names.INPUT_MESSAGES] = json.dumps(input_messages(event.messages))
-        name = f"{names.OP_CHAT} {event.model}"
-        span = self._tracer.start_span(
-            name,
-            context=self._parent_context(agent_key(event), task_key(event), run_key(event)),
-            kind=SpanKind.CLIENT,
-            attributes=defined(attributes),
-            start_time=event.timestamp_ns,
-        )
-        metric_attributes = defined(
-            {
-                names.OPERATION_NAME: names.OP_CHAT,
-                names.PROVIDER_NAME: event.provider or "unknown",
-                names.REQUEST_MODEL: self._labels.capped(names.REQUEST_MODEL, event.model),
-                **self._labels.agent_and_task(event.agent_role, event.task_name),
-            }
-        )
-        timeline = ChunkTimeline(
-            event.timestamp_ns, max_events=self._max_chunk_events, capture_text=self.capture_content
-        )
-        with self._lock:
-            self._calls[event.call_id] = _Call(span, name, event.stream, metric_attributes, timeline)
+        metric_attributes = {
+            names.OPERATION_NAME: names.OP_CHAT,
+            names.PROVIDER_NAME: clean(event.provider or "unknown"),
+            names.REQUEST_MODEL: self._labels.capped(names.REQUEST_MODEL, event.model),
+            **self._labels.attribution(event),
+        }
+        timeline = None
         if event.stream:
+            timeline = ChunkTimeline(
+                event.timestamp_ns, max_events=self._max_chunk_events, capture_text=self.capture_content
+            )
             self._instruments.stream_active.add(1, metric_attributes)
+        self._start(
+            call_key(event.call_id),
+            (agent_key(event), task_key(event), run_key(event)),
+            f"{names.OP_CHAT} {event.model}",
+            event,
+            attributes,
+            kind=SpanKind.CLIENT,
+            finish=self._call_finished,
+            metric_attributes=metric_attributes,
+            timeline=timeline,
+        )
 
     def _on_chunk(self, source: Any, event: LLMStreamChunkEvent) -> None:
-        call = self._calls.get(event.call_id)
-        if call is not None:
-            timeline = call.timeline
+        record = self._open.get(call_key(event.call_id))
+        if record is not None and record.timeline is not None:
+            timeline = record.timeline
             timeline.add(event.timestamp_ns, event.chunk, event.chunk_type is StreamChunkType.TOOL_CALL)
             if len(timeline.gaps) >= _GAP_BATCH:
-                self._record_gaps(call, call.metric_attributes)
+                self._record_gaps(timeline, record.metric_attributes)
 
-    def _on_call_completed(self, source: Any, event: LLMCallCompletedEvent) -> None:
-        call = self._pop_call(event.call_id)
-        if call is None:
-            return
-        span = call.span
-        usage = event.usage
-        span.set_attributes(
-            defined(
-                {
-                    names.RESPONSE_MODEL: event.response_model,
-                    names.RESPONSE_ID: event.response_id,
-                    names.RESPONSE_FINISH_REASONS: [event.finish_reason] if event.finish_reason else None,
-                    names.USAGE_INPUT_TOKENS: usage.input_tokens if usage else None,
-                    names.USAGE_OUTPUT_TOKENS: usage.output_tokens if usage else None,
-                }
-            )
-        )
-        if self.capture_content:
-            span.set_attribute(names.OUTPUT_MESSAGES, json.dumps(output_messages(event.response, event.finish_reason)))
+    def _on_call_ended(self, source: Any, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:
+        attributes = None
+        if isinstance(event, LLMCallCompletedEvent):
+            usage = event.usage
+            attributes = {
+                names.RESPONSE_MODEL: event.response_model,
+                names.RESPONSE_ID: event.response_id,
+                names.RESPONSE_FINISH_REASONS: [event.finish_reason] if event.finish_reason else None,
+                names.USAGE_INPUT_TOKENS: usage.input_tokens if usage else None,
+                names.USAGE_OUTPUT_TOKENS: usage.output_tokens if usage else None,
+            }
+            if self.capture_content:
+                attributes[names.OUTPUT_MESSAGES] = json.dumps(output_messages(event.response, event.finish_reason))
+        self._end(call_key(event.call_id), event, attributes)
+
+    def _call_finished(self, record: _Open, ending: _Ending) -> None:
+        """A call's metrics, all in one place, and its chunk events and counts on the span."""
+        span = record.span
+        attributes = self._with_error(record.metric_attributes, ending)
         context = trace.set_span_in_context(span)
-        attributes = call.metric_attributes
-        record = self._instruments
-        if usage is not None:
-            record.token_usage.record(
-                usage.input_tokens, {**attributes, names.TOKEN_TYPE: names.TOKEN_TYPE_INPUT}, context
-            )
-            record.token_usage.record(
-                usage.output_tokens, {**attributes, names.TOKEN_TYPE: names.TOKEN_TYPE_OUTPUT}, context
-            )
-        if event.cost_usd is not None:
-            record.usage_cost.record(event.cost_usd, attributes, context)
-        self._finish(call, event, attributes, context)
-
-    def _on_call_failed(self, source: Any, event: LLMCallFailedEvent) -> None:
-        call = self._pop_call(event.call_id)
-        if call is None:
+        instruments = self._instruments
+        event = ending.event
+        if isinstance(event, LLMCallCompletedEvent):
+            usage = event.usage
+            if usage is not None:
+                instruments.token_usage.record(
+                    usage.input_tokens, {**attributes, names.TOKEN_TYPE: names.TOKEN_TYPE_INPUT}, context
+                )
+                instruments.token_usage.record(
+                    usage.output_tokens, {**attributes, names.TOKEN_TYPE: names.TOKEN_TYPE_OUTPUT}, context
+                )
+            if event.cost_usd is not None:
+                instruments.usage_cost.record(event.cost_usd, attributes, context)
+        instruments.operation_duration.record(ending.duration_s, attributes, context)
+        timeline = record.timeline
+        if timeline is None:
             return
-        mark_failed(call.span, event, self.capture_content)
-        attributes = {
-            **call.metric_attributes,
-            names.ERROR_TYPE: self._labels.capped(names.ERROR_TYPE, event.error_type),
-        }
-        self._finish(call, event, attributes, trace.set_span_in_context(call.span))
+        chunk_count = event.chunk_count if isinstance(event, (LLMCallCompletedEvent, LLMCallFailedEvent)) else None
+        if chunk_count is None:
+            chunk_count = timeline.count
+        span.set_attribute(names.STREAM_CHUNK_COUNT, chunk_count)
+        ttfc = getattr(event, "time_to_first_chunk_s", None)
+        if ttfc is not None:
+            span.set_attribute(names.RESPONSE_TIME_TO_FIRST_CHUNK, ttfc)
+            instruments.time_to_first_chunk.record(ttfc, attributes, context)
+        for event_attributes, timestamp in timeline.events():
+            span.add_event(names.CHUNK_EVENT, event_attributes, timestamp=timestamp)
+        self._record_gaps(timeline, attributes)
+        if chunk_count:
+            instruments.stream_chunks.add(chunk_count, attributes)
+        instruments.stream_active.add(-1, record.metric_attributes)
 
-    def _finish(
-        self,
-        call: _Call,
-        event: LLMCallCompletedEvent | LLMCallFailedEvent,
-        attributes: dict[str, Any],
-        context: otel_context.Context,
-    ) -> None:
-        """What completed and failed calls share: timings, chunk events and metrics, then the end."""
-        span = call.span
-        record = self._instruments
-        record.operation_duration.record(event.duration_s, attributes, context)
-        if call.stream:
-            timeline = call.timeline
-            span.set_attribute(names.STREAM_CHUNK_COUNT, event.chunk_count)
-            if event.time_to_first_chunk_s is not None:
-                span.set_attribute(names.RESPONSE_TIME_TO_FIRST_CHUNK, event.time_to_first_chunk_s)
-                record.time_to_first_chunk.record(event.time_to_first_chunk_s, attributes, context)
-            for event_attributes, timestamp in timeline.events():
-                span.add_event(names.CHUNK_EVENT, event_attributes, timestamp=timestamp)
-            self._record_gaps(call, attributes)
-            if event.chunk_count:
-                record.stream_chunks.add(event.chunk_count, attributes)
-            record.stream_active.add(-1, call.metric_attributes)
-        span.end(end_time=event.timestamp_ns)
+    def _with_error(self, attributes: dict[str, Any], ending: _Ending) -> dict[str, Any]:
+        if ending.error_type is None:
+            return attributes
+        return {**attributes, names.ERROR_TYPE: self._labels.capped(names.ERROR_TYPE, ending.error_type)}
 
-    def _record_gaps(self, call: _Call, attributes: dict[str, Any]) -> None:
+    def _record_gaps(self, timeline: ChunkTimeline, attributes: dict[str, Any]) -> None:
         """time_per_output_chunk, one point per gap, recorded in batches: memory stays bounded."""
         # No span context: an exemplar per chunk gap would cost more than it tells.
         record = self._instruments.time_per_output_chunk.record
-        for gap in call.timeline.take_gaps():
+        for gap in timeline.take_gaps():
             record(gap, attributes)
-
-    def _pop_call(self, call_id: str) -> _Call | None:
-        with self._lock:
-            return self._calls.pop(call_id, None)

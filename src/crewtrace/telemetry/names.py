@@ -8,6 +8,7 @@ are still at Development status); what the conventions do not define is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GenAI
@@ -62,6 +63,29 @@ TASK_OUTPUT: Final = "crewtrace.task.output"  # content: opt-in
 STREAM_CHUNK_COUNT: Final = "crewtrace.stream.chunk_count"
 """Exact number of chunks a call received, whatever the chunk events were coalesced into."""
 
+
+@dataclass(frozen=True, slots=True)
+class AttributionKey:
+    """How one attribution field of the events is recorded: span attribute, metric label, usage-log key."""
+
+    field: str
+    """The event's field (one of ``crewtrace.events.ATTRIBUTION_FIELDS``)."""
+    span_attribute: str
+    metric_label: str | None
+    """``None`` for ids: a label per run or per task instance would make a series per run."""
+    usage_key: str
+
+
+ATTRIBUTION: Final = (
+    AttributionKey("run_id", RUN_ID, None, "run_id"),
+    AttributionKey("crew_name", WORKFLOW_NAME, None, "crew"),
+    AttributionKey("task_id", TASK_ID, None, "task_id"),
+    AttributionKey("task_name", TASK_NAME, TASK_NAME, "task"),
+    AttributionKey("agent_id", AGENT_ID, None, "agent_id"),
+    AttributionKey("agent_role", AGENT_NAME, AGENT_NAME, "agent"),
+)
+"""The attribution table: every attribution field once, and what each becomes. Everything loops over it."""
+
 # Chunk span events.
 CHUNK_EVENT: Final = "crewtrace.stream.chunk"
 CHUNK_INDEX: Final = "crewtrace.chunk.index"
@@ -92,5 +116,3 @@ METRIC_TOOL_DURATION: Final = "crewtrace.tool.duration"
 # Logging and environment.
 USAGE_LOGGER: Final = "crewtrace.usage"
 ENV_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-OVERFLOW_VALUE: Final = "_OTHER"
-"""Label value that stands for every value past the cardinality cap (the conventions' fallback)."""

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from crewtrace.events import BaseEventListener, EventBus, LLMCallCompletedEvent, LLMCallFailedEvent
-from crewtrace.telemetry.names import USAGE_LOGGER
+from crewtrace.telemetry.names import ATTRIBUTION, USAGE_LOGGER
 
 __all__ = ["JsonLinesFormatter", "UsageLog"]
 
@@ -37,12 +37,7 @@ class UsageLog(BaseEventListener):
         record = {
             "timestamp": event.timestamp.isoformat(),
             "call_id": event.call_id,
-            "run_id": event.run_id,
-            "crew": event.crew_name,
-            "agent": event.agent_role,
-            "agent_id": event.agent_id,
-            "task": event.task_name,
-            "task_id": event.task_id,
+            **{key.usage_key: getattr(event, key.field) for key in ATTRIBUTION},
             "model": event.model,
             "provider": event.provider,
             "input_tokens": usage.input_tokens if usage else None,

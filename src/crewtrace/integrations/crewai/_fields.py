@@ -10,11 +10,8 @@ from urllib.parse import urlsplit
 
 from crewtrace.errors import ErrorType, error_type_of
 from crewtrace.events import TokenUsage
-from crewtrace.events.labels import label
+from crewtrace.events.labels import OTHER, label
 from crewtrace.redaction import bound, error_message, redact
-
-OTHER_ERROR = "_OTHER"
-"""error_type when CrewAI passes a message only and it names no known cause."""
 
 # CrewAI hands failures over as text only (LLMCallFailedEvent.error is str(exception)).
 # The OpenAI SDK writes "Error code: 429 - ..."; these are the SDK's own class names for them.
@@ -112,9 +109,9 @@ def error_type_from_text(text: str) -> str:
     status = _STATUS.search(text)
     if status:
         code = status.group(1)
-        return _STATUS_ERRORS.get(code, "InternalServerError" if code.startswith("5") else OTHER_ERROR)
+        return _STATUS_ERRORS.get(code, "InternalServerError" if code.startswith("5") else OTHER)
     name = _CLASS_NAME.search(text)
-    return name.group(2) if name else OTHER_ERROR
+    return name.group(2) if name else OTHER
 
 
 def role_template(agent: Any, fallback: str | None) -> str:
