@@ -8,6 +8,8 @@ The cancellation tests run a real ``OTelBridge`` on in-memory SDK providers.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -410,6 +412,52 @@ def test_stopping_during_a_tool_call_starts_no_further_llm_call(
     (tool_span,) = [s for s in pipeline.spans.get_finished_spans() if s.name == "execute_tool lookup"]
     assert tool_span.status.status_code is StatusCode.UNSET, "the tool itself finished"
     pipeline.assert_everything_ended_cancelled(server, requests=1, stream_abandoned=False)
+
+
+# -- leaving while the model is silent --------------------------------------------------------
+
+SILENT_CHUNKS = 3
+LEFT_AT_ONCE = 5.0
+"""Seconds: leaving returns within this, where waiting for the model would take the stall (30 s) or
+the LLM's timeout (60 s here)."""
+
+
+def silent_after_three(body: dict[str, Any]) -> Reply:
+    return Reply(chunks=numbered_chunks(10), fault=Fault.STALL, fault_after=SILENT_CHUNKS)
+
+
+def test_break_while_the_model_is_silent_returns_at_once_and_closes_the_connection(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    server.responder = silent_after_three
+    output = streaming(three_task_crew(make_llm, pipeline.bus, timeout=60).kickoff(inputs={"topic": "t"}))
+    for n, _ in enumerate(output, start=1):
+        if n == SILENT_CHUNKS:
+            leaving = time.monotonic()
+            break
+    assert time.monotonic() - leaving < LEFT_AT_ONCE, "the stream was left at once, not at the model's next chunk"
+    assert output.is_cancelled
+    pipeline.assert_everything_ended_cancelled(server, requests=1)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals go to the main thread")
+def test_ctrl_c_while_the_model_is_silent_returns_at_once_and_closes_the_connection(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    server.responder = silent_after_three
+    output = streaming(three_task_crew(make_llm, pipeline.bus, timeout=60).kickoff(inputs={"topic": "t"}))
+    chunks = iter(output)
+    for _ in range(SILENT_CHUNKS):
+        next(chunks)
+    ctrl_c = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    ctrl_c.start()
+    waiting = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        next(chunks)  # the model sends nothing more: only Ctrl-C ends the wait
+    ctrl_c.join()
+    assert time.monotonic() - waiting < LEFT_AT_ONCE
+    assert output.is_cancelled
+    pipeline.assert_everything_ended_cancelled(server, requests=1)
 
 
 # -- back-pressure -----------------------------------------------------------------------------
