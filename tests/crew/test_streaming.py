@@ -32,6 +32,7 @@ from tests.support.recording import Recorder
 from crewtrace import LLM, Crew, LLMStreamError, MissingInputError, tool
 from crewtrace.crew import CrewOutput, CrewStreamingOutput, StreamChunk, StreamChunkType
 from crewtrace.crew.streaming import MAX_PENDING_CHUNKS
+from crewtrace.errors import ResultNotReady, StreamClosed, StreamConsumed, StreamError
 from crewtrace.events import (
     EventBus,
     LLMCallCompletedEvent,
@@ -152,18 +153,18 @@ def test_result_and_iteration_say_clearly_what_is_wrong(
     server.responder = scripted
     crew = three_task_crew(make_llm, bus)
     output = streaming(crew.kickoff(inputs={"topic": "t"}))
-    with pytest.raises(RuntimeError, match="has not finished"):
+    with pytest.raises(ResultNotReady, match="has not finished"):
         _ = output.result
     assert server.requests == [], "nothing runs before the iteration starts"
     chunks = iter(output)
     next(chunks)
-    with pytest.raises(RuntimeError, match="has not finished"):
+    with pytest.raises(ResultNotReady, match="has not finished"):
         _ = output.result
-    with pytest.raises(RuntimeError, match="iterated once"):
+    with pytest.raises(StreamConsumed, match="iterated once"):
         iter(output)
     list(chunks)
     assert output.result.raw.startswith("Reviewed")
-    with pytest.raises(RuntimeError, match="kickoff_async"):
+    with pytest.raises(StreamError, match="kickoff_async"):
         asyncio.run(_first_async(output))
     with pytest.raises(MissingInputError, match="topic"):
         crew.kickoff(inputs={})  # before any streaming: kickoff itself raises
@@ -177,9 +178,9 @@ async def _first_async(output: CrewStreamingOutput) -> None:
 def test_an_async_stream_is_not_read_with_for(server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus) -> None:
     async def main() -> None:
         output = streaming(await three_task_crew(make_llm, bus).kickoff_async(inputs={"topic": "t"}))
-        with pytest.raises(RuntimeError, match="async for"):
+        with pytest.raises(StreamError, match="async for"):
             iter(output)
-        with pytest.raises(RuntimeError, match="aclose"):
+        with pytest.raises(StreamError, match="aclose"):
             output.close()
         assert [chunk async for chunk in output]
 
@@ -330,7 +331,7 @@ def test_stopping_a_sync_stream_cancels_the_run_and_ends_every_span(
     output = streaming(three_task_crew(make_llm, pipeline.bus).kickoff(inputs={"topic": "t"}))
     stop(output)
     assert output.is_cancelled
-    with pytest.raises(RuntimeError, match="closed before the run finished"):
+    with pytest.raises(StreamClosed, match="closed before the run finished"):
         _ = output.result
     (chat,) = [s for s in pipeline.spans.get_finished_spans() if s.name.startswith("chat ")]
     assert chat.attributes and chat.attributes["error.type"] == "cancelled"

@@ -178,22 +178,20 @@ class CallRecorder:
             return None
         index = self._next_index()
         self.parts.append(text)
-        self._emit_chunk(text, index, StreamChunkType.TEXT, None)
+        listening = self._listening()
+        if listening or self._deliver is not None:
+            self._emit_chunk(listening, text, index, StreamChunkType.TEXT, None)
         return text
 
-    def _emit_chunk(self, text: str, index: int, kind: StreamChunkType, call: ToolCall | None) -> None:
-        """To the bus if anyone listens, and to the run's sink if it takes chunks: one event for both."""
-        listening = self._listening()
-        deliver = self._deliver
-        if not listening and deliver is None:
-            return
+    def _emit_chunk(self, listening: bool, text: str, index: int, kind: StreamChunkType, call: ToolCall | None) -> None:
+        """One event for the bus (if anyone listens) and the run's sink (if it takes chunks)."""
         event = LLMStreamChunkEvent.model_construct(
             **self._base, chunk=text, chunk_index=index, response_id=self.response_id, chunk_type=kind, tool_call=call
         )
         if listening:
             self._bus.emit(self._source, event)
-        if deliver is not None:
-            deliver(event)
+        if self._deliver is not None:
+            self._deliver(event)
 
     def _listening(self) -> bool:
         """Whether anyone listens to chunks now: one int compared per chunk, handlers looked up on change."""
@@ -221,7 +219,10 @@ class CallRecorder:
                 function.name if function is not None else None,
                 arguments,
             )
-            self._emit_chunk(arguments, self._next_index(), StreamChunkType.TOOL_CALL, call)
+            index = self._next_index()
+            listening = self._listening()
+            if listening or self._deliver is not None:
+                self._emit_chunk(listening, arguments, index, StreamChunkType.TOOL_CALL, call)
 
     @contextmanager
     def watching(self, abort_stream: Callable[[], None]) -> Iterator[None]:
