@@ -49,7 +49,7 @@ def test_streaming_example_prints_the_researchers_chunks(server: FakeOpenAIServe
     out = run(python_blocks()[0], server)
     chunk_lines = [line for line in out.splitlines() if line.startswith("[About User / Answer this question about")]
     assert len(chunk_lines) > 1 and "#0]" in chunk_lines[0]
-    assert "input_tokens=" in out.splitlines()[-1]
+    assert "prompt_tokens=" in out.splitlines()[-1] and "successful_requests=1" in out.splitlines()[-1]
     assert server.requests[0].body["model"] == "gpt-4o-mini", "the provider prefix is litellm's, not the server's"
 
 

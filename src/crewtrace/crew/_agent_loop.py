@@ -36,8 +36,8 @@ class _ToolIdentity(TypedDict):
 
 def agent_loop(
     bus: EventBus, scope: ExecutionScope, agent: Agent, messages: list[dict[str, Any]]
-) -> Generator[Request, Any, tuple[str, TokenUsage]]:
-    """Returns the final answer and the token usage of every call it took."""
+) -> Generator[Request, Any, tuple[str, TokenUsage, int]]:
+    """Returns the final answer, the token usage of every call it took, and how many calls that was."""
     tools = {tool.name: tool for tool in agent.tools}
     schemas = [tool.schema for tool in agent.tools] or None
     usage = TokenUsage()
@@ -45,7 +45,7 @@ def agent_loop(
         result: CallResult = yield LLMRequest(agent.llm, messages, schemas, bus)
         usage = usage + (result.usage or TokenUsage())
         if not result.tool_calls:
-            return result.text, usage
+            return result.text, usage, iteration + 1
         messages = [*messages, _assistant_turn(result)]
         for call in result.tool_calls:
             output = yield from _call_tool(bus, scope, agent, tools.get(call.function.name or ""), call, iteration)

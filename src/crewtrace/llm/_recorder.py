@@ -2,22 +2,24 @@
 
 The sync and async paths of :class:`~crewtrace.llm.LLM` share it, so both
 emit the same events with the same fields. Everything that can be decided
-once per call (attribution, event base fields, whether anyone listens to
-chunks) is decided here, before the first chunk; chunk events are built
-from already-typed values without validating them again.
+once per call (attribution, the bus and the run's sink, event base fields,
+whether anyone listens to chunks) is decided here, before the first chunk;
+chunk events are built from already-typed values without validating them again.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from crewtrace.errors import LLMError, error_type_of, is_cancellation
 from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus
-from crewtrace.events.scope import current_scope
+from crewtrace.events.scope import current_scope, current_sink
 from crewtrace.events.tool_calls import ToolCall, ToolCallBuffer
 from crewtrace.events.types.llm import (
     LLMCallCompletedEvent,
@@ -51,7 +53,8 @@ class CallSettings:
     """Passed to handlers as the event's source (the ``LLM``)."""
     model: str
     provider: str | None
-    bus: EventBus
+    bus: EventBus | None
+    """``None``: the bus of the crew run the call is made in (see ``RunSink``), else the default bus."""
     secrets: tuple[str, ...]
     base_url: str | None = None
     temperature: float | None = None
@@ -81,8 +84,10 @@ class CallRecorder:
         "_base",
         "_bus",
         "_chunk_listeners",
+        "_deliver",
         "_generation",
         "_settings",
+        "_sink",
         "_source",
         "_started",
         "_tool_calls",
@@ -92,6 +97,7 @@ class CallRecorder:
         "response_id",
         "response_model",
         "result",
+        "stopped",
         "time_to_first_chunk",
         "usage",
     )
@@ -99,7 +105,12 @@ class CallRecorder:
     def __init__(self, settings: CallSettings, messages: list[dict[str, Any]], *, stream: bool) -> None:
         self._settings = settings
         self._source = settings.source
-        self._bus: EventBus = settings.bus
+        sink = current_sink()
+        self._sink = sink
+        self._bus: EventBus = sink.bus if settings.bus is None else settings.bus
+        self._deliver = sink.deliver if sink.takes_chunks else None
+        self.stopped: BaseException | None = None
+        """Why the run cut this call's stream (see :meth:`watching`), if it did."""
         self._base: dict[str, Any] = {
             **current_scope().attribution(),
             "call_id": uuid.uuid4().hex,
@@ -167,14 +178,20 @@ class CallRecorder:
             return None
         index = self._next_index()
         self.parts.append(text)
-        if self._listening():
-            self._bus.emit(
-                self._source,
-                LLMStreamChunkEvent.model_construct(
-                    **self._base, chunk=text, chunk_index=index, response_id=self.response_id
-                ),
-            )
+        listening = self._listening()
+        if listening or self._deliver is not None:
+            self._emit_chunk(listening, text, index, StreamChunkType.TEXT, None)
         return text
+
+    def _emit_chunk(self, listening: bool, text: str, index: int, kind: StreamChunkType, call: ToolCall | None) -> None:
+        """One event for the bus (if anyone listens) and the run's sink (if it takes chunks)."""
+        event = LLMStreamChunkEvent.model_construct(
+            **self._base, chunk=text, chunk_index=index, response_id=self.response_id, chunk_type=kind, tool_call=call
+        )
+        if listening:
+            self._bus.emit(self._source, event)
+        if self._deliver is not None:
+            self._deliver(event)
 
     def _listening(self) -> bool:
         """Whether anyone listens to chunks now: one int compared per chunk, handlers looked up on change."""
@@ -203,18 +220,24 @@ class CallRecorder:
                 arguments,
             )
             index = self._next_index()
-            if self._listening():
-                self._bus.emit(
-                    self._source,
-                    LLMStreamChunkEvent.model_construct(
-                        **self._base,
-                        chunk=arguments,
-                        chunk_index=index,
-                        response_id=self.response_id,
-                        chunk_type=StreamChunkType.TOOL_CALL,
-                        tool_call=call,
-                    ),
-                )
+            listening = self._listening()
+            if listening or self._deliver is not None:
+                self._emit_chunk(listening, arguments, index, StreamChunkType.TOOL_CALL, call)
+
+    @contextmanager
+    def watching(self, abort_stream: Callable[[], None]) -> Iterator[None]:
+        """While the stream is read, the run may cut it from another thread (its consumer left while the
+        model is silent): ``abort_stream`` closes the connection, :attr:`stopped` then says why."""
+
+        def abort(reason: BaseException) -> None:
+            self.stopped = reason
+            abort_stream()
+
+        unwatch = self._sink.watch(abort)
+        try:
+            yield
+        finally:
+            unwatch()
 
     def on_response(self, response: Any) -> None:
         """Take a non-streamed response."""

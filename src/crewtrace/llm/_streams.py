@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import socket
 import traceback
 from typing import Any
 
@@ -110,6 +111,22 @@ class ProviderStream:
             close()
         except Exception:
             _logger.debug("closing an abandoned stream failed", exc_info=True)
+
+    def abort(self) -> None:
+        """Cut the connection from any thread, so that a read waiting on a silent server returns at once.
+
+        Closing the response from another thread would leave a read blocked in ``recv`` waiting;
+        shutting the socket down wakes it. A stream whose socket cannot be reached (one that
+        litellm parses itself) is not cut: it stops at its next chunk.
+        """
+        response = getattr(getattr(self._wrapper, "completion_stream", None), "response", None)
+        network = (getattr(response, "extensions", None) or {}).get("network_stream")
+        try:
+            sock = network.get_extra_info("socket") if network is not None else None
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except Exception:  # already closed
+            _logger.debug("cutting an abandoned stream's connection failed", exc_info=True)
 
     async def aclose(self) -> None:
         try:

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crewtrace.errors import ConfigurationError
-from crewtrace.events.bus import EventBus, crewtrace_event_bus
+from crewtrace.events.bus import EventBus
 from crewtrace.llm._litellm import SKIP_MCP_GATEWAY, litellm
 from crewtrace.llm._recorder import CallRecorder, CallResult, CallSettings
 from crewtrace.llm._settings import validated
@@ -67,7 +67,8 @@ class LLM:
         self.base_url = base_url
         self.api_key = api_key
         self.timeout = timeout
-        self.bus = crewtrace_event_bus if bus is None else bus
+        self.bus = bus
+        """Where its events go; ``None``: the bus of the crew run it is called in, else ``crewtrace_event_bus``."""
         self.litellm_kwargs = litellm_kwargs
         self.provider = _provider_of(model, base_url)
         # Keys to scrub from error messages: the one given, and the provider's from the environment.
@@ -121,7 +122,7 @@ class LLM:
 
         Streams (chunk events as they arrive) when ``stream`` says so, or if it is ``None`` when the LLM
         was built with ``stream=True``. ``bus`` overrides the LLM's own for this call (a crew sends its
-        LLM calls to its bus).
+        agents' LLM calls to its bus).
         """
         normalised = _normalise(messages)
         streamed = self.stream if stream is None else stream
@@ -176,16 +177,17 @@ class LLM:
                 is_async=False,
                 model=self.model,
             )
-            on_chunk = recorder.on_chunk
-            for raw in stream.chunks:
-                text = on_chunk(raw)
-                if text is not None:
-                    yield text
+            with recorder.watching(stream.abort):
+                on_chunk = recorder.on_chunk
+                for raw in stream.chunks:
+                    text = on_chunk(raw)
+                    if text is not None:
+                        yield text
             recorder.counted(stream.finish(recorder.reply(), messages))
         except BaseException as exc:
             if stream is not None:
                 stream.close()
-                exc = stream.error(exc, received=recorder.chunk_count > 0)
+                exc = recorder.stopped or stream.error(exc, received=recorder.chunk_count > 0)
             recorder.fail(exc)
         recorder.completed()
 
@@ -201,16 +203,17 @@ class LLM:
         try:
             response = await litellm.acompletion(**self._request(messages, stream=True, tools=tools))
             stream = ProviderStream(response, is_async=True, model=self.model)
-            on_chunk = recorder.on_chunk
-            async for raw in stream.chunks:
-                text = on_chunk(raw)
-                if text is not None:
-                    yield text
+            with recorder.watching(stream.abort):
+                on_chunk = recorder.on_chunk
+                async for raw in stream.chunks:
+                    text = on_chunk(raw)
+                    if text is not None:
+                        yield text
             recorder.counted(await stream.afinish(recorder.reply(), messages))
         except BaseException as exc:
             if stream is not None:
                 await stream.aclose()
-                exc = stream.error(exc, received=recorder.chunk_count > 0)
+                exc = recorder.stopped or stream.error(exc, received=recorder.chunk_count > 0)
             recorder.fail(exc)
         recorder.completed()
 
