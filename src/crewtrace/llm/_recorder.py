@@ -9,9 +9,10 @@ from already-typed values without validating them again.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from crewtrace.errors import LLMError, error_type_of, is_cancellation
@@ -28,8 +29,9 @@ from crewtrace.events.types.llm import (
 )
 from crewtrace.llm._errors import to_llm_error
 from crewtrace.llm._litellm import cost_of
-from crewtrace.redaction import error_message
+from crewtrace.redaction import error_message, redact
 
+_logger = logging.getLogger("crewtrace.llm")
 _CANCELLED_MESSAGE = "stream abandoned before it finished (break, close, garbage collection or cancellation)"
 
 
@@ -52,7 +54,7 @@ class CallSettings:
     model: str
     provider: str | None
     bus: EventBus
-    secrets: tuple[str, ...]
+    secrets: tuple[str, ...] = field(repr=False)  # a frame that prints its locals may show these settings
     base_url: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -249,7 +251,7 @@ class CallRecorder:
         if self.result is not None:
             return self.result
         try:
-            usage = _token_usage(self.usage)
+            usage = self._usage()
             cost = cost_of(self._settings.model, self.usage)
             tool_calls = self._tool_calls.calls()
             result = CallResult(text="".join(self.parts), usage=usage, cost_usd=cost, tool_calls=tool_calls)
@@ -258,9 +260,9 @@ class CallRecorder:
                 **self._timings(),
                 response=result.text,
                 usage=usage,
-                finish_reason=self.finish_reason,
-                response_id=self.response_id,
-                response_model=self.response_model,
+                finish_reason=_text(self.finish_reason),
+                response_id=_text(self.response_id),
+                response_model=_text(self.response_model),
                 cost_usd=cost,
                 tool_calls=tool_calls,
             )
@@ -283,9 +285,8 @@ class CallRecorder:
         if self.result is not None:
             raise exc
         partial = "".join(self.parts)
-        self.result = CallResult(text=partial, usage=_token_usage(self.usage), cost_usd=None, tool_calls=[])
+        self.result = CallResult(text=partial, usage=self._usage(), cost_usd=None, tool_calls=[])
         cancelled = is_cancellation(exc)
-        secrets = self._settings.secrets
         message = _CANCELLED_MESSAGE if cancelled else self._describe(exc)
         self._bus.emit(
             self._source,
@@ -305,19 +306,39 @@ class CallRecorder:
             message=message,
             partial_text=partial,
             chunks_received=self.chunk_count,
-            secrets=secrets,
+            secrets=self._settings.secrets,
         )
+        # This frame stays in the error's traceback, where anything that prints locals (capture_locals,
+        # loguru, Sentry) reads it: it must not keep the provider's exception, whose message holds the key.
+        del exc
         try:
             raise error
-        finally:  # raised while handling ``exc``: drop the implicit link to it, printed or not
+        finally:  # raised while handling the provider's exception: drop the implicit link to it, printed or not
             error.__context__ = None
 
     def _describe(self, exc: BaseException) -> str:
         message = error_message(exc, self._settings.secrets)
         url = self._settings.base_url
-        if url and self.chunk_count == 0 and _could_not_connect(exc) and url not in message:
-            message = f"{message} (tried {url})"
+        if url and self.chunk_count == 0 and _could_not_connect(exc):
+            tried = redact(url)  # the URL as given, less any credentials in it
+            if tried not in message:
+                message = f"{message} (tried {tried})"
         return message
+
+    def _usage(self) -> TokenUsage | None:
+        """The provider's usage as TokenUsage; counts that are not token counts leave it out, with a warning."""
+        usage = self.usage
+        if usage is None:
+            return None
+        reported = TokenUsage.reported(getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+        if reported is None:
+            _logger.warning(
+                "%s: the provider's usage has token counts that are not whole numbers (%s, %s): usage left out",
+                self._settings.model,
+                type(getattr(usage, "prompt_tokens", None)).__name__,
+                type(getattr(usage, "completion_tokens", None)).__name__,
+            )
+        return reported
 
     def _timings(self) -> dict[str, Any]:
         return {
@@ -339,10 +360,6 @@ def _could_not_connect(exc: BaseException) -> bool:
     return False
 
 
-def _token_usage(usage: Any) -> TokenUsage | None:
-    if usage is None:
-        return None
-    return TokenUsage(
-        input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
-    )
+def _text(value: object) -> str | None:
+    """A text field of the provider's reply (an id, a model name, a finish reason) as text, whatever it sent."""
+    return value if value is None or isinstance(value, str) else str(value)
