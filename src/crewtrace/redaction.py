@@ -88,12 +88,17 @@ def _secret_param(match: re.Match[str]) -> str:
 
 
 def secrets_in_url(url: str | None) -> Iterator[str]:
-    """The password (and user) of a URL, and the values of its secret-looking query parameters."""
+    """The password of a URL and the values of its secret-looking query parameters.
+
+    Not the user name: often an ordinary word, it would be redacted from every message; in a URL the
+    whole user information is replaced by shape (:func:`redact`).
+    """
     if not url:
         return
     try:
         parts = urlsplit(url)
-        yield from (value for value in (parts.username, parts.password) if value)
+        if parts.password:
+            yield parts.password
         yield from (value for name, value in parse_qsl(parts.query) if _SECRET_NAME.search(name) and value)
     except ValueError:  # not a URL that parses: nothing to take from it
         return

@@ -118,10 +118,10 @@ def register_keys(source: Any, event: Any) -> None:
 
     CrewAI's LLM objects keep their key (given, or read from the provider's variable) in
     ``api_key``; an LLM is the source of its call's events, an agent holds its ``llm`` and
-    ``function_calling_llm``, a crew its agents. A key in any shape is redacted from then on,
-    not only the ``sk-...`` ones.
+    ``function_calling_llm``, a task or an executor its ``agent``, a crew its agents. A key in
+    any shape is redacted from then on, not only the ``sk-...`` ones.
     """
-    register_secrets(_keys(source, getattr(event, "agent", None)))
+    register_secrets(_keys(source, getattr(source, "agent", None), getattr(event, "agent", None)))
 
 
 def _keys(*holders: Any) -> Iterator[str]:
