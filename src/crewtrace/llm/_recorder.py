@@ -55,7 +55,7 @@ class CallSettings:
     provider: str | None
     bus: EventBus
     secrets: tuple[str, ...] = field(repr=False)  # a frame that prints its locals may show these settings
-    base_url: str | None = None
+    base_url: str | None = field(default=None, repr=False)  # may hold credentials
     temperature: float | None = None
     max_tokens: int | None = None
     server_address: str | None = None
