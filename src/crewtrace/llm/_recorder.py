@@ -9,11 +9,12 @@ chunk events are built from already-typed values without validating them again.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from crewtrace.errors import LLMError, error_type_of, is_cancellation
@@ -30,8 +31,9 @@ from crewtrace.events.types.llm import (
 )
 from crewtrace.llm._errors import to_llm_error
 from crewtrace.llm._litellm import cost_of
-from crewtrace.redaction import error_message
+from crewtrace.redaction import error_message, redact
 
+_logger = logging.getLogger("crewtrace.llm")
 _CANCELLED_MESSAGE = "stream abandoned before it finished (break, close, garbage collection or cancellation)"
 
 
@@ -55,8 +57,8 @@ class CallSettings:
     provider: str | None
     bus: EventBus | None
     """``None``: the bus of the crew run the call is made in (see ``RunSink``), else the default bus."""
-    secrets: tuple[str, ...]
-    base_url: str | None = None
+    secrets: tuple[str, ...] = field(repr=False)  # a frame that prints its locals may show these settings
+    base_url: str | None = field(default=None, repr=False)  # may hold credentials
     temperature: float | None = None
     max_tokens: int | None = None
     server_address: str | None = None
@@ -272,7 +274,7 @@ class CallRecorder:
         if self.result is not None:
             return self.result
         try:
-            usage = _token_usage(self.usage)
+            usage = self._usage()
             cost = cost_of(self._settings.model, self.usage)
             tool_calls = self._tool_calls.calls()
             result = CallResult(text="".join(self.parts), usage=usage, cost_usd=cost, tool_calls=tool_calls)
@@ -281,9 +283,9 @@ class CallRecorder:
                 **self._timings(),
                 response=result.text,
                 usage=usage,
-                finish_reason=self.finish_reason,
-                response_id=self.response_id,
-                response_model=self.response_model,
+                finish_reason=_text(self.finish_reason),
+                response_id=_text(self.response_id),
+                response_model=_text(self.response_model),
                 cost_usd=cost,
                 tool_calls=tool_calls,
             )
@@ -306,9 +308,8 @@ class CallRecorder:
         if self.result is not None:
             raise exc
         partial = "".join(self.parts)
-        self.result = CallResult(text=partial, usage=_token_usage(self.usage), cost_usd=None, tool_calls=[])
+        self.result = CallResult(text=partial, usage=self._usage(), cost_usd=None, tool_calls=[])
         cancelled = is_cancellation(exc)
-        secrets = self._settings.secrets
         message = _CANCELLED_MESSAGE if cancelled else self._describe(exc)
         self._bus.emit(
             self._source,
@@ -328,19 +329,39 @@ class CallRecorder:
             message=message,
             partial_text=partial,
             chunks_received=self.chunk_count,
-            secrets=secrets,
+            secrets=self._settings.secrets,
         )
+        # This frame stays in the error's traceback, where anything that prints locals (capture_locals,
+        # loguru, Sentry) reads it: it must not keep the provider's exception, whose message holds the key.
+        del exc
         try:
             raise error
-        finally:  # raised while handling ``exc``: drop the implicit link to it, printed or not
+        finally:  # raised while handling the provider's exception: drop the implicit link to it, printed or not
             error.__context__ = None
 
     def _describe(self, exc: BaseException) -> str:
         message = error_message(exc, self._settings.secrets)
         url = self._settings.base_url
-        if url and self.chunk_count == 0 and _could_not_connect(exc) and url not in message:
-            message = f"{message} (tried {url})"
+        if url and self.chunk_count == 0 and _could_not_connect(exc):
+            tried = redact(url)  # the URL as given, less any credentials in it
+            if tried not in message:
+                message = f"{message} (tried {tried})"
         return message
+
+    def _usage(self) -> TokenUsage | None:
+        """The provider's usage as TokenUsage; counts that are not token counts leave it out, with a warning."""
+        usage = self.usage
+        if usage is None:
+            return None
+        reported = TokenUsage.reported(getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+        if reported is None:
+            _logger.warning(
+                "%s: the provider's usage has token counts that are not whole numbers (%s, %s): usage left out",
+                self._settings.model,
+                type(getattr(usage, "prompt_tokens", None)).__name__,
+                type(getattr(usage, "completion_tokens", None)).__name__,
+            )
+        return reported
 
     def _timings(self) -> dict[str, Any]:
         return {
@@ -362,10 +383,6 @@ def _could_not_connect(exc: BaseException) -> bool:
     return False
 
 
-def _token_usage(usage: Any) -> TokenUsage | None:
-    if usage is None:
-        return None
-    return TokenUsage(
-        input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
-    )
+def _text(value: object) -> str | None:
+    """A text field of the provider's reply (an id, a model name, a finish reason) as text, whatever it sent."""
+    return value if value is None or isinstance(value, str) else str(value)

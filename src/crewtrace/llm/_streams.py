@@ -154,7 +154,7 @@ class ProviderStream:
             if reply.time_to_first_chunk is not None and self._logging.completion_start_time is None:
                 first = self._logging.start_time + datetime.timedelta(seconds=reply.time_to_first_chunk)
                 self._logging.update_completion_start_time(completion_start_time=first)
-            dumped = usage.model_dump(exclude_none=True) if hasattr(usage, "model_dump") else {}
+            dumped = usage.model_dump(exclude_none=True, warnings=False) if hasattr(usage, "model_dump") else {}
             tool_calls = [call.model_dump(exclude={"index"}) for call in reply.tool_calls]
             message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
             if tool_calls:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +12,7 @@ from crewtrace.llm._litellm import SKIP_MCP_GATEWAY, litellm
 from crewtrace.llm._recorder import CallRecorder, CallResult, CallSettings
 from crewtrace.llm._settings import validated
 from crewtrace.llm._streams import ProviderStream
-from crewtrace.redaction import register_secrets
+from crewtrace.redaction import provider_key, register_secrets, secrets_in_settings, secrets_in_url
 
 __all__ = ["LLM", "Messages"]
 
@@ -71,9 +70,14 @@ class LLM:
         """Where its events go; ``None``: the bus of the crew run it is called in, else ``crewtrace_event_bus``."""
         self.litellm_kwargs = litellm_kwargs
         self.provider = _provider_of(model, base_url)
-        # Keys to scrub from error messages: the one given, and the provider's from the environment.
-        env_key = os.environ.get(f"{self.provider.upper()}_API_KEY") if self.provider else None
-        self.secrets: tuple[str, ...] = tuple(key for key in (api_key, env_key) if key)
+        # Secrets to scrub from everything recorded: the key given, the provider's from the environment,
+        # the credentials in the base URL and the secret-looking settings passed on to litellm.
+        env_key = provider_key(self.provider)
+        self.secrets: tuple[str, ...] = tuple(
+            secret
+            for secret in (api_key, env_key, *secrets_in_url(base_url), *secrets_in_settings(litellm_kwargs))
+            if secret
+        )
         register_secrets(self.secrets)
         self._request_key = api_key
         if api_key is None and base_url is not None and not (env_key or litellm.api_key):

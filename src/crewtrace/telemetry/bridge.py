@@ -55,6 +55,7 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
+from crewtrace.events.labels import UNKNOWN
 from crewtrace.telemetry import _settings, names
 from crewtrace.telemetry._attributes import (
     SpanKey,
@@ -295,21 +296,25 @@ class OTelBridge(BaseEventListener):
         self._end(agent_key(event), event)
 
     def _on_tool_started(self, source: Any, event: ToolUsageStartedEvent) -> None:
+        # A name the model made up is content (any length, any characters): labelled _UNKNOWN, outside the cap.
+        tool_name = event.tool_name if event.declared else UNKNOWN
         attributes = {
             names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
             **attribution(event),
-            names.TOOL_NAME: event.tool_name,
+            names.TOOL_NAME: tool_name,
             names.TOOL_CALL_ID: event.tool_call_id,
             names.TOOL_TYPE: names.TOOL_TYPE_FUNCTION,
         }
         if self.capture_content:
             attributes[names.TOOL_CALL_ARGUMENTS] = event.arguments
+            if not event.declared:
+                attributes[names.TOOL_REQUESTED_NAME] = event.tool_name
         metric_attributes = {
             names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
             **self._labels.attribution(event),
-            names.TOOL_NAME: self._labels.capped(names.TOOL_NAME, event.tool_name),
+            names.TOOL_NAME: self._labels.capped(names.TOOL_NAME, tool_name) if event.declared else UNKNOWN,
         }
-        name = f"{names.OP_EXECUTE_TOOL} {event.tool_name}"
+        name = f"{names.OP_EXECUTE_TOOL} {tool_name}"
         self._start(
             tool_key(event),
             (agent_key(event),),
