@@ -70,7 +70,8 @@ def test_live_text_wraps_at_the_given_width_and_shows_controls(bus: EventBus) ->
     printer = LiveChunkPrinter(bus, out, width=30)
     printer.show(chunk("", tool="\x1b]0;evil\x07search", call="c0"))
     printer.show(chunk("{}", tool="\x1b]0;evil\x07search", call="c0"))
-    for word in "a stream of words that goes on\tand on \x1b[2J past the edge of a narrow terminal".split(" "):
+    text = "a stream of words that goes on\tand on \x1b[2J past the edge of a narrow terminal"
+    for word in text.split(" "):
         printer.show(chunk(word + " "))
     printer.finish()
     printer.close()

@@ -122,7 +122,7 @@ def test_json_mode_prints_one_object_per_trace() -> None:
     assert trace["trace_id"] == trace_id and trace["name"] == "GET /json" and trace["service"] == "other-app"
     assert (trace["status"], trace["span_count"], trace["failed_spans"], trace["llm_calls"]) == ("ok", 3, 1, 1)
     assert (trace["input_tokens"], trace["output_tokens"], trace["root_received"]) == (12, 7, True)
-    assert [span["name"] for span in trace["spans"]][0] == "GET /json"
+    assert trace["spans"][0]["name"] == "GET /json", "spans in start order"
     failed = trace["spans"][2]
     assert failed["error_type"] == "\x1b[31mBoom" and failed["status"] == "error"
     assert "\x1b" not in line, "JSON escapes control characters"
