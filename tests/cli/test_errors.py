@@ -106,11 +106,13 @@ def test_ctrl_c_ends_the_run_and_its_spans_with_exit_130(server: FakeOpenAIServe
         try:
             wait_until(lambda: len(server.requests) == 1, timeout=60, what="the crew's first LLM request")
             demo.send_signal(signal.SIGINT)
-            _, err = demo.communicate(timeout=60)
+            out, err = demo.communicate(timeout=60)
         finally:
             demo.kill()
         assert demo.returncode == 130
         assert one_line(err) == "crewtrace demo: interrupted"
+        assert "\ninterrupted (Ctrl-C): what ran until then" in out and "\nResearcher  research_topic  1      1 " in out
+        assert "      chat openai/test-model      |░" in out and out.count("✗ cancelled") == 4, "the trace so far"
         spans = collector.wait_for_spans(lambda spans: any(s.name.startswith("invoke_workflow") for s in spans))
     ended = {span.name: span for span in spans}
     assert {"invoke_workflow demo-crew", "execute_task research_topic", "invoke_agent Researcher"} <= set(ended)

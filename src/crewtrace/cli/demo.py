@@ -70,9 +70,8 @@ def check_arguments(args: argparse.Namespace) -> None:
             "--capture-content records prompts and completions on the exported spans, and nothing exports "
             "them: add --otlp-endpoint URL (or --console)"
         )
-    if args.usage_log is not None and Path(args.usage_log).is_dir():
-        log = visible(args.usage_log)
-        raise UsageError(f"--usage-log {log} is a directory: give a file, e.g. {log}/usage.jsonl")
+    if args.usage_log is not None:
+        _check_usage_log(Path(args.usage_log))
 
 
 def _check_model(model: str) -> None:
@@ -87,6 +86,15 @@ def _check_model(model: str) -> None:
     if not name.strip():
         example = f"{visible(provider)}/gpt-4o-mini"
         raise UsageError(f"--model '{shown}' names no model after the provider, e.g. --model {example}")
+
+
+def _check_usage_log(path: Path) -> None:
+    log = visible(str(path))
+    if path.is_dir():
+        raise UsageError(f"--usage-log {log} is a directory: give a file, e.g. {log}/usage.jsonl")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"--usage-log {log}: {visible(str(blocking))} is a file, not a directory")
 
 
 def _endpoint_from_environment() -> bool:
@@ -205,7 +213,8 @@ def _setup_telemetry(args: argparse.Namespace, bus: EventBus) -> Telemetry:
                 f"--metrics-port {args.metrics_port}: {where} is already in use; choose another port "
                 "(--metrics-port 0 picks a free one) or stop what listens there"
             ) from None
-        reason = os.strerror(exc.errno) if exc.errno else "cannot listen"
+        cause = exc.__cause__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else "cannot listen there"
         raise CommandFailed(f"--metrics-host/--metrics-port: cannot serve metrics on {where}: {reason}") from None
     except OSError as exc:  # the usage log: the only file set-up opens
         reason = exc.strerror or str(exc)

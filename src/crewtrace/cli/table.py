@@ -159,6 +159,8 @@ def _mean_first_chunk(row: CallTotals) -> str:
 
 
 def _cost(total: CallTotals) -> str:
+    if total.calls == total.failed:
+        return "no call completed"
     if total.cost_unknown == 0:
         return f"cost ${total.cost_usd:.6f} (litellm's prices)"
     unknown = f"unknown for {total.cost_unknown} call{'s' if total.cost_unknown > 1 else ''}"
