@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,14 +57,6 @@ def test_an_otlp_endpoint_without_scheme_is_one_line_exit_2() -> None:
     assert line.startswith("crewtrace demo: error: malformed OTLP endpoint 'localhost:4317'")
     assert "http://localhost:4317" in line
     assert result.stdout == "", "refused before anything runs"
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def test_a_metrics_port_in_use_is_one_line_exit_1(busy_port: int) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from crewtrace._version import __version__
 from crewtrace.cli._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CommandFailed, UsageError
@@ -20,25 +21,26 @@ from crewtrace.errors import CrewtraceError
 
 __all__ = ["main"]
 
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number (0-65535), got {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {port}")
-    return port
+N = TypeVar("N", int, float)
 
 
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not 0 <= seconds <= 3600:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, got {value}")
-    return seconds
+def _number_in(kind: Callable[[str], N], low: N, high: N, what: str) -> Callable[[str], N]:
+    """An argparse type: ``kind`` of the text, within ``low`` and ``high``."""
+
+    def parse(value: str) -> N:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {value}")
+        return number
+
+    return parse
+
+
+_port = _number_in(int, 0, 65535, "a port number (0-65535)")
+_seconds = _number_in(float, 0.0, 3600.0, "a number of seconds")
 
 
 def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

@@ -18,6 +18,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,9 +37,44 @@ __all__ = ["OTLPReceiver", "ReceivedCounts"]
 SpanSink = Callable[[list[SpanRecord]], None]
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # far above an SDK batch (512 spans); bounds what one request may cost
-_TraceRequest = trace_service_pb2.ExportTraceServiceRequest
-_MetricsRequest = metrics_service_pb2.ExportMetricsServiceRequest
-_LogsRequest = logs_service_pb2.ExportLogsServiceRequest
+
+
+@dataclass(frozen=True)
+class _Signal:
+    """One OTLP signal: its name (what is counted), HTTP path, messages and gRPC service registration."""
+
+    name: str
+    path: str
+    request: type[Message]
+    response: type[Message]
+    register: Callable[[Any, grpc.Server], None]
+
+
+_TRACES = _Signal(
+    "traces",
+    "/v1/traces",
+    trace_service_pb2.ExportTraceServiceRequest,
+    trace_service_pb2.ExportTraceServiceResponse,
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server,
+)
+_SIGNALS = (
+    _TRACES,
+    _Signal(
+        "metrics",
+        "/v1/metrics",
+        metrics_service_pb2.ExportMetricsServiceRequest,
+        metrics_service_pb2.ExportMetricsServiceResponse,
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server,
+    ),
+    _Signal(
+        "logs",
+        "/v1/logs",
+        logs_service_pb2.ExportLogsServiceRequest,
+        logs_service_pb2.ExportLogsServiceResponse,
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server,
+    ),
+)
+_BY_PATH = {signal.path: signal for signal in _SIGNALS}
 # OTLP/JSON writes these ids as hex; protobuf's JSON mapping reads bytes as base64.
 _HEX_IDS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
@@ -83,9 +119,10 @@ class OTLPReceiver:
     def http_endpoint(self) -> str:
         return f"http://{_bracketed(self._host)}:{self._http_port}"
 
-    def receive(self, request: _TraceRequest) -> None:
-        spans = spans_from_otlp(request)
-        self.counts.add("traces", len(spans))
+    def accept(self, signal: _Signal, request: Message) -> None:
+        """One export request, from either transport: traces go on as spans, the others are counted."""
+        spans = spans_from_otlp(request) if signal is _TRACES else []
+        self.counts.add(signal.name, len(spans))
         if spans:
             self._sink(spans)
 
@@ -102,9 +139,8 @@ class OTLPReceiver:
             futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="crewtrace-watch-grpc"),
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)],
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(self), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(self.counts), server)
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(self.counts), server)
+        for signal in _SIGNALS:
+            signal.register(_Servicer(self, signal), server)
         try:
             self._grpc_port = server.add_insecure_port(self.grpc_address)
         except RuntimeError:  # taken between the check and the bind
@@ -132,39 +168,16 @@ class OTLPReceiver:
             self._http_thread = None
 
 
-class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, receiver: OTLPReceiver) -> None:
+class _Servicer:
+    """The ``Export`` method of every OTLP gRPC service: the request to the receiver, an empty response back."""
+
+    def __init__(self, receiver: OTLPReceiver, signal: _Signal) -> None:
         self._receiver = receiver
+        self._signal = signal
 
-    def Export(self, request: _TraceRequest, context: grpc.ServicerContext) -> Message:
-        self._receiver.receive(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, counts: ReceivedCounts) -> None:
-        self._counts = counts
-
-    def Export(self, request: _MetricsRequest, context: grpc.ServicerContext) -> Message:
-        self._counts.add("metrics")
-        return metrics_service_pb2.ExportMetricsServiceResponse()
-
-
-class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, counts: ReceivedCounts) -> None:
-        self._counts = counts
-
-    def Export(self, request: _LogsRequest, context: grpc.ServicerContext) -> Message:
-        self._counts.add("logs")
-        return logs_service_pb2.ExportLogsServiceResponse()
-
-
-# path -> (request type, response type, signal counted)
-_ROUTES: dict[str, tuple[type[Message], type[Message], str]] = {
-    "/v1/traces": (_TraceRequest, trace_service_pb2.ExportTraceServiceResponse, "traces"),
-    "/v1/metrics": (_MetricsRequest, metrics_service_pb2.ExportMetricsServiceResponse, "metrics"),
-    "/v1/logs": (_LogsRequest, logs_service_pb2.ExportLogsServiceResponse, "logs"),
-}
+    def Export(self, request: Message, context: grpc.ServicerContext) -> Message:
+        self._receiver.accept(self._signal, request)
+        return self._signal.response()
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -186,8 +199,8 @@ class _OTLPHandler(BaseHTTPRequestHandler):
         """Requests are not news: the traces they bring are."""
 
     def do_POST(self) -> None:
-        route = _ROUTES.get(self.path.split("?")[0])
-        if route is None:
+        signal = _BY_PATH.get(self.path.split("?")[0])
+        if signal is None:
             self._reply(404, b"OTLP/HTTP takes /v1/traces, /v1/metrics and /v1/logs\n", "text/plain")
             return
         length = int(self.headers.get("Content-Length") or 0)
@@ -195,21 +208,17 @@ class _OTLPHandler(BaseHTTPRequestHandler):
             self._reply(413, b"request too large\n", "text/plain")
             self.close_connection = True
             return
-        request_type, response_type, signal = route
         is_json = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() == "application/json"
         try:
-            request = _decode(self.rfile.read(length), self.headers.get("Content-Encoding"), request_type(), is_json)
+            request = _decode(self.rfile.read(length), self.headers.get("Content-Encoding"), signal.request(), is_json)
         except (OSError, EOFError, ValueError, DecodeError, json_format.ParseError) as exc:
             self._reply(400, f"cannot decode the request: {type(exc).__name__}\n".encode(), "text/plain")
             return
-        if isinstance(request, _TraceRequest):
-            self.server.receiver.receive(request)
-        else:
-            self.server.receiver.counts.add(signal)
+        self.server.receiver.accept(signal, request)
         if is_json:
             self._reply(200, b"{}", "application/json")
         else:
-            self._reply(200, response_type().SerializeToString(), "application/x-protobuf")
+            self._reply(200, signal.response().SerializeToString(), "application/x-protobuf")
 
     def _reply(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)

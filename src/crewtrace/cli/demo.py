@@ -54,7 +54,10 @@ class _Outcome:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """Raise :class:`UsageError` for a value that cannot work or an option that would do nothing."""
+    """Raise :class:`UsageError` for a value that cannot work or an option that would do nothing.
+
+    A file in the way of ``--usage-log`` is :class:`CommandFailed`.
+    """
     if args.base_url and not args.model:
         raise UsageError("--base-url needs --model (the offline default does not use an endpoint)")
     if args.model is not None:
@@ -93,8 +96,8 @@ def _check_usage_log(path: Path) -> None:
     if path.is_dir():
         raise UsageError(f"--usage-log {log} is a directory: give a file, e.g. {log}/usage.jsonl")
     blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise UsageError(f"--usage-log {log}: {visible(str(blocking))} is a file, not a directory")
+    if blocking is not None:  # a file in the way, as for crewtrace stack: a failure, not a value to change
+        raise CommandFailed(f"--usage-log {log}: {visible(str(blocking))} is a file, not a directory")
 
 
 def _endpoint_from_environment() -> bool:
