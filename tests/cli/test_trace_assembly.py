@@ -6,6 +6,7 @@ import threading
 
 from crewtrace.cli._traces import ORPHAN_AFTER_S, TraceAssembler
 from crewtrace.cli.spans import SpanRecord
+from crewtrace.cli.waterfall import render_trace
 
 
 class Clock:
@@ -84,3 +85,20 @@ def test_a_waiting_reader_wakes_when_a_trace_completes() -> None:
     finally:
         timer.cancel()
     assert done.trace_id == "t4"
+
+
+def test_a_span_exported_twice_counts_once() -> None:
+    clock = Clock()
+    traces = TraceAssembler(1.0, clock=clock)
+    traces.add([span("t5", "root", None), span("t5", "chat", "root")])
+    traces.add([span("t5", "chat", "root")])  # the exporter retried a batch whose answer it lost
+    clock.now += 1
+    (done,) = traces.take_completed(0)
+    assert [s.span_id for s in done.spans] == ["root", "chat"]
+
+
+def test_parent_cycles_and_deep_nesting_still_draw_every_span() -> None:
+    cycle = [span("t6", "a", "b"), span("t6", "b", "a"), span("t6", "root", None)]
+    assert sorted(line.split(" |")[0].strip() for line in render_trace(cycle).splitlines()[1:]) == ["a", "b", "root"]
+    deep = [span("t7", "0", None), *(span("t7", str(depth), str(depth - 1)) for depth in range(1, 3000))]
+    assert len(render_trace(deep).splitlines()) == 3001, "deeper than Python's recursion limit"

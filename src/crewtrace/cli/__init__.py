@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{command.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except UsageError as exc:
-        print(f"{command.prog}: error: {exc}", file=sys.stderr)
+        print(f"{command.prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except (CommandFailed, CrewtraceError, OSError) as exc:
         print(f"{command.prog}: error: {_one_line(exc)}", file=sys.stderr)

@@ -37,6 +37,7 @@ class CompletedTrace:
 @dataclass
 class _Open:
     spans: list[SpanRecord] = field(default_factory=list)
+    span_ids: set[str] = field(default_factory=set)  # an export retried after a lost answer repeats its spans
     root_received: bool = False
     last_arrival: float = 0.0
     drawn_before: int = 0  # spans of it already drawn
@@ -69,8 +70,12 @@ class TraceAssembler:
                     drawn = self._drawn.pop(span.trace_id, None)
                     if drawn is not None:
                         state.spans = drawn
+                        state.span_ids = {old.span_id for old in drawn}
                         state.root_received = any(old.parent_id is None for old in drawn)
                         state.drawn_before = len(drawn)
+                if span.span_id in state.span_ids:
+                    continue
+                state.span_ids.add(span.span_id)
                 state.spans.append(span)
                 state.root_received = state.root_received or span.parent_id is None
                 state.last_arrival = now

@@ -128,7 +128,7 @@ def run_demo(args: argparse.Namespace) -> int:
             )
     exported = bool(args.otlp_endpoint) and listening and delivered and not held.export_failed
     if args.otlp_endpoint and not exported:
-        print(undelivered_message(args.otlp_endpoint, _protocol(args), listening=listening), file=sys.stderr)
+        print(visible(undelivered_message(args.otlp_endpoint, _protocol(args), listening=listening)), file=sys.stderr)
     else:
         held.replay()
     if outcome.trace_id is not None:
@@ -159,7 +159,7 @@ def _run(
     mode = "offline model" if args.model is None else visible(args.model)
     print(f"crewtrace demo: crew {crew.name!r}, {len(crew.agents)} agents, {len(crew.tasks)} tasks ({mode})")
     if telemetry.metrics_url:
-        print(f"metrics: {telemetry.metrics_url}", flush=True)
+        print(f"metrics: {visible(telemetry.metrics_url)}", flush=True)
     printer = LiveChunkPrinter(bus, ellipsis=glyphs.ellipsis)
     summary = SummaryCollector(bus)
     code, interrupted = 0, False
@@ -242,8 +242,8 @@ def _print_where_the_trace_is(trace_id: str, endpoint: str | None) -> None:
     if endpoint is None:
         print(f"\ntrace id: {trace_id} (not exported; see --otlp-endpoint)")
     else:
-        print(f"\ntrace id: {trace_id}, sent to {endpoint}")
-        print(f"in Jaeger: {jaeger_trace_url(endpoint, trace_id)}")
+        print(f"\ntrace id: {trace_id}, sent to {visible(endpoint)}")
+        print(f"in Jaeger: {visible(jaeger_trace_url(endpoint, trace_id))}")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -79,11 +79,12 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def _announce(receiver: OTLPReceiver, args: argparse.Namespace) -> None:
+    grpc, http = visible(receiver.grpc_address), visible(receiver.http_endpoint)
     print(
-        f"crewtrace watch: receiving OTLP on {receiver.grpc_address} (gRPC) and {receiver.http_endpoint} (HTTP); "
+        f"crewtrace watch: receiving OTLP on {grpc} (gRPC) and {http} (HTTP); "
         f"Ctrl-C stops\n"
-        f"point an application at it: OTEL_EXPORTER_OTLP_ENDPOINT=http://{receiver.grpc_address} "
-        f"(or {receiver.http_endpoint} with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)\n"
+        f"point an application at it: OTEL_EXPORTER_OTLP_ENDPOINT=http://{grpc} "
+        f"(or {http} with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)\n"
         "a live view, not a trace store: nothing is kept; for history use Jaeger (crewtrace stack)",
         file=sys.stderr,
         flush=True,

@@ -24,6 +24,7 @@ __all__ = ["Glyphs", "format_seconds", "legend", "render_trace", "render_waterfa
 _LABEL = 33
 _DURATION = 8
 _NOTE = 21  # room for "✗ InternalServerError"
+_MAX_INDENT = 12  # levels; deeper spans line up at the deepest, so their names keep some room
 _FIXED = _LABEL + 1 + 2 + _DURATION + 1 + _NOTE  # label, space, bar in |...|, duration, space, note
 
 
@@ -68,7 +69,7 @@ def render_trace(spans: Sequence[SpanRecord], glyphs: Glyphs | None = None, widt
     """A header line, then one line per span: parents before children, siblings by start time.
 
     A span whose parent is not among ``spans`` (it lives in another process, or has not arrived)
-    is drawn at the top level. ``width`` below 80 is taken as 80.
+    is drawn at the top level, as is one caught in a cycle of parents. ``width`` below 80 is taken as 80.
     """
     glyphs = glyphs or Glyphs()
     bar = max(width, DEFAULT_WIDTH) - _FIXED
@@ -80,17 +81,28 @@ def render_trace(spans: Sequence[SpanRecord], glyphs: Glyphs | None = None, widt
     total = max(max(span.end_ns for span in spans) - start, 1)
     lines = [f"trace {spans[0].trace_id}  {len(spans)} spans  {_duration(total)}"]
 
-    def walk(parent: str | None, depth: int) -> None:
-        for span in sorted(children.get(parent, []), key=lambda span: span.start_ns):
-            lines.append(_line(span, depth, start, total, bar, glyphs))
-            walk(span.span_id, depth + 1)
-
-    walk(None, 0)
+    drawn: set[int] = set()
+    # Depth first, iteratively (a trace may nest deeper than Python recurses); a span in a parent cycle,
+    # which no walk from the top reaches, is drawn at the top level after the rest.
+    pending = [(span, 0) for span in _by_start(children.get(None, []), reverse=True)]
+    unreached = _by_start(spans, reverse=True)
+    while pending or unreached:
+        span, depth = pending.pop() if pending else (unreached.pop(), 0)
+        if id(span) in drawn:
+            continue
+        drawn.add(id(span))
+        lines.append(_line(span, depth, start, total, bar, glyphs))
+        pending += [(child, depth + 1) for child in _by_start(children.get(span.span_id, []), reverse=True)]
     return "\n".join(lines)
 
 
+def _by_start(spans: Sequence[SpanRecord], *, reverse: bool = False) -> list[SpanRecord]:
+    return sorted(spans, key=lambda span: span.start_ns, reverse=reverse)
+
+
 def _line(span: SpanRecord, depth: int, origin: int, total: int, bar: int, glyphs: Glyphs) -> str:
-    label = "  " * depth + clip(span.name, _LABEL - 2 * depth, glyphs.ellipsis)
+    indent = "  " * min(depth, _MAX_INDENT)
+    label = indent + clip(span.name, _LABEL - len(indent), glyphs.ellipsis)
     first = math.floor((span.start_ns - origin) / total * bar)
     last = max(math.ceil((span.end_ns - origin) / total * bar), first + 1)
     first = min(first, bar - 1)
