@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import json
 import re
 import subprocess
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
@@ -110,6 +113,21 @@ def test_otlp_json_over_http_draws_too(watch: WatchProcess) -> None:
     drawn = block(watch.wait_for_output(r"^run json-crew"), "json-crew")
     assert drawn.startswith("run json-crew (json-app): ok in 1.00 s; 1 spans, 0 LLM calls")
     assert "trace 5b8efff798038103d269b633813fc60c  1 spans  1.00 s" in drawn
+
+
+def test_a_chunked_gzip_protobuf_request_draws_too(watch: WatchProcess) -> None:
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id = bytes.fromhex("ab" * 16), bytes.fromhex("cd" * 8)
+    span.name, span.start_time_unix_nano, span.end_time_unix_nano = "chunked-run", 10**18, 10**18 + 2 * 10**9
+    body = gzip.compress(request.SerializeToString())
+    connection = http.client.HTTPConnection("127.0.0.1", watch.http_port, timeout=10)
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+    connection.request("POST", "/v1/traces", body=iter([body[:10], body[10:]]), headers=headers, encode_chunked=True)
+    assert connection.getresponse().status == 200
+    connection.close()
+    drawn = block(watch.wait_for_output(r"^run chunked-run"), "chunked-run")
+    assert drawn.startswith("run chunked-run: ok in 2.00 s; 1 spans, ")
 
 
 def test_json_mode_prints_one_object_per_trace() -> None:

@@ -203,14 +203,14 @@ class _OTLPHandler(BaseHTTPRequestHandler):
         if signal is None:
             self._reply(404, b"OTLP/HTTP takes /v1/traces, /v1/metrics and /v1/logs\n", "text/plain")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_MESSAGE_BYTES:
-            self._reply(413, b"request too large\n", "text/plain")
-            self.close_connection = True
-            return
         is_json = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() == "application/json"
         try:
-            request = _decode(self.rfile.read(length), self.headers.get("Content-Encoding"), signal.request(), is_json)
+            body = self._body()
+            if body is None:
+                self._reply(413, b"request too large\n", "text/plain")
+                self.close_connection = True
+                return
+            request = _decode(body, self.headers.get("Content-Encoding"), signal.request(), is_json)
         except (OSError, EOFError, ValueError, DecodeError, json_format.ParseError) as exc:
             self._reply(400, f"cannot decode the request: {type(exc).__name__}\n".encode(), "text/plain")
             return
@@ -219,6 +219,21 @@ class _OTLPHandler(BaseHTTPRequestHandler):
             self._reply(200, b"{}", "application/json")
         else:
             self._reply(200, signal.response().SerializeToString(), "application/x-protobuf")
+
+    def _body(self) -> bytes | None:
+        """The request body, sized or chunked; None when it is larger than any export should be."""
+        if (self.headers.get("Transfer-Encoding") or "").strip().lower() != "chunked":
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length <= _MAX_MESSAGE_BYTES else None
+        body = bytearray()
+        while size := int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16):
+            if len(body) + size > _MAX_MESSAGE_BYTES:
+                return None
+            body += self.rfile.read(size)
+            self.rfile.readline(64)  # the CRLF after the chunk
+        while self.rfile.readline(1024).strip():  # trailers, up to the blank line
+            pass
+        return bytes(body)
 
     def _reply(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
