@@ -258,15 +258,13 @@ def test_a_crewtrace_application_exporting_over_grpc_is_drawn_run_by_run(
 
 
 @pytest.mark.slow  # crewtrace demo runs (a cold import of litellm)
-def test_the_demo_exporting_over_http_is_drawn_with_its_service_name(watch: WatchProcess) -> None:
-    demo = run_crewtrace(
-        "demo",
-        "--otlp-endpoint",
-        watch.http_endpoint,
-        "--otlp-protocol",
-        "http/protobuf",
-        env={"OTEL_SERVICE_NAME": "my-demo"},
-    )
+def test_the_demo_exporting_by_the_otel_variables_over_http_is_drawn_with_their_service(watch: WatchProcess) -> None:
+    otel = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": watch.http_endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": "my-demo",
+    }
+    demo = run_crewtrace("demo", env=otel)
     assert demo.returncode == 0, demo.stderr
     assert demo.stderr == ""
     trace_id = re.search(

@@ -100,8 +100,9 @@ def _check_usage_log(path: Path) -> None:
         raise CommandFailed(f"--usage-log {log}: {visible(str(blocking))} is a file, not a directory")
 
 
-def _endpoint_from_environment() -> bool:
-    return bool(os.environ.get(OTEL_EXPORTER_OTLP_ENDPOINT) or os.environ.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT))
+def _endpoint_from_environment() -> str | None:
+    """Where the exporters send traces when ``--otlp-endpoint`` is not given (the per-signal variable first)."""
+    return os.environ.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or os.environ.get(OTEL_EXPORTER_OTLP_ENDPOINT) or None
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -113,6 +114,7 @@ def run_demo(args: argparse.Namespace) -> int:
     check_arguments(args)
     bus = crewtrace_event_bus
     glyphs = Glyphs.for_encoding(sys.stdout.encoding)
+    endpoint = args.otlp_endpoint or _endpoint_from_environment()
     with HeldTelemetryLogs() as held:
         telemetry = _setup_telemetry(args, bus)
         listening = True
@@ -122,17 +124,17 @@ def run_demo(args: argparse.Namespace) -> int:
             outcome = _run(args, bus, telemetry, spans, glyphs)
         finally:
             # Also on Ctrl-C: the bridge ends what is still open, and the exporters get a bounded chance.
-            listening = not (args.otlp_endpoint and nothing_listens_at(args.otlp_endpoint))
+            listening = not (endpoint and nothing_listens_at(endpoint))
             delivered = telemetry.shutdown(
                 timeout=SHUTDOWN_TIMEOUT_S if listening else DEAD_ENDPOINT_SHUTDOWN_TIMEOUT_S
             )
-    exported = bool(args.otlp_endpoint) and listening and delivered and not held.export_failed
-    if args.otlp_endpoint and not exported:
-        print(visible(undelivered_message(args.otlp_endpoint, _protocol(args), listening=listening)), file=sys.stderr)
+    exported = endpoint is not None and listening and delivered and not held.export_failed
+    if endpoint is not None and not exported:
+        print(visible(undelivered_message(endpoint, _protocol(args), listening=listening)), file=sys.stderr)
     else:
         held.replay()
     if outcome.trace_id is not None:
-        _print_where_the_trace_is(outcome.trace_id, args.otlp_endpoint if exported else None)
+        _print_where_the_trace_is(outcome.trace_id, endpoint if exported else None)
     if outcome.interrupted:
         raise KeyboardInterrupt
     return outcome.code
