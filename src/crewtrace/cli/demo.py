@@ -117,7 +117,6 @@ def run_demo(args: argparse.Namespace) -> int:
     endpoint = args.otlp_endpoint or _endpoint_from_environment()
     with HeldTelemetryLogs() as held:
         telemetry = _setup_telemetry(args, bus)
-        listening = True
         try:
             spans = InMemorySpanExporter()
             telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))

@@ -45,7 +45,7 @@ def run_watch(args: argparse.Namespace) -> int:
         while True:
             for trace in assembler.take_completed(_TICK_S):
                 show(trace)
-                drawn += 1
+                drawn += not trace.late_spans  # a trace drawn again is the same trace
     except KeyboardInterrupt:
         code, how = EXIT_INTERRUPTED, "interrupted"
     except _Terminated:
@@ -53,15 +53,16 @@ def run_watch(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         receiver.stop()
-    still_open = assembler.take_all()
-    for trace in still_open:
+    remaining = assembler.take_all()
+    for trace in remaining:
         show(trace)
+    still_open = sum(not trace.late_spans for trace in remaining)
     counts = receiver.counts
     ignored = (
         f"; {counts.metrics} metric and {counts.logs} log exports ignored" if counts.metrics or counts.logs else ""
     )
-    unfinished = f", {len(still_open)} of them still open" if still_open else ""
-    traces = drawn + len(still_open)
+    unfinished = f", {still_open} of them still open" if still_open else ""
+    traces = drawn + still_open
     print(
         f"\ncrewtrace watch: {how}; {traces} traces ({counts.spans} spans) received{unfinished}{ignored}",
         file=sys.stderr,
