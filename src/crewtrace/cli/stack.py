@@ -88,6 +88,8 @@ def write_stack(directory: str, *, force: bool = False) -> int:
 def _check_paths(target: Path) -> None:
     """Refuse, before writing anything, a file where a directory goes and any link below ``target``."""
     for parent in (target, *target.parents):
+        if parent.is_symlink() and not parent.exists():
+            raise CommandFailed(f"{_shown(parent)} is a symbolic link to nothing: name a directory for the stack")
         if parent.exists() and not parent.is_dir():
             raise CommandFailed(
                 f"{_shown(parent)} is a file, not a directory: name a directory for the stack "
