@@ -97,7 +97,12 @@ def test_every_crewtrace_command_in_the_readme_parses() -> None:
     assert len(commands) >= 8
     for args in commands:
         parsed, extras = parser.parse_known_args(args)
-        assert parsed.command in ("demo", "stack") and extras == [], args
+        assert parsed.command in ("demo", "stack", "watch") and extras == [], args
+
+
+def test_the_first_screen_shows_crewtrace_watch() -> None:
+    first_screen = README.read_text(encoding="utf-8").splitlines()[:40]
+    assert any(line.startswith("crewtrace watch ") for line in first_screen)
 
 
 def test_every_make_target_in_the_readme_exists() -> None:
