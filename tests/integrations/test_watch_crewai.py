@@ -13,8 +13,10 @@ if os.environ.get("CI") != "true":  # under CI the test extra has installed Crew
 from tests.cli.watching import WatchProcess
 from tests.integrations.crewai_crews import two_agent_crewai_crew
 from tests.support.openai_server import FakeOpenAIServer, Reply, last_user_text
+from tests.support.polling import wait_until
+from tests.support.recording import Recorder
 
-from crewtrace.events import EventBus
+from crewtrace.events import CrewKickoffCompletedEvent, EventBus
 from crewtrace.telemetry import setup_telemetry
 
 
@@ -32,8 +34,11 @@ def test_a_crewai_run_is_drawn_with_its_agents_and_tasks(
         telemetry = setup_telemetry(
             "crewai-app", otlp_endpoint=endpoint, otlp_protocol=protocol, set_global=False, bus=bus
         )
+        ended = Recorder(bus)
         try:
             two_agent_crewai_crew(server, name="watched-team").kickoff(inputs={"topic": "tracing"})
+            # CrewAI hands its non-chunk events to a thread pool: the run's end may still be on its way.
+            wait_until(lambda: ended.of(CrewKickoffCompletedEvent), what="CrewAI's end of the run")
         finally:
             assert telemetry.shutdown(), "delivered to crewtrace watch"
         out = watch.wait_for_output(r"^run watched-team")

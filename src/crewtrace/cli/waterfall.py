@@ -112,6 +112,8 @@ def _line(span: SpanRecord, depth: int, origin: int, total: int, bar: int, glyph
     if ttfc is not None:
         # At least one cell of waiting whenever the bar has room for both parts, so it always shows.
         waiting_cells = min(max(round(ttfc * 1e9 / total * bar), 1), last - first - 1)
+    elif span.attributes.get(names.REQUEST_STREAM) is True:  # a stream that ended before its first chunk
+        waiting_cells = last - first
     cells = [" "] * bar
     for cell in range(first, last):
         cells[cell] = glyphs.waiting if cell - first < waiting_cells else glyphs.busy

@@ -4,7 +4,7 @@ The sync and async paths of :class:`~crewtrace.llm.LLM` share it, so both
 emit the same events with the same fields. Everything that can be decided
 once per call (attribution, the bus and the run's sink, event base fields,
 whether anyone listens to chunks) is decided here, before the first chunk;
-chunk events are built from already-typed values without validating them again.
+each chunk event is one object shared by the bus and the run's sink.
 """
 
 from __future__ import annotations
@@ -187,7 +187,8 @@ class CallRecorder:
 
     def _emit_chunk(self, listening: bool, text: str, index: int, kind: StreamChunkType, call: ToolCall | None) -> None:
         """One event for the bus (if anyone listens) and the run's sink (if it takes chunks)."""
-        event = LLMStreamChunkEvent.model_construct(
+        # Built through pydantic's (compiled) validation: model_construct is slower on these models.
+        event = LLMStreamChunkEvent(
             **self._base, chunk=text, chunk_index=index, response_id=self.response_id, chunk_type=kind, tool_call=call
         )
         if listening:
