@@ -265,7 +265,9 @@ def _refuse(request: socket.socket) -> None:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    timeout = CONNECTION_TIMEOUT
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(CONNECTION_TIMEOUT)  # a silent client is let go
 
     def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
         pass
