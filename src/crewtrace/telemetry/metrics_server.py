@@ -70,6 +70,7 @@ class MetricsServer:
         self._collector = collector
         self._lock = threading.Lock()
         self._closed = False
+        self._told_of_fork = False  # the process forked while serving: said once
         self.host: str = host
         self.port: int = int(httpd.server_port)
         _serving.add(self)
@@ -114,14 +115,14 @@ class MetricsServer:
 
 
 _serving: weakref.WeakSet[MetricsServer] = weakref.WeakSet()
-_warned_fork = False
 
 
 def _after_fork_in_parent() -> None:
-    global _warned_fork
-    if _serving and not _warned_fork:
-        _warned_fork = True
-        urls = ", ".join(sorted(server.url for server in _serving))
+    news = [server for server in list(_serving) if not server._told_of_fork]
+    if news:
+        for server in news:
+            server._told_of_fork = True
+        urls = ", ".join(sorted(server.url for server in news))
         _logger.warning(
             "crewtrace: this process forked while serving %s: what the forked processes record is not served there "
             "(gunicorn --preload or a fork pool?); set telemetry up in each worker and export OTLP to a collector, "
