@@ -11,16 +11,13 @@ import json
 import signal
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.support.openai_replies import Reply, last_user_text, numbered_chunks
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.polling import wait_until
-from tests.support.serving import ROOT, histogram_count, run_ids, running, server_env
+from tests.support.serving import ENDLESS, ROOT, asked, histogram_count, run_ids, running, server_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")]
 
@@ -35,22 +32,9 @@ def run_crew(topic):
 """
 
 
-def reply(body: dict[str, Any]) -> Reply:
-    """Quick answers; the ``endless`` run streams for a minute (SIGTERM cuts it)."""
-    if "endless" in last_user_text(body):
-        return Reply(chunks=numbered_chunks(600), delay=0.1)
-    return Reply(chunks=["Spans ", "end ", "here."])
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(reply) as fake:
-        yield fake
-
-
 def script(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "job.py"
-    path.write_text(CREW + textwrap.dedent(body), encoding="utf-8")
+    path.write_text(f"ENDLESS_TOPIC = {ENDLESS!r}\n{CREW}{textwrap.dedent(body)}", encoding="utf-8")
     return path
 
 
@@ -65,7 +49,7 @@ def test_sigterm_with_its_default_action_flushes_then_the_process_dies_of_it(
         setup_telemetry("plain-job")
         for i in range(3):
             print(run_crew(f"quick {i}"), flush=True)
-        run_crew("endless")
+        run_crew(ENDLESS_TOPIC)
         """,
     )
     with (
@@ -73,7 +57,7 @@ def test_sigterm_with_its_default_action_flushes_then_the_process_dies_of_it(
         running([sys.executable, str(job)], server_env(receiver, model.base_url), ROOT) as process,
     ):
         finished = process.wait_for(r"^[0-9a-f]{32}$", count=3, stream="stdout")
-        wait_until(lambda: any("endless" in last_user_text(r.body) for r in model.requests), what="the endless run")
+        wait_until(lambda: asked(model, ENDLESS) == 1, what="the endless run")
         code = process.terminate()
         assert code == -signal.SIGTERM, f"the process must still die of SIGTERM\n{process.output()}"
         received = run_ids(receiver)

@@ -13,19 +13,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.support.openai_replies import Reply, last_user_text, numbered_chunks
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
 from tests.support.serving import (
+    SLOW,
     STARTED,
+    asked,
     children,
     get,
     histogram_count,
@@ -43,20 +42,6 @@ pytestmark = [
 ]
 
 DURATION = "gen_ai.client.operation.duration"
-SLOW = "slow-topic"
-
-
-def reply(body: dict[str, Any]) -> Reply:
-    """A quick answer; a slow one (about 2 s) for the run that is still streaming when SIGTERM comes."""
-    if SLOW in last_user_text(body):
-        return Reply(chunks=numbered_chunks(20), delay=0.1)
-    return Reply(chunks=["Tracing ", "follows ", "a request."])
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(reply) as fake:
-        yield fake
 
 
 def runs(base_url: str, count: int, prefix: str) -> list[str]:
@@ -64,10 +49,6 @@ def runs(base_url: str, count: int, prefix: str) -> list[str]:
         answers = list(pool.map(get, [f"{base_url}/run?topic={prefix}-{i}" for i in range(count)]))
     assert all(answer.startswith("data: ") for answer in answers), answers
     return answers
-
-
-def slow_requests(model: FakeOpenAIServer) -> int:
-    return sum(SLOW in last_user_text(r.body) for r in model.requests)
 
 
 def arrived(receiver: OTLPHttpReceiver, count: int) -> list[str]:
@@ -99,7 +80,7 @@ def test_uvicorn_with_4_workers_boots_reports_every_run_once_and_loses_nothing_a
             runs(base_url, 16, "run")
 
             in_flight = pool.submit(get, f"{base_url}/run?topic={SLOW}")
-            wait_until(lambda: slow_requests(model) == 1, what="the slow run reached the model")
+            wait_until(lambda: asked(model, SLOW) == 1, what="the slow run reached the model")
             code = server.terminate()
             assert in_flight.result(timeout=30).count("data: ") == 20, "the graceful stop let the last run finish"
         assert code == 0, server.output()
@@ -126,7 +107,7 @@ def test_gunicorn_with_uvicorn_workers_loses_nothing_when_a_worker_or_the_server
     with OTLPHttpReceiver() as receiver:
         args = [sys.executable, "-m", "gunicorn", "app:app", "-w", "2", "-k", "uvicorn_worker.UvicornWorker"]
         args += ["-b", f"127.0.0.1:{port}", "--graceful-timeout", "30", *(["--preload"] if preload else [])]
-        before = slow_requests(model)
+        before = asked(model, SLOW)
         with running(args, server_env(receiver, model.base_url), tmp_path) as server, ThreadPoolExecutor(1) as pool:
             server.wait_for(STARTED, count=2)
             base_url = f"http://127.0.0.1:{port}"
@@ -134,7 +115,7 @@ def test_gunicorn_with_uvicorn_workers_loses_nothing_when_a_worker_or_the_server
 
             # SIGTERM to the worker that is streaming a run: it finishes it, exports, and dies of the signal.
             in_flight = pool.submit(get, f"{base_url}/run?topic={SLOW}")
-            wait_until(lambda: slow_requests(model) == before + 1, what="the slow run reached the model")
+            wait_until(lambda: asked(model, SLOW) == before + 1, what="the slow run reached the model")
             (worker,) = wait_until(lambda: serving(children(server.pid), port), what="the busy worker")
             os.kill(worker, signal.SIGTERM)
             assert in_flight.result(timeout=30).count("data: ") == 20

@@ -16,7 +16,10 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from .openai_replies import Reply, last_user_text, numbered_chunks
+from .openai_server import FakeOpenAIServer
 from .otlp_decode import attributes
 from .otlp_receiver import OTLPHttpReceiver
 from .polling import wait_until
@@ -24,6 +27,26 @@ from .polling import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = ROOT / "docs" / "deployment.md"
 STARTED = "Application startup complete"
+"""What uvicorn logs once a worker ran its lifespan's startup."""
+SLOW = "slow-topic"
+"""A run whose topic holds this streams for about 2 s: it is still running when a test sends SIGTERM."""
+ENDLESS = "endless-topic"
+"""A run whose topic holds this streams for a minute: SIGTERM cuts it."""
+
+
+def paced_reply(body: dict[str, Any]) -> Reply:
+    """The fake model's answer, paced by the topic in the prompt: quick, :data:`SLOW` or :data:`ENDLESS`."""
+    prompt = last_user_text(body)
+    if SLOW in prompt:
+        return Reply(chunks=numbered_chunks(20), delay=0.1)
+    if ENDLESS in prompt:
+        return Reply(chunks=numbered_chunks(600), delay=0.1)
+    return Reply(chunks=["Tracing ", "follows ", "a request."])
+
+
+def asked(model: FakeOpenAIServer, topic: str) -> int:
+    """How many requests the model got for ``topic``."""
+    return sum(topic in last_user_text(r.body) for r in model.requests)
 
 
 def python_blocks(path: Path = DEPLOYMENT) -> list[str]:

@@ -13,7 +13,9 @@
   re-raising (uvicorn does) gets the first case at the end.
 - **multiprocessing's forked workers** (``ProcessPoolExecutor``, ``Pool``) leave through
   ``os._exit`` after running multiprocessing's own finalizers: each telemetry has one
-  there, in the process that set it up and in every worker forked from it.
+  there, in the process that set it up and in every worker forked from it. (Celery's
+  prefork pool, billiard, leaves through ``os._exit`` before any finalizer: it needs
+  Celery's ``worker_process_shutdown`` signal.)
 
 Each ending waits for the export at most the shutdown bound, then gets on with it.
 """
@@ -53,11 +55,10 @@ _lock = threading.Lock()
 
 
 def watch(telemetry: Watched) -> None:
-    """Flush ``telemetry`` at SIGTERM and at a forked worker's exit, until :func:`unwatch`."""
+    """Flush ``telemetry`` at SIGTERM and at a forked pool worker's exit, until :func:`unwatch`."""
     with _lock:
         _live[id(telemetry)] = telemetry
         _arm_worker_exit(telemetry)
-    mp_util.register_after_fork(telemetry, _arm_in_worker)
     _chain_sigterm()
 
 
@@ -77,18 +78,21 @@ def _arm_worker_exit(telemetry: Watched) -> None:
 
 
 def _arm_in_worker(telemetry: Watched) -> None:
-    """In a worker multiprocessing forked (whose finalizers it cleared): arm again, unless it was shut down."""
+    """In a worker multiprocessing forked (whose finalizers it cleared): arm again, unless shut down."""
     if _live.get(id(telemetry)) is telemetry:
         _arm_worker_exit(telemetry)
 
 
-def _new_lock_in_child() -> None:
+def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # another thread may have held it when the process forked
+    # multiprocessing clears its finalizers as its worker starts, then runs the callbacks registered here.
+    for telemetry in list(_live.values()):
+        mp_util.register_after_fork(telemetry, _arm_in_worker)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _chain_sigterm() -> None:
