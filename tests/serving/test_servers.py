@@ -10,17 +10,21 @@ run is still streaming. Each server is started once and every assertion about it
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
+from tests.support.prometheus import require_prometheus
 from tests.support.serving import (
     SLOW,
     STARTED,
@@ -28,12 +32,14 @@ from tests.support.serving import (
     children,
     get,
     histogram_count,
+    python_blocks,
     recipe,
     replace_once,
     run_ids,
     running,
     server_env,
     serving,
+    yaml_blocks,
 )
 
 pytestmark = [
@@ -128,3 +134,47 @@ def test_gunicorn_with_uvicorn_workers_loses_nothing_when_a_worker_or_the_server
     assert len(ids) == 15 and len(set(ids)) == 15, "every run once"
     counts = histogram_count(receiver, DURATION)
     assert sum(counts.values()) == 15 and len(counts) >= 2, counts
+
+
+def per_worker_ports(source: str) -> str:
+    """The recipe with deployment.md's per-worker lifespan (a port each, and a file_sd target file each)."""
+    (block,) = [b for b in python_blocks() if "file_sd" in b or "TARGETS" in b]
+    start, end = source.index("@asynccontextmanager\n"), source.index("    yield\n") + len("    yield\n")
+    return source[:start] + block + source[end:]
+
+
+@pytest.mark.integration
+def test_a_port_per_worker_found_through_file_sd_shows_every_run_once(tmp_path: Path, model: FakeOpenAIServer) -> None:
+    require_prometheus()  # promtool checks the documented scrape config
+    (tmp_path / "app.py").write_text(per_worker_ports(recipe()))
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (config,) = [b for b in yaml_blocks() if "file_sd_configs" in b]
+    (tmp_path / "prometheus.yml").write_text(config.replace("/run/crewtrace-targets", str(targets)))
+    promtool = subprocess.run(
+        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
+    )
+    assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+    port = free_port()
+    with OTLPHttpReceiver() as receiver:
+        env = server_env(receiver, model.base_url, CREWTRACE_TARGETS=str(targets), OTEL_METRICS_EXPORTER="none")
+        args = [sys.executable, "-m", "uvicorn", "app:app", "--workers", "2", "--port", str(port)]
+        with running(args, env, tmp_path) as server:
+            server.wait_for(STARTED, count=2)
+            files = sorted(targets.glob("*.json"))
+            assert len(files) == 2, files
+            runs(f"http://127.0.0.1:{port}", 6, "discovered")
+            total = 0.0
+            for file in files:  # what Prometheus does with file_sd: scrape every target listed
+                (group,) = json.loads(file.read_text())
+                (target,) = group["targets"]
+                page = get(f"http://{target}/metrics")
+                total += sum(
+                    sample.value
+                    for family in text_string_to_metric_families(page)
+                    for sample in family.samples
+                    if sample.name == "gen_ai_client_operation_duration_seconds_count"
+                )
+            assert total == 6, "every run once, over the workers' ports"
+            assert server.terminate() == 0, server.output()
+        assert sorted(targets.glob("*.json")) == [], "each worker removed its target as it stopped"

@@ -53,6 +53,10 @@ def python_blocks(path: Path = DEPLOYMENT) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 
+def yaml_blocks(path: Path = DEPLOYMENT) -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+
 def recipe() -> str:
     """The documented service (the block that starts with ``# app.py``)."""
     (block,) = [b for b in python_blocks() if b.startswith("# app.py")]
