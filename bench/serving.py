@@ -8,20 +8,25 @@ Each scenario is a service process of its own, alive for the whole benchmark, ru
 against the bench's LLM server (a process of its own):
 
 =====================  ==================================================================
-``off``                no telemetry
+``off``                no telemetry, and no listener on the crews' bus
+``listener``           a listener that does nothing (a ``UsageLog`` with logging off): what
+                       crewtrace's LLM layer does for any listener (events, cost), without
+                       OpenTelemetry
 ``otlp``               ``setup_telemetry(otlp_endpoint=...)``: batch span processor and a
                        periodic OTLP metric reader (every 5 s, so a short run sees exports),
                        to a real OTLP receiver in another process
 ``otlp+prometheus``    the same, plus ``/metrics`` (the pull reader and its collector),
                        scraped every 5 s from the receiver's process
+``otlp+sdk-metrics``   ``otlp`` with the SDK's own metrics on
+                       (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true``)
 =====================  ==================================================================
 
 Rounds are interleaved (the order rotates), so load from elsewhere hits every scenario
 alike. Reported per run: wall time (throughput), the service's CPU (every thread: the
 exporters' too) and the event loop thread's CPU (the request path), as medians over the
 rounds, and the difference to ``off``. ``--profile N`` then profiles N more runs of
-``off`` and of ``otlp+prometheus`` on the request path (cProfile) and prints where the
-difference went, by package.
+``listener`` and of ``otlp+prometheus`` on the request path (cProfile) and prints where
+the difference (OpenTelemetry's own cost) went, by package.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from typing import Any
 
 from bench.server import ROOT, BenchServer
 
-SCENARIOS = ("off", "otlp", "otlp+prometheus")
+SCENARIOS = ("off", "listener", "otlp", "otlp+prometheus", "otlp+sdk-metrics")
 SCRAPE_EVERY = 5.0
 EXPORT_EVERY_MS = "5000"
 
@@ -88,14 +93,18 @@ def receiver_main() -> None:
 def service_main(scenario: str, llm_url: str, otlp: str, protocol: str, chunks: int, concurrency: int) -> None:
     """Run batches of crews on command (``run N``), report their cost as a JSON line."""
     os.environ["OTEL_METRIC_EXPORT_INTERVAL"] = EXPORT_EVERY_MS
+    if scenario == "otlp+sdk-metrics":
+        os.environ["OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"] = "true"
     from bench.scenarios import AGENT, API_KEY, MODEL, TASK, TIMEOUT, answer_chunks, inputs
     from crewtrace import LLM, Agent, Crew, Task
     from crewtrace.events import EventBus
-    from crewtrace.telemetry import setup_telemetry
+    from crewtrace.telemetry import UsageLog, setup_telemetry
 
     bus = EventBus()
     telemetry = None
-    if scenario != "off":
+    if scenario == "listener":
+        UsageLog(bus)
+    elif scenario != "off":
         telemetry = setup_telemetry(
             "bench-service",
             otlp_endpoint=otlp,
@@ -259,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                     samples[name].append(services[name].ask(f"run {args.runs}"))
                 print(f"round {round_ + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
             profiles = (
-                {name: services[name].ask(f"profile {args.profile}")["profile"] for name in ("off", "otlp+prometheus")}
+                {
+                    name: services[name].ask(f"profile {args.profile}")["profile"]
+                    for name in ("listener", "otlp+prometheus")
+                }
                 if args.profile
                 else None
             )
@@ -271,13 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     receiver.close()
     print(report(samples, args), f"\nreceiver: {arrived['workflows']} workflow spans, {arrived['spans']} spans in all")
     if profiles is not None:
-        off, on = profiles["off"], profiles["otlp+prometheus"]
+        off, on = profiles["listener"], profiles["otlp+prometheus"]
         names = sorted(set(off) | set(on), key=lambda name: -(on.get(name, 0) - off.get(name, 0)))
         lines = [
             f"| {n} | {off.get(n, 0):.0f} | {on.get(n, 0):.0f} | {on.get(n, 0) - off.get(n, 0):+.0f} |" for n in names
         ]
         print("\nrequest path, µs per run by package (cProfile's own time per function, which cProfile inflates):")
-        print("| package | off | otlp+prometheus | telemetry |\n|---|---|---|---|\n" + "\n".join(lines))
+        print("| package | listener | otlp+prometheus | OpenTelemetry |\n|---|---|---|---|\n" + "\n".join(lines))
     return 0
 
 
@@ -286,18 +298,20 @@ def report(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace)
         return statistics.median(s[key] / s["runs"] for s in samples[name]) * 1e3
 
     base_wall, base_cpu, base_thread = (per_run("off", key) for key in ("wall", "cpu", "thread"))
+    events_thread = per_run("listener", "thread")
     lines = [
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {args.rounds} rounds "
         f"of {args.runs} runs ({args.chunks} chunks, {args.concurrency} at a time), OTLP {args.protocol}; medians",
         "",
-        "| scenario | runs/s | throughput cost | CPU ms/run (all threads) | added | request path ms/run | added |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | runs/s | throughput | CPU ms/run (all threads) | added | request path ms/run | added "
+        "| added by OpenTelemetry |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in SCENARIOS:
         wall, cpu, thread = (per_run(name, key) for key in ("wall", "cpu", "thread"))
         lines.append(
-            f"| {name} | {1e3 / wall:.0f} | {(wall / base_wall - 1) * 100:+.1f} % | {cpu:.2f} | {cpu - base_cpu:+.2f} "
-            f"| {thread:.2f} | {thread - base_thread:+.2f} |"
+            f"| {name} | {1e3 / wall:.0f} | {(base_wall / wall - 1) * 100:+.1f} % | {cpu:.2f} | {cpu - base_cpu:+.2f} "
+            f"| {thread:.2f} | {thread - base_thread:+.2f} | {thread - events_thread:+.2f} |"
         )
     return "\n".join(lines)
 
