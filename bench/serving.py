@@ -19,6 +19,10 @@ against the bench's LLM server (a process of its own):
                        scraped every 5 s from the receiver's process
 ``otlp+sdk-metrics``   ``otlp`` with the SDK's own metrics on
                        (``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true``)
+``bridge``             (``--scenarios``) ``setup_telemetry()`` with no exporter: the bridge and
+                       the SDK's spans and instruments, with nothing reading them
+``otlp-traces``,       (``--scenarios``) ``otlp`` with one signal only
+``otlp-metrics``       (``OTEL_METRICS_EXPORTER=none``, ``OTEL_TRACES_EXPORTER=none``)
 =====================  ==================================================================
 
 Rounds are interleaved (the order rotates), so load from elsewhere hits every scenario
@@ -48,9 +52,17 @@ import urllib.request
 from collections import defaultdict
 from typing import Any
 
+from bench.callgrind import Callgrind
 from bench.server import ROOT, BenchServer
 
 SCENARIOS = ("off", "listener", "otlp", "otlp+prometheus", "otlp+sdk-metrics")
+PARTS = ("bridge", "otlp-traces", "otlp-metrics")
+"""Scenarios that take the ``otlp`` one apart: ``--scenarios off,bridge,otlp-traces,otlp-metrics,otlp``."""
+_ENV = {
+    "otlp+sdk-metrics": {"OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": "true"},
+    "otlp-traces": {"OTEL_METRICS_EXPORTER": "none"},
+    "otlp-metrics": {"OTEL_TRACES_EXPORTER": "none"},
+}
 SCRAPE_EVERY = 5.0
 EXPORT_EVERY_MS = "5000"
 
@@ -93,8 +105,7 @@ def receiver_main() -> None:
 def service_main(scenario: str, llm_url: str, otlp: str, protocol: str, chunks: int, concurrency: int) -> None:
     """Run batches of crews on command (``run N``), report their cost as a JSON line."""
     os.environ["OTEL_METRIC_EXPORT_INTERVAL"] = EXPORT_EVERY_MS
-    if scenario == "otlp+sdk-metrics":
-        os.environ["OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"] = "true"
+    os.environ.update(_ENV.get(scenario, {}))
     from bench.scenarios import AGENT, API_KEY, MODEL, TASK, TIMEOUT, answer_chunks, inputs
     from crewtrace import LLM, Agent, Crew, Task
     from crewtrace.events import EventBus
@@ -107,7 +118,7 @@ def service_main(scenario: str, llm_url: str, otlp: str, protocol: str, chunks: 
     elif scenario != "off":
         telemetry = setup_telemetry(
             "bench-service",
-            otlp_endpoint=otlp,
+            otlp_endpoint=None if scenario == "bridge" else otlp,
             otlp_protocol=protocol,
             prometheus_port=0 if scenario == "otlp+prometheus" else None,
             set_global=False,
@@ -192,11 +203,11 @@ def _package(filename: str) -> str:
 
 
 class _Child:
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], prefix: list[str] | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
         env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serving", *args],
+            [*(prefix or []), sys.executable, "-m", "bench.serving", *args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,
@@ -235,12 +246,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--protocol", default="grpc", choices=("grpc", "http/protobuf"))
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS + PARTS)}")
     parser.add_argument("--profile", type=int, default=0, help="runs of otlp+prometheus to profile after (0: none)")
+    parser.add_argument(
+        "--instructions", type=int, default=0, help="instead: count instructions of this many runs (valgrind)"
+    )
     parser.add_argument("--service", help=argparse.SUPPRESS)
     parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--llm", help=argparse.SUPPRESS)
     parser.add_argument("--otlp", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.scenarios = tuple(args.scenarios.split(","))
+    unknown = set(args.scenarios) - set(SCENARIOS + PARTS)
+    if unknown or "off" not in args.scenarios:
+        parser.error(f"--scenarios: {', '.join(sorted(unknown)) or 'off is missing'} (the baseline, off, is needed)")
+    if args.profile and not {"listener", "otlp+prometheus"} <= set(args.scenarios):
+        parser.error("--profile compares listener with otlp+prometheus: include both in --scenarios")
     if args.receiver:
         receiver_main()
         return 0
@@ -251,11 +272,17 @@ def main(argv: list[str] | None = None) -> int:
     receiver = _Child(["--receiver"])
     endpoints = receiver.ask()
     otlp = endpoints["grpc" if args.protocol == "grpc" else "http"]
+    if args.instructions:
+        try:
+            print(count_instructions(args, receiver, otlp))
+        finally:
+            receiver.close()
+        return 0
     samples: dict[str, list[dict[str, float]]] = defaultdict(list)
     with BenchServer() as llm:
         flags = ["--llm", llm.base_url, "--otlp", otlp, "--protocol", args.protocol, "--chunks", str(args.chunks)]
         flags += ["--concurrency", str(args.concurrency)]
-        services = {name: _Child(["--service", name, *flags]) for name in SCENARIOS}
+        services = {name: _Child(["--service", name, *flags]) for name in args.scenarios}
         try:
             for service in services.values():
                 ready = service.ask()
@@ -263,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                     receiver.tell(f"scrape {ready['metrics']}")
                 service.ask(f"run {max(args.runs // 5, 5)}")  # warm-up: imports, connections, caches
             for round_ in range(args.rounds):
-                order = SCENARIOS[round_ % len(SCENARIOS) :] + SCENARIOS[: round_ % len(SCENARIOS)]
+                shift = round_ % len(args.scenarios)
+                order = args.scenarios[shift:] + args.scenarios[:shift]
                 for name in order:
                     samples[name].append(services[name].ask(f"run {args.runs}"))
                 print(f"round {round_ + 1}/{args.rounds} done, load {os.getloadavg()[0]:.2f}", flush=True)
@@ -293,12 +321,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def count_instructions(args: argparse.Namespace, receiver: _Child, otlp: str) -> str:
+    """Instructions per run, request path (the event loop's thread) and all threads, per scenario."""
+    callgrind = Callgrind()
+    counts: dict[str, dict[int, int]] = {}
+    with BenchServer() as llm:
+        flags = ["--llm", llm.base_url, "--otlp", otlp, "--protocol", args.protocol, "--chunks", str(args.chunks)]
+        flags += ["--concurrency", str(args.concurrency)]
+        services = {name: _Child(["--service", name, *flags], callgrind.prefix) for name in args.scenarios}
+        try:
+            for service in services.values():  # start-up under valgrind takes minutes: all at once
+                ready = service.ask()
+                if ready["metrics"]:
+                    receiver.tell(f"scrape {ready['metrics']}")
+            for name, service in services.items():
+                service.ask(f"run {max(args.instructions // 5, 3)}")  # warm-up, not counted
+                counts[name] = callgrind.count(service.process.pid, lambda s=service: s.ask(f"run {args.instructions}"))
+                print(f"{name}: counted", flush=True)
+        finally:
+            for service in services.values():
+                service.close()
+            callgrind.cleanup()
+    base = counts["off"]
+    lines = [
+        f"instructions per run (callgrind), {args.instructions} runs of {args.chunks} chunks, "
+        f"{args.concurrency} at a time, OTLP {args.protocol}",
+        "",
+        "| scenario | request path (M) | added | all threads (M) | added |",
+        "|---|---|---|---|---|",
+    ]
+    for name, threads in counts.items():
+        main, total = threads.get(1, 0) / args.instructions / 1e6, sum(threads.values()) / args.instructions / 1e6
+        base_main, base_total = base.get(1, 0) / args.instructions / 1e6, sum(base.values()) / args.instructions / 1e6
+        lines.append(f"| {name} | {main:.2f} | {main - base_main:+.2f} | {total:.2f} | {total - base_total:+.2f} |")
+    return "\n".join(lines)
+
+
 def report(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
     def per_run(name: str, key: str) -> float:
         return statistics.median(s[key] / s["runs"] for s in samples[name]) * 1e3
 
     base_wall, base_cpu, base_thread = (per_run("off", key) for key in ("wall", "cpu", "thread"))
-    events_thread = per_run("listener", "thread")
+    events_thread = per_run("listener", "thread") if "listener" in samples else base_thread
     lines = [
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {args.rounds} rounds "
         f"of {args.runs} runs ({args.chunks} chunks, {args.concurrency} at a time), OTLP {args.protocol}; medians",
@@ -307,7 +371,7 @@ def report(samples: dict[str, list[dict[str, float]]], args: argparse.Namespace)
         "| added by OpenTelemetry |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name in SCENARIOS:
+    for name in args.scenarios:
         wall, cpu, thread = (per_run(name, key) for key in ("wall", "cpu", "thread"))
         lines.append(
             f"| {name} | {1e3 / wall:.0f} | {(base_wall / wall - 1) * 100:+.1f} % | {cpu:.2f} | {cpu - base_cpu:+.2f} "
