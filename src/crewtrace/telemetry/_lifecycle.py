@@ -34,6 +34,8 @@ from multiprocessing import util as mp_util
 from types import FrameType
 from typing import Any, Protocol
 
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
 _logger = logging.getLogger("crewtrace.telemetry")
 
 SHUTDOWN_TIMEOUT = 5.0
@@ -122,6 +124,23 @@ class _SigtermHandler:
             return
         _aside([partial(t._drain, SHUTDOWN_TIMEOUT) for t in telemetries], SHUTDOWN_TIMEOUT + 1.0)
         previous(signum, frame)
+
+
+class ExportOnEnd(SpanProcessor):
+    """Exports at each span's end, while a server lets its last runs finish before the process dies.
+
+    Stops at the first export that fails or runs out of time: a collector that is down
+    must not hold every remaining run for the whole bound.
+    """
+
+    def __init__(self, export: Callable[[float], bool], timeout: float) -> None:
+        self._export = export
+        self._timeout = timeout
+        self._given_up = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not self._given_up and not self._export(self._timeout):
+            self._given_up = True
 
 
 def _aside(calls: list[Callable[[], object]], timeout: float) -> None:

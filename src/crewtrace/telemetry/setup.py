@@ -37,7 +37,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter, MetricReader
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader as PeriodicReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from prometheus_client import CollectorRegistry
 
@@ -157,24 +157,7 @@ class Telemetry:
                 return
             self._draining = True
         if self._export_now(timeout):
-            self.tracer_provider.add_span_processor(_ExportOnEnd(self._export_now, timeout))
-
-
-class _ExportOnEnd(SpanProcessor):
-    """Exports at each span's end, while a server lets its last runs finish before the process dies.
-
-    Stops at the first export that fails or runs out of time: a collector that is down
-    must not hold every remaining run for the whole bound.
-    """
-
-    def __init__(self, export: Callable[[float], bool], timeout: float) -> None:
-        self._export = export
-        self._timeout = timeout
-        self._given_up = False
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if not self._given_up and not self._export(self._timeout):
-            self._given_up = True
+            self.tracer_provider.add_span_processor(_lifecycle.ExportOnEnd(self._export_now, timeout))
 
 
 def _closed(closer: Callable[[], object]) -> bool:
