@@ -104,8 +104,9 @@ def test_every_way_of_walking_away_releases_the_http_connection(
 
 
 def test_the_sdks_own_span_metrics_are_exported_over_otlp(
-    make_llm: MakeLLM, bus: EventBus, telemetries: Callable[..., Telemetry]
+    make_llm: MakeLLM, bus: EventBus, telemetries: Callable[..., Telemetry], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")  # the SDK's own switch
     with OTLPHttpReceiver() as receiver:
         telemetry = telemetries(
             "svc-sdk-metrics", otlp_endpoint=receiver.endpoint, otlp_protocol="http/protobuf", bus=bus
