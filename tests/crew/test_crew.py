@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 
 import pytest
+from tests.support.llms import MakeLLM
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.recording import Recorder
 
@@ -21,8 +21,6 @@ from crewtrace.events import (
     LLMStreamChunkEvent,
     TaskFailedEvent,
 )
-
-MakeLLM = Callable[..., LLM]
 
 
 def two_task_crew(make_llm: MakeLLM, bus: EventBus, name: str = "research-crew") -> Crew:

@@ -1,4 +1,4 @@
-"""Issue 10.11: a forked child (gunicorn --preload, Celery prefork) keeps events flowing and exports its telemetry."""
+"""A forked child (gunicorn --preload, Celery prefork) keeps events flowing and exports its telemetry."""
 
 from __future__ import annotations
 
