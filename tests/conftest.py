@@ -114,3 +114,36 @@ def telemetries() -> Iterator[Callable[..., Telemetry]]:
     deadline = time.monotonic() + 15.0
     while (sdk_threads() - before) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+# -- measurements -------------------------------------------------------------------------------
+
+MEASUREMENT = "crewtrace measurement"
+
+
+@pytest.fixture
+def measure(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """``measure("shutdown(timeout=2), grpc, hanging collector", "2.00 s")``: shown at the end of the run.
+
+    Kept in the test's report (``user_properties``), so that pytest-xdist's workers hand them to the
+    process that prints the summary (which loads this file, not the conftest files below it).
+    """
+
+    def record(what: str, value: object) -> None:
+        request.node.user_properties.append((MEASUREMENT, f"{request.node.name}: {what} = {value}"))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures the tests measured (docs/guarantees.md quotes them), under "crewtrace reliability measurements"."""
+    lines: dict[str, None] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for key, line in getattr(report, "user_properties", ()):
+                if key == MEASUREMENT:
+                    lines[line] = None
+    if lines:
+        terminalreporter.section("crewtrace reliability measurements")
+        for line in lines:
+            terminalreporter.write_line(line)

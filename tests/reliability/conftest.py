@@ -7,8 +7,7 @@ OpenTelemetry SDK, the OTLP exporters, prometheus_client. What this file adds:
 - (``telemetries`` and the clean ``OTEL_*`` environment come from ``tests/conftest.py``);
 - ``pipeline``: a bridge on a private bus over SDK providers with the SDK's own metrics
   (``otel.sdk.span.live`` ...) turned on (``tests/support/pipeline.py``);
-- ``measure``: records the figures each test measured; they are printed at the end of
-  the run under "crewtrace reliability measurements" (docs/guarantees.md quotes them);
+- (``measure``, which records the figures docs/guarantees.md quotes, is in ``tests/conftest.py``);
 - a background thread dying with an exception fails the test, here a failure rather than a warning.
 
 Tests that take more than a few seconds carry ``@pytest.mark.slow``; the soak and memory tests also
@@ -18,9 +17,8 @@ carry ``@pytest.mark.soak`` (run once, at the newest versions). Nothing is skipp
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from tests.support.blackhole import Blackhole
@@ -31,7 +29,6 @@ from tests.support.ports import free_port
 from crewtrace.events import EventBus
 
 HERE = Path(__file__).parent
-MEASUREMENT = "crewtrace measurement"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,36 +36,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning"))
-
-
-# -- measurements ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def measure(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
-    """``measure("shutdown(timeout=2), grpc, hanging collector", "2.00 s")``: shown at the end of the run.
-
-    Kept in the test's report (``user_properties``), so that pytest-xdist workers hand them to the
-    process that prints the summary.
-    """
-
-    def record(what: str, value: object) -> None:
-        request.node.user_properties.append((MEASUREMENT, f"{request.node.name}: {what} = {value}"))
-
-    return record
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    lines: dict[str, None] = {}
-    for reports in terminalreporter.stats.values():
-        for report in reports:
-            for key, line in getattr(report, "user_properties", ()):
-                if key == MEASUREMENT:
-                    lines[line] = None
-    if lines:
-        terminalreporter.section("crewtrace reliability measurements")
-        for line in lines:
-            terminalreporter.write_line(line)
 
 
 # -- log filters ----------------------------------------------------------------------------
