@@ -6,6 +6,10 @@ import os
 import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The fork tests fork the test process, which other tests' OTLP receivers and exporters have used gRPC in.
+# gRPC's own fork handlers then left a parent unstable once (a segfault in a later test); the forked
+# children here never use gRPC and leave through os._exit, which needs no handler.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from collections.abc import Callable, Iterator
 from typing import Any

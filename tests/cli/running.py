@@ -12,7 +12,7 @@ import pytest
 from crewtrace.cli import main
 
 # Set by tests/conftest.py for the suite's own process; a user's shell has none of them.
-SUITE_VARIABLES = ("LITELLM_LOCAL_MODEL_COST_MAP",)
+SUITE_VARIABLES = ("LITELLM_LOCAL_MODEL_COST_MAP", "GRPC_ENABLE_FORK_SUPPORT")
 
 
 def user_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
