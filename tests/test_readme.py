@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.cli.test_demo import TREE
+from tests.support.demo_output import TREE
 from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply
 
 from crewtrace.cli import _parsers

@@ -6,28 +6,11 @@ import re
 
 import pytest
 from tests.cli.running import one_line, run_crewtrace
+from tests.support.demo_output import TREE, waterfall
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.otlp_receiver import OTLPGrpcReceiver
 
 NOISE = re.compile(r"warning|traceback|exception|litellm:|statuscode|transient|error(?!\.type)", re.IGNORECASE)
-TREE = [
-    "invoke_workflow demo-crew",
-    "  execute_task research_topic",
-    "    invoke_agent Researcher",
-    "      chat crewtrace-offline/demo",
-    "      execute_tool search_notes",
-    "      execute_tool search_notes",
-    "      chat crewtrace-offline/demo",
-    "  execute_task write_summary",
-    "    invoke_agent Writer",
-    "      chat crewtrace-offline/demo",
-]
-
-
-def waterfall(out: str) -> list[str]:
-    """The span lines of the demo's trace picture."""
-    lines = out[out.index("\ntrace ") + 1 :].splitlines()
-    return [line for line in lines[1:] if "|" in line]
 
 
 def table(out: str) -> dict[str, list[str]]:

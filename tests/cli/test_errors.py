@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.cli.running import crewtrace_command, one_line, run_crewtrace, user_env
+from tests.cli.running import crewtrace_command, one_line, run_crewtrace, run_crewtrace_in_process, user_env
 from tests.support.openai_server import FakeOpenAIServer, Reply
 from tests.support.otlp_receiver import OTLPGrpcReceiver
 from tests.support.polling import wait_until
@@ -50,8 +50,8 @@ def test_bad_values_are_usage_errors(args: list[str], message: str) -> None:
     assert result.stderr.splitlines()[-1] == f"crewtrace demo: error: {message}"
 
 
-def test_an_otlp_endpoint_without_scheme_is_one_line_exit_2() -> None:
-    result = run_crewtrace("demo", "--otlp-endpoint", "localhost:4317")
+def test_an_otlp_endpoint_without_scheme_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_crewtrace_in_process(capsys, "demo", "--otlp-endpoint", "localhost:4317")
     assert result.returncode == 2
     line = one_line(result.stderr)
     assert line.startswith("crewtrace demo: error: malformed OTLP endpoint 'localhost:4317'")
@@ -59,17 +59,18 @@ def test_an_otlp_endpoint_without_scheme_is_one_line_exit_2() -> None:
     assert result.stdout == "", "refused before anything runs"
 
 
-def test_a_metrics_port_in_use_is_one_line_exit_1(busy_port: int) -> None:
-    result = run_crewtrace("demo", "--metrics-port", str(busy_port))
+def test_a_metrics_port_in_use_is_one_line_exit_1(busy_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_crewtrace_in_process(capsys, "demo", "--metrics-port", str(busy_port))
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert line.startswith("crewtrace demo: error: ") and str(busy_port) in line
 
 
-@pytest.mark.slow  # starts a demo run
-def test_a_usage_log_that_cannot_be_written_is_one_line_exit_1(tmp_path: Path) -> None:
+def test_a_usage_log_that_cannot_be_written_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "file").write_text("")
-    result = run_crewtrace("demo", "--usage-log", str(tmp_path / "file" / "usage.jsonl"))
+    result = run_crewtrace_in_process(capsys, "demo", "--usage-log", str(tmp_path / "file" / "usage.jsonl"))
     assert result.returncode == 1
     assert one_line(result.stderr).startswith("crewtrace demo: error: ")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.support.llms import MakeLLM
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply, ToolCallReply, chop
 from tests.support.recording import Recorder
 
@@ -35,8 +35,6 @@ from crewtrace.events import (
     TaskFailedEvent,
     crewtrace_event_bus,
 )
-
-MakeLLM = Callable[..., LLM]
 
 
 def two_task_crew(make_llm: MakeLLM, bus: EventBus, name: str = "research-crew") -> Crew:

@@ -22,14 +22,17 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from tests.reliability.conftest import StartEndCounter, handler_count, metric_points, open_state
 from tests.support import crews
 from tests.support.crews import TOOL_ARGUMENTS, scripted
+from tests.support.leaks import open_state
+from tests.support.llms import MakeLLM
+from tests.support.metrics import metric_sum
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply, chop, numbered_chunks
 from tests.support.polling import await_until, wait_until
 from tests.support.recording import Recorder
+from tests.support.spans import SpanCounter
 
-from crewtrace import LLM, Crew, LLMStreamError, MissingInputError, tool
+from crewtrace import Crew, LLMStreamError, MissingInputError, tool
 from crewtrace.crew import CrewOutput, CrewStreamingOutput, StreamChunk, StreamChunkType
 from crewtrace.crew.streaming import MAX_PENDING_CHUNKS
 from crewtrace.errors import ResultNotReady, StreamClosed, StreamConsumed, StreamError
@@ -41,8 +44,6 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
 )
 from crewtrace.telemetry import OTelBridge
-
-MakeLLM = Callable[..., LLM]
 
 
 def three_task_crew(make_llm: MakeLLM, bus: EventBus, **llm_kwargs: Any) -> Crew:
@@ -247,12 +248,12 @@ class Pipeline:
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
         self.spans = InMemorySpanExporter()
-        self.counter = StartEndCounter()
+        self.counter = SpanCounter()
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.tracer_provider.add_span_processor(self.counter)
         self.bridge = OTelBridge(self.tracer_provider, self.meter_provider, capture_content=False, bus=bus)
-        self.handlers = handler_count(bus)
+        self.handlers = bus.handler_count()
 
     def close(self) -> None:
         self.bridge.close()
@@ -260,7 +261,7 @@ class Pipeline:
         self.meter_provider.shutdown()
 
     def active_streams(self) -> float:
-        return sum(p.value for p in metric_points(self.reader, "crewtrace.stream.active"))
+        return metric_sum(self.reader, "crewtrace.stream.active")
 
     def assert_everything_ended_cancelled(
         self, server: FakeOpenAIServer, requests: int, stream_abandoned: bool = True
@@ -269,7 +270,7 @@ class Pipeline:
         assert self.counter.open == 0, f"{self.counter.started} spans started, {self.counter.ended} ended"
         assert all(n == 0 for n in open_state(self.bridge).values()), open_state(self.bridge)
         assert self.active_streams() == 0
-        assert handler_count(self.bus) == self.handlers, "the stream's chunk handler is gone"
+        assert self.bus.handler_count() == self.handlers, "the stream's chunk handler is gone"
         names = sorted(s.name for s in spans)
         assert "invoke_workflow streaming" in names and "execute_task research" in names
         cancelled = [s for s in spans if s.attributes and s.attributes.get("error.type") == "cancelled"]
@@ -278,7 +279,7 @@ class Pipeline:
         assert len(server.requests) == requests, "no LLM call started after the stop"
         assert not stream_threads(), "no worker left running"
         if stream_abandoned:
-            wait_until(lambda: not server._connections, what="the abandoned LLM stream's connection closed")
+            wait_until(lambda: not server.open_connections, what="the abandoned LLM stream's connection closed")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests.crew.test_tools import add, answer_after_tools, tool_crew
+from tests.support.crews import add, answer_after_tools, tool_crew
 from tests.support.openai_server import FakeOpenAIServer, ToolCallReply
 from tests.support.recording import Recorder
 from tests.support.trace_assertions import metric_points

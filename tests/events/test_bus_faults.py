@@ -1,4 +1,4 @@
-"""Issue 10, items 9 to 13: the bus under interrupts, hostile coroutine handlers, fork and odd callables.
+"""The bus under interrupts, hostile coroutine handlers, fork and odd callables.
 
 What must hold: an interrupt (any BaseException) in one handler never keeps the event from the
 handlers after it (the telemetry bridge is often one of them); the loop thread of coroutine handlers

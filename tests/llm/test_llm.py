@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable
 
 import pytest
-from tests.conftest import API_KEY
+from tests.support.llms import API_KEY, MakeLLM
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.recording import Recorder
 
@@ -20,8 +19,6 @@ from crewtrace.events import (
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
 )
-
-MakeLLM = Callable[..., LLM]
 
 
 def test_call_streams_and_emits_one_event_per_chunk(

@@ -1,4 +1,4 @@
-"""Issue 5, item 3: listeners that raise, are slow, or change the registrations while handling.
+"""Listeners that raise, are slow, or change the registrations while handling.
 
 Real streams from the local server through ``LLM.stream`` with the bridge attached. What
 must hold: the consumer gets every chunk, complete and in order; the bridge still records
@@ -24,13 +24,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline, open_state
+from tests.support.leaks import open_state
+from tests.support.llms import MakeLLM
 from tests.support.openai_server import FakeOpenAIServer, Reply
+from tests.support.pipeline import Pipeline
 
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMEvent, LLMStreamChunkEvent
 from crewtrace.telemetry import OTelBridge
-
-pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
 CHUNKS = ["one ", "two ", "three ", "four ", "five"]
 HANDLER_DELAY = 0.1  # seconds per chunk for the slow handlers

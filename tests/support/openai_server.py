@@ -322,6 +322,12 @@ class FakeOpenAIServer:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections open on the server now: a stream whose client let go closes its own."""
+        with self._lock:
+            return len(self._connections)
+
     def queue(self, *replies: Reply) -> None:
         """Answer the next requests with these replies (FIFO) before using `responder`."""
         with self._lock:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from tests.conftest import API_KEY
+from tests.support.llms import API_KEY
 from tests.support.openai_server import FakeOpenAIServer, Reply, chop
 from tests.support.otlp_decode import attributes as decode_attributes
 from tests.support.otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver, ReceivedSpan

@@ -26,17 +26,18 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
-from tests.conftest import API_KEY, sdk_threads
+from tests.support.blackhole import Blackhole
+from tests.support.llms import API_KEY, MakeLLM
 from tests.support.otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
+from tests.support.threads import sdk_threads
 
-from crewtrace import LLM, Agent, Crew, Task
+from crewtrace import Agent, Crew, Task
 from crewtrace.errors import CrewtraceError, MetricsServerError
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent, LLMStreamChunkEvent
 from crewtrace.telemetry import Telemetry, setup_telemetry
 
-MakeLLM = Callable[..., LLM]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -269,12 +270,11 @@ def test_shutdown_stops_the_exporter_threads_even_when_the_flush_times_out(
     # A collector that accepts connections and never answers: every export takes the exporter's
     # whole timeout (1 s), so a 0.3 s shutdown budget is always used up by the flush.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blackhole:
-        blackhole.bind(("127.0.0.1", 0))
-        blackhole.listen(64)
-        endpoint = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
+    with Blackhole() as blackhole:
         before = set(threading.enumerate())
-        telemetry = setup_telemetry("svc-hang", otlp_endpoint=endpoint, otlp_protocol="grpc", set_global=False, bus=bus)
+        telemetry = setup_telemetry(
+            "svc-hang", otlp_endpoint=blackhole.endpoint, otlp_protocol="grpc", set_global=False, bus=bus
+        )
         try:
             ours = sdk_threads() - before
             assert ours, "the exporters started their worker threads"

@@ -1,11 +1,11 @@
-"""Issue 10 (telemetry side): what careless or hostile input must never do to telemetry.
+"""What careless or hostile input must never do to telemetry.
 
-Error messages stay out of spans unless content capture is on (10.4); capture fails closed
-(10.5); ``/metrics`` never listens beyond loopback unless a host is named (10.6); a bad
-label value costs that value, never the endpoint (10.8); ports and ``OTEL_*`` numbers are
-checked with messages that name them (10.20, 10.21). Shutdown and the global providers are
-in ``test_shutdown_and_globals.py``. Everything is real: the SDK with in-memory exporters,
-events emitted on a private bus, prometheus_client's HTTP server scraped over HTTP.
+Error messages stay out of spans unless content capture is on; capture fails closed;
+``/metrics`` never listens beyond loopback unless a host is named; a bad label value costs
+that value, never the endpoint; ports and ``OTEL_*`` numbers are checked with messages that
+name them. Shutdown is in ``test_shutdown.py``, the global providers in ``test_setup.py``.
+Everything is real: the SDK with in-memory exporters, events emitted on a private bus,
+prometheus_client's HTTP server scraped over HTTP.
 """
 
 from __future__ import annotations

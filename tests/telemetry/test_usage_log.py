@@ -15,7 +15,7 @@ from typing import Any
 
 import litellm
 import pytest
-from tests.conftest import API_KEY
+from tests.support.llms import API_KEY
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 
 from crewtrace import LLM, Agent, Crew, CrewOutput, LLMCallError, LLMStreamError, Task

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import API_KEY
+from tests.support.llms import API_KEY
 from tests.support.openai_server import FakeOpenAIServer
 
 from crewtrace import LLM
