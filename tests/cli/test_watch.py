@@ -248,7 +248,7 @@ def test_a_crewtrace_application_exporting_over_grpc_is_drawn_run_by_run(
         "      execute_tool lookup",
         "      chat openai/test-model",
     ]
-    assert re.search(r"^Analyst  analyse  2      0       \d+ +\d+ +\d+ +\d+ ms$", ok, re.M), (
+    assert re.search(r"^Analyst  analyse  2      0       \d+ +\d+ +\d+ +[\d.]+ m?s$", ok, re.M), (
         "the table per agent and task"
     )
     assert failed.startswith("run failing-crew (watched-app): failed (InternalServerError) in ")

@@ -16,6 +16,7 @@ import pytest
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.synthetic import emit_call
 
+from crewtrace.errors import ConfigurationError
 from crewtrace.events import EventBus, LLMCallStartedEvent
 from crewtrace.telemetry import Telemetry
 
@@ -67,7 +68,13 @@ def gated() -> Iterator[GatedCollector]:
 
 @pytest.mark.parametrize(
     ("timeout", "error"),
-    [(None, TypeError), ("5", TypeError), (True, TypeError), (-1, ValueError), (math.nan, ValueError)],
+    [
+        (None, ConfigurationError),
+        ("5", ConfigurationError),
+        (True, ConfigurationError),
+        (-1, ConfigurationError),
+        (math.nan, ConfigurationError),
+    ],
 )
 def test_a_bad_timeout_is_refused_before_anything_is_torn_down(
     telemetries: Callable[..., Telemetry], bus: EventBus, timeout: object, error: type[Exception]

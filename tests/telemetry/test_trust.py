@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from crewtrace.errors import ConfigurationError
 from crewtrace.events import (
     EventBus,
     LLMCallCompletedEvent,
@@ -116,9 +117,9 @@ def test_with_capture_on_the_status_is_the_message_bounded(
 
 @pytest.mark.parametrize("value", ["false", "true", 0, 1, "", []])
 def test_a_capture_argument_that_is_not_a_bool_is_a_type_error(bus: EventBus, value: object) -> None:
-    with pytest.raises(TypeError, match="capture_content"):
+    with pytest.raises(ConfigurationError, match="capture_content"):
         OTelBridge(capture_content=value, bus=bus)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="capture_content"):
+    with pytest.raises(ConfigurationError, match="capture_content"):
         setup_telemetry(capture_content=value, set_global=False, bus=bus)  # type: ignore[arg-type]
     assert not bus.has_handlers(LLMCallStartedEvent), "nothing was installed"
 
@@ -234,9 +235,9 @@ def test_a_lone_surrogate_in_a_label_costs_only_that_value(
 @pytest.mark.parametrize(
     ("port", "error", "says"),
     [
-        (8000.5, TypeError, "8000.5 (float)"),
-        ("9464", TypeError, "pass prometheus_port=9464"),
-        (True, TypeError, "True (bool)"),
+        (8000.5, ConfigurationError, "8000.5 (float)"),
+        ("9464", ConfigurationError, "pass prometheus_port=9464"),
+        (True, ConfigurationError, "True (bool)"),
         (-1, ValueError, "prometheus_port=-1 is not a TCP port"),
         (70000, ValueError, "prometheus_port=70000 is not a TCP port"),
     ],

@@ -15,6 +15,8 @@ from typing import Any
 
 import litellm
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.support.llms import API_KEY
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 
@@ -27,7 +29,7 @@ PRICED_MODEL = "openai/gpt-4o-mini"  # in litellm's bundled price map, so calls 
 FIELDS = {
     "timestamp", "call_id", "run_id", "crew", "agent", "agent_id", "task", "task_id", "model", "provider",
     "input_tokens", "output_tokens", "cost_usd", "duration_s", "time_to_first_chunk_s", "chunk_count",
-    "outcome", "error_type",
+    "outcome", "error_type", "trace_id", "span_id",
 }  # fmt: skip
 
 # Distinctive content: none of it may reach a usage record.
@@ -272,3 +274,26 @@ def test_no_prompt_completion_or_api_key_in_records(
     for secret in SECRETS:
         assert all(secret not in text for text in rendered), f"{secret!r} in a log record"
         assert secret not in file_text, f"{secret!r} in the usage file"
+
+
+def test_each_record_names_the_trace_and_span_of_its_call(
+    tmp_path: Path, server: FakeOpenAIServer, priced_llm: Callable[..., LLM], bus: EventBus
+) -> None:
+    """From a log line to its trace: the record carries its chat span's trace and span ids."""
+    path = tmp_path / "usage.jsonl"
+    spans = InMemorySpanExporter()
+    telemetry = setup_telemetry("usage-trace", usage_log=path, set_global=False, bus=bus)
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    try:
+        queue_crew_replies(server)
+        crew_of_two(priced_llm, bus).kickoff()
+    finally:
+        assert telemetry.shutdown() is True
+    chats = {
+        s.attributes["gen_ai.agent.name"]: s.context for s in spans.get_finished_spans() if s.name.startswith("chat")
+    }
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == len(chats) == 2
+    for record in records:
+        context = chats[record["agent"]]
+        assert (record["trace_id"], record["span_id"]) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")

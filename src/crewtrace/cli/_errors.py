@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from crewtrace.errors import ConfigurationError, CrewtraceError
+
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "CommandFailed", "UsageError"]
 
 EXIT_FAILED = 1
@@ -9,9 +11,9 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
-class UsageError(ValueError):
+class UsageError(ConfigurationError):
     """A command-line value the user has to change (exit code 2)."""
 
 
-class CommandFailed(RuntimeError):
+class CommandFailed(CrewtraceError, RuntimeError):
     """The command could not do its job for a reason outside its arguments' form (exit code 1)."""

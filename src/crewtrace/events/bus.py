@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from crewtrace.errors import ConfigurationError
 from crewtrace.events.base import BaseEvent
 
 __all__ = ["EventBus", "Handler", "crewtrace_event_bus"]
@@ -133,7 +134,7 @@ def _is_power_of_ten(number: int) -> bool:
 
 def _check_event_type(event_type: object) -> None:
     if not (isinstance(event_type, type) and issubclass(event_type, BaseEvent)):
-        raise TypeError(f"event_type must be a BaseEvent subclass, got {event_type!r}")
+        raise ConfigurationError(f"event_type must be a BaseEvent subclass, got {event_type!r}")
 
 
 class EventBus:
@@ -174,7 +175,7 @@ class EventBus:
     def register_handler(self, event_type: type[E], handler: H) -> H:
         _check_event_type(event_type)
         if not callable(handler):
-            raise TypeError(f"handler must be callable as handler(source, event), got {handler!r}")
+            raise ConfigurationError(f"handler must be callable as handler(source, event), got {handler!r}")
         registration = _Registration(
             seq=next(self._seq),
             event_type=event_type,

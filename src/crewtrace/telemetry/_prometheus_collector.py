@@ -32,7 +32,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from crewtrace.telemetry._prometheus_names import encodable, labels, metric_name, unit_suffix
+from crewtrace.telemetry._attributes import clean
+from crewtrace.telemetry._prometheus_names import labels, metric_name, unit_suffix
 from crewtrace.telemetry._prometheus_reader import PrometheusReader
 
 __all__ = ["DEFAULT_RESOURCE_LABELS", "PrometheusCollector"]
@@ -149,9 +150,9 @@ class PrometheusCollector(Collector):
             copied = labels({k: resource[k] for k in self._resource_labels if k in resource})
             for scope_metrics in resource_metrics.scope_metrics:
                 scope = scope_metrics.scope
-                base = {**copied, "otel_scope_name": encodable(scope.name)}
+                base = {**copied, "otel_scope_name": clean(scope.name)}
                 if scope.version:
-                    base["otel_scope_version"] = encodable(scope.version)
+                    base["otel_scope_version"] = clean(scope.version)
                 for metric in scope_metrics.metrics:
                     self._add(families, metric, base)
         if target:
@@ -180,7 +181,7 @@ class PrometheusCollector(Collector):
         if family is None:
             # HELP names the OpenTelemetry instrument when it has no description (promtool wants HELP).
             help_text = metric.description or f"OpenTelemetry {metric.name} ({metric.unit or 'no unit'})"
-            family = families[key] = _Family(kind, name, unit, encodable(help_text))
+            family = families[key] = _Family(kind, name, unit, clean(help_text))
         elif family.kind != kind:
             self._warn_once(key, f"{metric.name} is a {kind} but {key} is already a {family.kind}: skipped")
             return

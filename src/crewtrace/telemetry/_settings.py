@@ -34,6 +34,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_METRIC_EXPORT_TIMEOUT,
 )
 
+from crewtrace.errors import ConfigurationError
 from crewtrace.telemetry import names
 
 _logger = logging.getLogger("crewtrace.telemetry")
@@ -50,12 +51,12 @@ _warned_capture_values: set[str] = set()
 
 
 def capture_content(value: object, argument: str = "capture_content") -> bool:
-    """``True``/``False`` as given; ``None`` reads the environment; anything else is a ``TypeError``."""
+    """``True``/``False`` as given; ``None`` reads the environment; anything else is a ``ConfigurationError``."""
     if value is None:
         return capture_content_from_env()
     if isinstance(value, bool):
         return value
-    raise TypeError(
+    raise ConfigurationError(
         f"{argument} must be True, False or None (None reads {names.ENV_CAPTURE_CONTENT}), "
         f"got {value!r} ({type(value).__name__})"
     )
@@ -98,7 +99,7 @@ class EnvNumber:
         if not math.isfinite(number) or number < 0 or (self.positive and number == 0):
             kind = "whole number" if self.whole else "number"
             sign = "positive" if self.positive else "non-negative"
-            raise ValueError(
+            raise ConfigurationError(
                 f"{self.name}={raw!r} must be a {sign} {kind} of {self.unit} "
                 f"(e.g. {self.name}={self.default:g}, the default)"
             )
@@ -120,7 +121,7 @@ ENV_NUMBERS: Final = (
 
 
 def env_numbers() -> dict[str, float]:
-    """Every variable of :data:`ENV_NUMBERS`, checked (``ValueError`` naming the first bad one)."""
+    """Every variable of :data:`ENV_NUMBERS`, checked (``ConfigurationError`` naming the first bad one)."""
     return {variable.name: variable.read() for variable in ENV_NUMBERS}
 
 
@@ -128,12 +129,12 @@ def port(value: object, argument: str = "prometheus_port") -> int:
     """A TCP port to listen on: an ``int`` in 0..65535 (0 picks a free one)."""
     if isinstance(value, bool) or not isinstance(value, int):
         hint = f"; pass {argument}={int(value)}" if isinstance(value, str) and value.strip().isdigit() else ""
-        raise TypeError(
+        raise ConfigurationError(
             f"{argument} must be a whole number in 0..65535 (0 picks a free port), "
             f"got {value!r} ({type(value).__name__}){hint}"
         )
     if not 0 <= value <= 65535:
-        raise ValueError(f"{argument}={value} is not a TCP port: use 0..65535 (0 picks a free port)")
+        raise ConfigurationError(f"{argument}={value} is not a TCP port: use 0..65535 (0 picks a free port)")
     return value
 
 
@@ -142,9 +143,9 @@ def host(value: object, argument: str = "prometheus_host") -> str:
     if value is None:
         return LOOPBACK
     if not isinstance(value, str):
-        raise TypeError(f"{argument} must be a host name or address, got {value!r} ({type(value).__name__})")
+        raise ConfigurationError(f"{argument} must be a host name or address, got {value!r} ({type(value).__name__})")
     if not value.strip():
-        raise ValueError(
+        raise ConfigurationError(
             f"{argument}={value!r} would listen on every interface: name the address "
             f"({LOOPBACK!r}, the default, for this machine only; '0.0.0.0' for every interface)"
         )
@@ -154,9 +155,9 @@ def host(value: object, argument: str = "prometheus_host") -> str:
 def seconds(value: object, argument: str = "timeout") -> float:
     """A finite, non-negative number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{argument} must be a number of seconds, got {value!r} ({type(value).__name__})")
+        raise ConfigurationError(f"{argument} must be a number of seconds, got {value!r} ({type(value).__name__})")
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{argument} must be a finite, non-negative number of seconds, got {value!r}")
+        raise ConfigurationError(f"{argument} must be a finite, non-negative number of seconds, got {value!r}")
     return float(value)
 
 
@@ -228,7 +229,7 @@ def _exporter_names(signal: _Signal) -> frozenset[str] | None:
     known = {*_OTLP_NAMES, "console", "none", *signal.pull}
     unknown = sorted(names - known)
     if unknown or ("none" in names and len(names) > 1):
-        raise ValueError(
+        raise ConfigurationError(
             f"{signal.exporters}={raw!r}: crewtrace exports {signal.name} with {', '.join(sorted(known - {'none'}))}, "
             f"or none at all (none, alone)" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
         )
@@ -251,7 +252,7 @@ def _protocol(argument: str | None, signal: _Signal, named: str | None) -> str:
         )
     protocol = value.strip().lower()
     if protocol not in _PROTOCOLS:
-        raise ValueError(f"unknown OTLP protocol {value!r} ({source}): use one of {', '.join(_PROTOCOLS)}")
+        raise ConfigurationError(f"unknown OTLP protocol {value!r} ({source}): use one of {', '.join(_PROTOCOLS)}")
     return protocol
 
 
@@ -259,7 +260,7 @@ def prometheus_from_env(default_host: str) -> tuple[str, int]:
     """``OTEL_EXPORTER_PROMETHEUS_HOST`` (else ``default_host``) and ``_PORT`` (else the SDK's 9464), checked."""
     raw_port = os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, "").strip() or "9464"
     if not raw_port.isdigit():
-        raise ValueError(f"{OTEL_EXPORTER_PROMETHEUS_PORT}={raw_port!r} must be a port number (e.g. 9464)")
+        raise ConfigurationError(f"{OTEL_EXPORTER_PROMETHEUS_PORT}={raw_port!r} must be a port number (e.g. 9464)")
     env_host = os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST)
     return host(env_host, OTEL_EXPORTER_PROMETHEUS_HOST) if env_host else default_host, port(
         int(raw_port), OTEL_EXPORTER_PROMETHEUS_PORT
@@ -273,7 +274,7 @@ def check_endpoint(endpoint: str) -> None:
     except ValueError:
         port_ok = False
     if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise ValueError(
+        raise ConfigurationError(
             f"malformed OTLP endpoint {endpoint!r}: expected a URL like http://localhost:4317 (gRPC) "
             "or http://localhost:4318 (HTTP)"
         )

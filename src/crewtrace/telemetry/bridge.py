@@ -28,7 +28,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import SpanLimits
-from opentelemetry.trace import Span, SpanKind, TracerProvider
+from opentelemetry.trace import Span, SpanContext, SpanKind, TracerProvider
 
 from crewtrace._version import __version__
 from crewtrace.errors import ConfigurationError, ErrorType
@@ -181,6 +181,11 @@ class OTelBridge(BaseEventListener):
         """Names of the spans the bridge holds open, in the order they started."""
         with self._lock:
             return tuple(opened.name for opened in self._open.values())
+
+    def span_context(self, call_id: str) -> SpanContext | None:
+        """The chat span of an LLM call while it is open (to link a log line or a record to its trace)."""
+        record = self._open.get(call_key(call_id))
+        return record.span.get_span_context() if record is not None else None
 
     def label_value_counts(self) -> dict[str, int]:
         """Distinct values each capped metric label (and the attribution labels' combinations) holds so far."""

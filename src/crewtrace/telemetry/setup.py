@@ -282,7 +282,7 @@ def setup_telemetry(
             tracer_provider.add_span_processor(_batch_processor(exporter, numbers, meter_provider))
         bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture, bus=bus)
         undo.callback(bridge.close)
-        usage = UsageLog(bus, path=usage_log)
+        usage = UsageLog(bus, path=usage_log, spans=bridge.span_context)
         undo.callback(usage.close)
         undo.pop_all()
 

@@ -17,10 +17,13 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from crewtrace.events import BaseEventListener, EventBus, LLMCallCompletedEvent, LLMCallFailedEvent
+from opentelemetry.trace import SpanContext
+
+from crewtrace.events import BaseEventListener, EventBus, LLMCallCompletedEvent, LLMCallFailedEvent, LLMCallStartedEvent
 from crewtrace.telemetry.names import ATTRIBUTION, USAGE_LOGGER
 
 __all__ = ["JsonLinesFormatter", "UsageLog"]
@@ -36,9 +39,20 @@ class UsageLog(BaseEventListener):
         bus: the event bus to listen on; defaults to ``crewtrace_event_bus``.
         path: also write this bus's records to this file, one JSON line per call (its directory is
             created). Usage logs of the same file share it: each call on a bus is written once.
+        spans: the chat span of a call by its id, while it is open (``OTelBridge.span_context`` of a
+            bridge on the same bus, created before this log): records then carry ``trace_id`` and
+            ``span_id``, to go from a log line to its trace.
     """
 
-    def __init__(self, bus: EventBus | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        bus: EventBus | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        spans: Callable[[str], SpanContext | None] | None = None,
+    ) -> None:
+        self._spans = spans
+        self._span_ids: dict[str, tuple[str, str]] = {}  # call id -> (trace id, span id), while the call runs
         self._file = None if path is None else _UsageFile.attach(Path(path), self)
         try:
             super().__init__(bus)
@@ -55,10 +69,18 @@ class UsageLog(BaseEventListener):
             self._file = None
 
     def setup_listeners(self, crewtrace_event_bus: EventBus) -> None:
+        if self._spans is not None:
+            crewtrace_event_bus.register_handler(LLMCallStartedEvent, self._on_start)
         crewtrace_event_bus.register_handler(LLMCallCompletedEvent, self._on_end)
         crewtrace_event_bus.register_handler(LLMCallFailedEvent, self._on_end)
 
+    def _on_start(self, source: Any, event: LLMCallStartedEvent) -> None:
+        context = self._spans(event.call_id) if self._spans is not None else None
+        if context is not None and context.is_valid:
+            self._span_ids[event.call_id] = (format(context.trace_id, "032x"), format(context.span_id, "016x"))
+
     def _on_end(self, source: Any, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:
+        trace_id, span_id = self._span_ids.pop(event.call_id, (None, None))
         if not _logger.isEnabledFor(logging.INFO) and self._file is None:
             return
         failed = isinstance(event, LLMCallFailedEvent)
@@ -78,6 +100,8 @@ class UsageLog(BaseEventListener):
             "chunk_count": event.chunk_count,
             "outcome": "error" if failed else "ok",
             "error_type": event.error_type if isinstance(event, LLMCallFailedEvent) else None,
+            "trace_id": trace_id,
+            "span_id": span_id,
         }
         self._log(
             "llm call %s agent=%s task=%s model=%s tokens=%s/%s duration=%.3fs outcome=%s",
