@@ -27,7 +27,9 @@ CHUNK = ChatCompletionChunk.model_validate(
 
 
 def recorder(bus: EventBus) -> CallRecorder:
-    settings = CallSettings(source=None, model="openai/gpt-4o-mini", provider="openai", bus=bus, secrets=())
+    settings = CallSettings(
+        source=None, model="openai/gpt-4o-mini", request_model="gpt-4o-mini", provider="openai", bus=bus, secrets=()
+    )
     return CallRecorder(settings, [{"role": "user", "content": "x"}], stream=True)
 
 

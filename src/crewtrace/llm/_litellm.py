@@ -52,8 +52,11 @@ for _name in _LITELLM_LOGGERS:
     logging.getLogger(_name).addFilter(_RedactKeys())
 
 
-def cost_of(model: str, usage: Any) -> float | None:
-    """USD for ``usage`` of ``model``: litellm's own figure if it attached one, else its price map."""
+def cost_of(model: str, usage: Any, provider: str | None = None) -> float | None:
+    """USD for ``usage`` of ``model``: litellm's own figure if it attached one, else its price map.
+
+    ``model`` is litellm's ``provider/model`` form, or the provider's own name with ``provider`` given.
+    """
     if usage is None:
         return None
     cost = getattr(usage, "cost", None)
@@ -62,6 +65,7 @@ def cost_of(model: str, usage: Any) -> float | None:
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model,
+            custom_llm_provider=provider,
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from crewtrace.errors import LLMError, error_type_of, is_cancellation
+from crewtrace.errors import ErrorType, LLMError, is_cancellation, llm_error_type
 from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus
 from crewtrace.events.scope import current_scope
@@ -50,6 +51,9 @@ class CallSettings:
     source: object
     """Passed to handlers as the event's source (the ``LLM``)."""
     model: str
+    """litellm's name for the model (``openai/gpt-4o-mini``): what is requested and priced."""
+    request_model: str
+    """The provider's name for it (``gpt-4o-mini``): what events report."""
     provider: str | None
     bus: EventBus
     secrets: tuple[str, ...]
@@ -103,7 +107,7 @@ class CallRecorder:
         self._base: dict[str, Any] = {
             **current_scope().attribution(),
             "call_id": uuid.uuid4().hex,
-            "model": settings.model,
+            "model": settings.request_model,
             "provider": settings.provider,
         }
         self.parts: list[str] = []
@@ -137,6 +141,10 @@ class CallRecorder:
     def call_id(self) -> str:
         call_id: str = self._base["call_id"]
         return call_id
+
+    def request(self) -> AbstractContextManager[dict[str, str]]:
+        """The context to make this call's request in, as listeners ask (their headers to send): the request only."""
+        return self._bus.request_context(self.call_id)
 
     def on_chunk(self, raw: Any) -> str | None:
         """Take one raw stream chunk; return its text, if it has any. The hot path."""
@@ -286,14 +294,15 @@ class CallRecorder:
         self.result = CallResult(text=partial, usage=_token_usage(self.usage), cost_usd=None, tool_calls=[])
         cancelled = is_cancellation(exc)
         secrets = self._settings.secrets
-        message = _CANCELLED_MESSAGE if cancelled else self._describe(exc)
+        error_type = llm_error_type(exc)
+        message = _CANCELLED_MESSAGE if cancelled else self._describe(exc, error_type)
         self._bus.emit(
             self._source,
             LLMCallFailedEvent(
                 **self._base,
                 **self._timings(),
                 error=message,
-                error_type=error_type_of(exc),
+                error_type=error_type,
                 partial_response=partial,
             ),
         )
@@ -312,10 +321,10 @@ class CallRecorder:
         finally:  # raised while handling ``exc``: drop the implicit link to it, printed or not
             error.__context__ = None
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, exc: BaseException, error_type: str) -> str:
         message = error_message(exc, self._settings.secrets)
         url = self._settings.base_url
-        if url and self.chunk_count == 0 and _could_not_connect(exc) and url not in message:
+        if url and self.chunk_count == 0 and error_type == ErrorType.CONNECTION and url not in message:
             message = f"{message} (tried {url})"
         return message
 
@@ -325,18 +334,6 @@ class CallRecorder:
             "duration_s": time.perf_counter() - self._started,
             "time_to_first_chunk_s": self.time_to_first_chunk,
         }
-
-
-def _could_not_connect(exc: BaseException) -> bool:
-    """Whether a connection failure is in the cause chain (litellm reports a refused one as a server error)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionError) or "Connect" in type(current).__name__:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _token_usage(usage: Any) -> TokenUsage | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -76,3 +77,15 @@ def otlp_exporters(endpoint: str, protocol: str) -> tuple[TrackedSpanExporter, T
     return TrackedSpanExporter(HTTPSpanExporter(endpoint=f"{base}/v1/traces")), TrackedMetricExporter(
         HTTPMetricExporter(endpoint=f"{base}/v1/metrics")
     )
+
+
+def otlp_log_exporter(endpoint: str, protocol: str) -> LogRecordExporter:
+    """An OTLP log exporter (for the details events); ``endpoint == ""`` lets it read the ``OTEL_*`` variables."""
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(endpoint=endpoint or None)
+
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HTTPLogExporter
+
+    return HTTPLogExporter(endpoint=f"{endpoint.rstrip('/')}/v1/logs") if endpoint else HTTPLogExporter()

@@ -28,6 +28,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_METRIC_EXPORT_INTERVAL,
     OTEL_METRIC_EXPORT_TIMEOUT,
 )
+from opentelemetry.util.genai.types import ContentCapturingMode
 
 from crewtrace.telemetry import names
 
@@ -37,39 +38,61 @@ LOOPBACK: Final = "127.0.0.1"
 """Where ``/metrics`` listens unless the user names a host."""
 _PROTOCOLS = ("grpc", "http/protobuf")
 
-# OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: booleans, and opentelemetry-util-genai's
-# ContentCapturingMode names. crewtrace writes content on spans only, so EVENT_ONLY means none here.
-_CAPTURE_ON = frozenset({"true", "1", "yes", "on", "span_only", "span_and_event"})
-_CAPTURE_OFF = frozenset({"", "false", "0", "no", "off", "none", "disabled", "no_content", "event_only"})
-_warned_capture_values: set[str] = set()
+# OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: opentelemetry-util-genai's four ContentCapturingMode
+# names, and the booleans crewtrace always read (true: content on spans, as it was).
+_CAPTURE_ON = frozenset({"true", "1", "yes", "on"})
+_CAPTURE_OFF = frozenset({"", "false", "0", "no", "off", "none", "disabled"})
+_EVENT_MODES = frozenset({ContentCapturingMode.EVENT_ONLY, ContentCapturingMode.SPAN_AND_EVENT})
+_warned_env_values: set[tuple[str, str]] = set()
 
 
-def capture_content(value: object, argument: str = "capture_content") -> bool:
-    """``True``/``False`` as given; ``None`` reads the environment; anything else is a ``TypeError``."""
+def capture_mode(value: object, argument: str = "capture_content") -> ContentCapturingMode:
+    """``True`` is ``SPAN_ONLY``, ``False`` ``NO_CONTENT``, a mode itself; ``None`` reads the environment."""
     if value is None:
-        return capture_content_from_env()
-    if isinstance(value, bool):
+        return capture_mode_from_env()
+    if isinstance(value, ContentCapturingMode):
         return value
+    if isinstance(value, bool):
+        return ContentCapturingMode.SPAN_ONLY if value else ContentCapturingMode.NO_CONTENT
     raise TypeError(
-        f"{argument} must be True, False or None (None reads {names.ENV_CAPTURE_CONTENT}), "
+        f"{argument} must be True, False, a ContentCapturingMode or None (None reads {names.ENV_CAPTURE_CONTENT}), "
         f"got {value!r} ({type(value).__name__})"
     )
 
 
-def capture_content_from_env() -> bool:
-    """Only an explicit true turns capture on; an unknown value means off, with one warning."""
+def capture_mode_from_env() -> ContentCapturingMode:
+    """A mode's name or a boolean; anything else means no content, with one warning."""
     raw = os.environ.get(names.ENV_CAPTURE_CONTENT, "")
     value = raw.strip().lower()
     if value in _CAPTURE_ON:
-        return True
-    if value not in _CAPTURE_OFF and value not in _warned_capture_values:
-        _warned_capture_values.add(value)
-        _logger.warning(
-            "%s=%r is not a value crewtrace knows: content capture stays off (set it to true to record content)",
+        return ContentCapturingMode.SPAN_ONLY
+    if value not in _CAPTURE_OFF:
+        mode = ContentCapturingMode.__members__.get(value.upper())
+        if mode is not None:
+            return mode
+        _warn_once(
             names.ENV_CAPTURE_CONTENT,
             raw,
+            f"content capture stays off (use true, false or one of {', '.join(ContentCapturingMode.__members__)})",
         )
-    return False
+    return ContentCapturingMode.NO_CONTENT
+
+
+def details_events(mode: ContentCapturingMode) -> bool:
+    """Whether to emit each call's details event: ``OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT`` if set, else the mode."""
+    raw = os.environ.get(names.ENV_EMIT_EVENT, "")
+    value = raw.strip().lower()
+    if value in ("true", "false"):
+        return value == "true"
+    if value:
+        _warn_once(names.ENV_EMIT_EVENT, raw, "the capture mode decides (use true or false)")
+    return mode in _EVENT_MODES
+
+
+def _warn_once(variable: str, raw: str, consequence: str) -> None:
+    if (variable, raw) not in _warned_env_values:
+        _warned_env_values.add((variable, raw))
+        _logger.warning("%s=%r is not a value crewtrace knows: %s", variable, raw, consequence)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,9 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
+from crewtrace.events.pricing import price
 from crewtrace.integrations.crewai import _fields as f
+from crewtrace.integrations.crewai._entry import raised_error_type
 from crewtrace.integrations.crewai._scopes import LEFT_OPEN, Scope
 
 __all__ = ["Calls"]
@@ -111,20 +113,22 @@ class Calls:
         call = self.open.get(event.call_id) or self._late_start(source, event, parent)
         end_ns = f.timestamp_ns(event.timestamp)
         if event.type == "llm_call_failed":
-            error, error_type = f.failure_of(event.error)
+            error, error_type = f.call_failure_of(event.error, raised_error_type(call.call_id))
             self.fail(call, end_ns, error, error_type, source)
             return
         self._end(call)
         response = event.response
+        usage = f.usage_of(event.usage)
         self._bus.emit(
             source,
             call.stamp(
                 LLMCallCompletedEvent,
                 **_call_ending(call, end_ns),
                 response=response if isinstance(response, str) else "",
-                usage=f.usage_of(event.usage),
+                usage=usage,
                 finish_reason=event.finish_reason,
                 response_id=event.response_id,
+                cost_usd=price(call.model, call.provider, usage),  # the price list of crewtrace's own calls
             ),
         )
 
@@ -152,8 +156,7 @@ class Calls:
         call = parent.child("call", start_ns, "call:" + event.call_id)
         call.call_id = event.call_id
         call.attribute_from(event)
-        call.model = event.model or getattr(source, "model", None) or "unknown"
-        call.provider = f.provider_of(call.model, source)
+        call.model, call.provider = f.model_of(event.model, source)
         stream = getattr(event, "stream", None)
         call.stream = bool(getattr(source, "stream", False) if stream is None else stream)
         if parent.owner is not None:
