@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ from crewtrace.integrations.crewai._scopes import LEFT_OPEN, Scope
 
 __all__ = ["Calls"]
 
+_ENDED_KEPT = 4096
+
 
 class Calls:
     """Per-call state (keyed by CrewAI's ``call_id``) and the events of calls and tools.
@@ -39,6 +42,8 @@ class Calls:
         self._bus = bus
         self._remember = remember
         self.open: dict[str, Scope] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        """Calls that ended lately: CrewAI's litellm path emits a failure twice (its stream handler's, its call's)."""
 
     # -- LLM calls -----------------------------------------------------------------
 
@@ -110,6 +115,8 @@ class Calls:
         return template
 
     def ended(self, source: Any, event: Any, parent: Scope) -> None:
+        if event.call_id in self._ended:
+            return
         call = self.open.get(event.call_id) or self._late_start(source, event, parent)
         end_ns = f.timestamp_ns(event.timestamp)
         if event.type == "llm_call_failed":
@@ -185,6 +192,9 @@ class Calls:
 
     def _end(self, call: Scope) -> None:
         self.open.pop(call.call_id, None)
+        self._ended[call.call_id] = None
+        if len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
         call.ended()
 
     # -- tools ---------------------------------------------------------------------
