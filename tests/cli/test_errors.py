@@ -114,4 +114,4 @@ def test_ctrl_c_ends_the_run_and_its_spans_with_exit_130(server: FakeOpenAIServe
         spans = collector.wait_for_spans(lambda spans: any(s.name.startswith("invoke_workflow") for s in spans))
     ended = {span.name: span for span in spans}
     assert {"invoke_workflow demo-crew", "execute_task research_topic", "invoke_agent Researcher"} <= set(ended)
-    assert ended["chat openai/test-model"].attributes.get("error.type") == "cancelled"
+    assert ended["chat test-model"].attributes.get("error.type") == "cancelled"
