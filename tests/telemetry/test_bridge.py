@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,13 +33,6 @@ from crewtrace.telemetry import OTelBridge
 
 MakeLLM = Callable[..., LLM]
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
-
-
-@pytest.fixture
-def bridge(tracer_provider: TracerProvider, meter_provider: MeterProvider, bus: EventBus) -> Iterator[OTelBridge]:
-    bridge = OTelBridge(tracer_provider, meter_provider, capture_content=False, bus=bus)
-    yield bridge
-    bridge.close()
 
 
 def crew_of_two(make_llm: MakeLLM, bus: EventBus) -> Crew:

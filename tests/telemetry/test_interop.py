@@ -9,7 +9,7 @@ received; each metric counts each call once; each request carries crewtrace's tr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from opentelemetry import baggage, context, trace
@@ -36,13 +36,6 @@ from crewtrace.events import EventBus, LLMCallCompletedEvent
 from crewtrace.telemetry import OTelBridge
 
 MakeLLM = Callable[..., LLM]
-
-
-@pytest.fixture
-def bridge(tracer_provider: TracerProvider, meter_provider: MeterProvider, bus: EventBus) -> Iterator[OTelBridge]:
-    bridge = OTelBridge(tracer_provider, meter_provider, capture_content=False, bus=bus)
-    yield bridge
-    bridge.close()
 
 
 @pytest.mark.usefixtures("bridge")
