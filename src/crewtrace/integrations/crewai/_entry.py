@@ -149,18 +149,20 @@ def detach(site: Site) -> None:
 
 
 def _install() -> None:
-    patches: list[tuple[Any, str, Any]] = [
-        (base_llm, "run_with_rate_limit_retry", _wrap_run(base_llm.run_with_rate_limit_retry)),
-        (base_llm, "arun_with_rate_limit_retry", _wrap_arun(base_llm.arun_with_rate_limit_retry)),
-        (BaseLLM, "_invoke_before_llm_call_hooks", _wrap_before(BaseLLM._invoke_before_llm_call_hooks)),
-    ]
-    for owner in (LiteLLMFallback, OpenAICompletion):
-        patches.append(
-            (owner, "_prepare_completion_params", _wrap_params(owner.__dict__["_prepare_completion_params"]))
-        )
-    for owner, name, replacement in patches:
-        _originals[(owner, name)] = owner.__dict__[name]
-        setattr(owner, name, replacement)
+    patches: tuple[tuple[Any, str, Callable[[Any], Any]], ...] = (
+        (base_llm, "run_with_rate_limit_retry", _wrap_run),
+        (base_llm, "arun_with_rate_limit_retry", _wrap_arun),
+        (BaseLLM, "_invoke_before_llm_call_hooks", _wrap_before),
+        (LiteLLMFallback, "_prepare_completion_params", _wrap_params),
+        (OpenAICompletion, "_prepare_completion_params", _wrap_params),
+    )
+    for owner, name, wrap in patches:
+        original = vars(owner).get(name)
+        if original is None:  # a CrewAI release that moved it: that part goes without crewtrace's context
+            _logger.warning("this CrewAI has no %s.%s: its LLM requests go without crewtrace's context", owner, name)
+            continue
+        _originals[(owner, name)] = original
+        setattr(owner, name, wrap(original))
 
 
 def _uninstall() -> None:
