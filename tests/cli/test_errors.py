@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,14 +59,6 @@ def test_an_otlp_endpoint_without_scheme_is_one_line_exit_2() -> None:
     assert result.stdout == "", "refused before anything runs"
 
 
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
 def test_a_metrics_port_in_use_is_one_line_exit_1(busy_port: int) -> None:
     result = run_crewtrace("demo", "--metrics-port", str(busy_port))
     assert result.returncode == 1
@@ -106,11 +96,13 @@ def test_ctrl_c_ends_the_run_and_its_spans_with_exit_130(server: FakeOpenAIServe
         try:
             wait_until(lambda: len(server.requests) == 1, timeout=60, what="the crew's first LLM request")
             demo.send_signal(signal.SIGINT)
-            _, err = demo.communicate(timeout=60)
+            out, err = demo.communicate(timeout=60)
         finally:
             demo.kill()
         assert demo.returncode == 130
         assert one_line(err) == "crewtrace demo: interrupted"
+        assert "\ninterrupted (Ctrl-C): what ran until then" in out and "\nResearcher  research_topic  1      1 " in out
+        assert "      chat test-model             |░" in out and out.count("✗ cancelled") == 4, "the trace so far"
         spans = collector.wait_for_spans(lambda spans: any(s.name.startswith("invoke_workflow") for s in spans))
     ended = {span.name: span for span in spans}
     assert {"invoke_workflow demo-crew", "execute_task research_topic", "invoke_agent Researcher"} <= set(ended)

@@ -8,6 +8,8 @@ The cancellation tests run a real ``OTelBridge`` on in-memory SDK providers.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ from tests.support.recording import Recorder
 from crewtrace import LLM, Crew, LLMStreamError, MissingInputError, tool
 from crewtrace.crew import CrewOutput, CrewStreamingOutput, StreamChunk, StreamChunkType
 from crewtrace.crew.streaming import MAX_PENDING_CHUNKS
+from crewtrace.errors import ResultNotReady, StreamClosed, StreamConsumed, StreamError
 from crewtrace.events import (
     EventBus,
     LLMCallCompletedEvent,
@@ -150,18 +153,18 @@ def test_result_and_iteration_say_clearly_what_is_wrong(
     server.responder = scripted
     crew = three_task_crew(make_llm, bus)
     output = streaming(crew.kickoff(inputs={"topic": "t"}))
-    with pytest.raises(RuntimeError, match="has not finished"):
+    with pytest.raises(ResultNotReady, match="has not finished"):
         _ = output.result
     assert server.requests == [], "nothing runs before the iteration starts"
     chunks = iter(output)
     next(chunks)
-    with pytest.raises(RuntimeError, match="has not finished"):
+    with pytest.raises(ResultNotReady, match="has not finished"):
         _ = output.result
-    with pytest.raises(RuntimeError, match="iterated once"):
+    with pytest.raises(StreamConsumed, match="iterated once"):
         iter(output)
     list(chunks)
     assert output.result.raw.startswith("Reviewed")
-    with pytest.raises(RuntimeError, match="kickoff_async"):
+    with pytest.raises(StreamError, match="kickoff_async"):
         asyncio.run(_first_async(output))
     with pytest.raises(MissingInputError, match="topic"):
         crew.kickoff(inputs={})  # before any streaming: kickoff itself raises
@@ -175,9 +178,9 @@ async def _first_async(output: CrewStreamingOutput) -> None:
 def test_an_async_stream_is_not_read_with_for(server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus) -> None:
     async def main() -> None:
         output = streaming(await three_task_crew(make_llm, bus).kickoff_async(inputs={"topic": "t"}))
-        with pytest.raises(RuntimeError, match="async for"):
+        with pytest.raises(StreamError, match="async for"):
             iter(output)
-        with pytest.raises(RuntimeError, match="aclose"):
+        with pytest.raises(StreamError, match="aclose"):
             output.close()
         assert [chunk async for chunk in output]
 
@@ -328,7 +331,7 @@ def test_stopping_a_sync_stream_cancels_the_run_and_ends_every_span(
     output = streaming(three_task_crew(make_llm, pipeline.bus).kickoff(inputs={"topic": "t"}))
     stop(output)
     assert output.is_cancelled
-    with pytest.raises(RuntimeError, match="closed before the run finished"):
+    with pytest.raises(StreamClosed, match="closed before the run finished"):
         _ = output.result
     (chat,) = [s for s in pipeline.spans.get_finished_spans() if s.name.startswith("chat ")]
     assert chat.attributes and chat.attributes["error.type"] == "cancelled"
@@ -410,6 +413,52 @@ def test_stopping_during_a_tool_call_starts_no_further_llm_call(
     (tool_span,) = [s for s in pipeline.spans.get_finished_spans() if s.name == "execute_tool lookup"]
     assert tool_span.status.status_code is StatusCode.UNSET, "the tool itself finished"
     pipeline.assert_everything_ended_cancelled(server, requests=1, stream_abandoned=False)
+
+
+# -- leaving while the model is silent --------------------------------------------------------
+
+SILENT_CHUNKS = 3
+LEFT_AT_ONCE = 5.0
+"""Seconds: leaving returns within this, where waiting for the model would take the stall (30 s) or
+the LLM's timeout (60 s here)."""
+
+
+def silent_after_three(body: dict[str, Any]) -> Reply:
+    return Reply(chunks=numbered_chunks(10), fault=Fault.STALL, fault_after=SILENT_CHUNKS)
+
+
+def test_break_while_the_model_is_silent_returns_at_once_and_closes_the_connection(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    server.responder = silent_after_three
+    output = streaming(three_task_crew(make_llm, pipeline.bus, timeout=60).kickoff(inputs={"topic": "t"}))
+    for n, _ in enumerate(output, start=1):
+        if n == SILENT_CHUNKS:
+            leaving = time.monotonic()
+            break
+    assert time.monotonic() - leaving < LEFT_AT_ONCE, "the stream was left at once, not at the model's next chunk"
+    assert output.is_cancelled
+    pipeline.assert_everything_ended_cancelled(server, requests=1)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals go to the main thread")
+def test_ctrl_c_while_the_model_is_silent_returns_at_once_and_closes_the_connection(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    server.responder = silent_after_three
+    output = streaming(three_task_crew(make_llm, pipeline.bus, timeout=60).kickoff(inputs={"topic": "t"}))
+    chunks = iter(output)
+    for _ in range(SILENT_CHUNKS):
+        next(chunks)
+    ctrl_c = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    ctrl_c.start()
+    waiting = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        next(chunks)  # the model sends nothing more: only Ctrl-C ends the wait
+    ctrl_c.join()
+    assert time.monotonic() - waiting < LEFT_AT_ONCE
+    assert output.is_cancelled
+    pipeline.assert_everything_ended_cancelled(server, requests=1)
 
 
 # -- back-pressure -----------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def test_tool_loop_streams_tool_call_chunks_runs_both_parallel_calls_and_answers
     ]
     assert [e.output for e in finished] == ["42", "HELLO THERE"]
     assert all(e.duration_s >= 0 and e.agent_role == "Calculator" and e.task_name == "compute" for e in finished)
-    assert result.token_usage.input_tokens > 0 and len(server.requests) == 2
+    assert result.token_usage.prompt_tokens > 0 and result.token_usage.successful_requests == len(server.requests) == 2
 
 
 @pytest.mark.parametrize(

@@ -223,7 +223,7 @@ def test_a_tool_result_json_cannot_encode_goes_back_to_the_model_as_an_error(
     server.responder = answer_after_tools([ToolCallReply("o1", "odd", '{"key": "k"}')])
     agent = Agent(role="R", goal="G", backstory="B", llm=make_llm(), tools=[odd])
     result = Crew(agents=[agent], tasks=[Task(description="d", expected_output="e", agent=agent)], bus=bus).kickoff()
-    assert result.raw.startswith("Final: Error: the tool returned a dict that cannot be sent as JSON")
+    assert result.raw.startswith("Final: Error: the tool returned a dict that cannot be sent as text")
     (error,) = recorder.of(ToolUsageErrorEvent)
     assert error.error_type == "invalid_result"
 

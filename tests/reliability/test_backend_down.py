@@ -297,6 +297,7 @@ def test_a_burst_beyond_the_export_queue_is_dropped_without_blocking_and_counted
     calls, chunks = 500, 3
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "16")  # the batch size (512 by default) is clamped to it
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "10")  # the first export hangs for the whole test
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")  # the SDK's switch for counting drops
     caplog.set_level(logging.WARNING)
     telemetry = telemetries(
         "svc-burst", otlp_endpoint=blackhole.endpoint, otlp_protocol="grpc", prometheus_port=0, bus=bus

@@ -104,8 +104,9 @@ def test_every_way_of_walking_away_releases_the_http_connection(
 
 
 def test_the_sdks_own_span_metrics_are_exported_over_otlp(
-    make_llm: MakeLLM, bus: EventBus, telemetries: Callable[..., Telemetry]
+    make_llm: MakeLLM, bus: EventBus, telemetries: Callable[..., Telemetry], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")  # the SDK's own switch
     with OTLPHttpReceiver() as receiver:
         telemetry = telemetries(
             "svc-sdk-metrics", otlp_endpoint=receiver.endpoint, otlp_protocol="http/protobuf", bus=bus
@@ -132,7 +133,8 @@ def test_agent_model_and_tool_labels_are_capped_too(
             None, LLMCallCompletedEvent(**base, model=f"openai/model-{n}", response="r", chunk_count=0, duration_s=0.1)
         )
     for n in range(10):  # by an agent/task pair already admitted, so that only the tool label overflows
-        tool: dict[str, Any] = {"tool_name": f"tool_{n}", "tool_call_id": f"t{n}", "arguments": "{}", "iteration": 0}
+        tool: dict[str, Any] = {"tool_name": f"tool_{n}", "declared": True, "tool_call_id": f"t{n}", "arguments": "{}"}
+        tool["iteration"] = 0
         bus.emit(None, ToolUsageStartedEvent(**tool, agent_role="Agent 0", task_name="T"))
         bus.emit(
             None, ToolUsageFinishedEvent(**tool, agent_role="Agent 0", task_name="T", output="ok", duration_s=0.01)
@@ -164,5 +166,8 @@ def test_a_failed_call_chains_a_sanitised_stand_in_for_the_providers_exception(
     cause = caught.value.__cause__
     assert type(cause).__name__ == "ProviderError"
     assert str(cause).startswith("RateLimitError: "), "the stand-in names the provider's exception"
-    assert cause is not None and cause.__traceback__ is not None, "with the original traceback"
-    assert API_KEY not in str(cause)
+    assert cause is not None and cause.__traceback__ is None, "no frame of the provider's: their locals hold the key"
+    provider_traceback = getattr(cause, "provider_traceback", "")
+    assert "Traceback (most recent call last)" in provider_traceback, "the original traceback, as text"
+    assert "RateLimitError" in provider_traceback
+    assert API_KEY not in str(cause) and API_KEY not in provider_traceback

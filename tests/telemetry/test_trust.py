@@ -58,7 +58,8 @@ def emit_failures(bus: EventBus, message: str) -> None:
     """A task, a tool call and an LLM call that fail with ``message``."""
     agent = {**SCOPE, "agent_role": "Researcher"}
     bus.emit(None, TaskStartedEvent(**SCOPE, description="Research {topic}", expected_output="Facts."))
-    tool = {**agent, "tool_name": "lookup", "tool_call_id": "t-1", "arguments": '{"q": "x"}', "iteration": 0}
+    tool = {**agent, "tool_name": "lookup", "declared": True, "tool_call_id": "t-1", "arguments": '{"q": "x"}'}
+    tool["iteration"] = 0
     bus.emit(None, ToolUsageStartedEvent(**tool))
     bus.emit(None, ToolUsageErrorEvent(**tool, error=message, error_type="KeyError", duration_s=0.01))
     call = {**agent, "call_id": "c-1", "model": "openai/test-model", "provider": "openai"}

@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -74,9 +74,62 @@ def _is_coroutine_handler(handler: Handler) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)
 
 
+class _FailureCounts:
+    """How often each handler failed with each exception type, for the most recent handlers.
+
+    Keyed by the registration's identity; the entry holds the registration, so its id is not reused
+    while counted. Bounded: the least recently failing entries are forgotten first.
+    """
+
+    _MAX_ENTRIES = 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: OrderedDict[tuple[int, type[BaseException]], tuple[_Registration, int]] = OrderedDict()
+
+    def count(self, registration: _Registration, kind: type[BaseException]) -> int:
+        """Count one more failure; returns how many there were, this one included."""
+        key = (id(registration), kind)
+        with self._lock:
+            _, failures = self._counts.pop(key, (registration, 0))
+            self._counts[key] = (registration, failures + 1)
+            if len(self._counts) > self._MAX_ENTRIES:
+                self._counts.popitem(last=False)
+        return failures + 1
+
+
+_failure_counts = _FailureCounts()
+
+
 def _log_failure(registration: _Registration, event: BaseEvent) -> None:
-    """Call in an except block: the traceback, the handler's name and the event's type."""
-    _logger.exception("event handler %s failed on %s", registration.name, event.type)
+    """Call in an except block: the handler's name, the event's type and the traceback.
+
+    A handler that raises an ``Exception`` usually raises it on every event (every chunk): its first
+    failure of each exception type is logged with the traceback, then only a count, at the second
+    failure and at 10, 100, 1000, ... Anything else (an interrupt it swallowed) is logged every time.
+    """
+    kind = sys.exc_info()[0] or BaseException
+    if not issubclass(kind, Exception):
+        _logger.exception("event handler %s failed on %s", registration.name, event.type)
+        return
+    failures = _failure_counts.count(registration, kind)
+    if failures == 1:
+        _logger.exception("event handler %s failed on %s", registration.name, event.type)
+    elif failures == 2 or _is_power_of_ten(failures):
+        _logger.error(
+            "event handler %s has failed %d times with %s (the first traceback is logged above); later failures "
+            "are counted, and the count logged at 10, 100, 1000, ...; the last was on %s",
+            registration.name,
+            failures,
+            kind.__name__,
+            event.type,
+        )
+
+
+def _is_power_of_ten(number: int) -> bool:
+    while number % 10 == 0 and number > 1:
+        number //= 10
+    return number == 1
 
 
 def _check_event_type(event_type: object) -> None:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from crewtrace.errors import ConfigurationError
-from crewtrace.events.bus import EventBus, crewtrace_event_bus
+from crewtrace.events.bus import EventBus
 from crewtrace.llm._litellm import SKIP_MCP_GATEWAY, litellm
 from crewtrace.llm._recorder import CallRecorder, CallResult, CallSettings
 from crewtrace.llm._settings import validated
 from crewtrace.llm._streams import ProviderStream
-from crewtrace.redaction import register_secrets
+from crewtrace.redaction import provider_key, register_secrets, secrets_in_settings, secrets_in_url
 
 __all__ = ["LLM", "Messages"]
 
@@ -71,12 +70,18 @@ class LLM:
         self.base_url = base_url
         self.api_key = api_key
         self.timeout = timeout
-        self.bus = crewtrace_event_bus if bus is None else bus
+        self.bus = bus
+        """Where its events go; ``None``: the bus of the crew run it is called in, else ``crewtrace_event_bus``."""
         self.litellm_kwargs = litellm_kwargs
         self.request_model, self.provider = _split_model(model, base_url)
-        # Keys to scrub from error messages: the one given, and the provider's from the environment.
-        env_key = os.environ.get(f"{self.provider.upper()}_API_KEY") if self.provider else None
-        self.secrets: tuple[str, ...] = tuple(key for key in (api_key, env_key) if key)
+        # Secrets to scrub from everything recorded: the key given, the provider's from the environment,
+        # the credentials in the base URL and the secret-looking settings passed on to litellm.
+        env_key = provider_key(self.provider)
+        self.secrets: tuple[str, ...] = tuple(
+            secret
+            for secret in (api_key, env_key, *secrets_in_url(base_url), *secrets_in_settings(litellm_kwargs))
+            if secret
+        )
         register_secrets(self.secrets)
         self._request_key = api_key
         if api_key is None and base_url is not None and not (env_key or litellm.api_key):
@@ -125,7 +130,7 @@ class LLM:
 
         Streams (chunk events as they arrive) when ``stream`` says so, or if it is ``None`` when the LLM
         was built with ``stream=True``. ``bus`` overrides the LLM's own for this call (a crew sends its
-        LLM calls to its bus).
+        agents' LLM calls to its bus).
         """
         normalised = _normalise(messages)
         streamed = self.stream if stream is None else stream
@@ -184,16 +189,17 @@ class LLM:
             with recorder.request() as headers:
                 response = litellm.completion(**self._request(messages, headers, stream=True, tools=tools))
             stream = ProviderStream(response, is_async=False, model=self.model)
-            on_chunk = recorder.on_chunk
-            for raw in stream.chunks:
-                text = on_chunk(raw)
-                if text is not None:
-                    yield text
+            with recorder.watching(stream.abort):
+                on_chunk = recorder.on_chunk
+                for raw in stream.chunks:
+                    text = on_chunk(raw)
+                    if text is not None:
+                        yield text
             recorder.counted(stream.finish(recorder.reply(), messages))
         except BaseException as exc:
             if stream is not None:
                 stream.close()
-                exc = stream.error(exc, received=recorder.chunk_count > 0)
+                exc = recorder.stopped or stream.error(exc, received=recorder.chunk_count > 0)
             recorder.fail(exc)
         recorder.completed()
 
@@ -210,16 +216,17 @@ class LLM:
             with recorder.request() as headers:
                 response = await litellm.acompletion(**self._request(messages, headers, stream=True, tools=tools))
             stream = ProviderStream(response, is_async=True, model=self.model)
-            on_chunk = recorder.on_chunk
-            async for raw in stream.chunks:
-                text = on_chunk(raw)
-                if text is not None:
-                    yield text
+            with recorder.watching(stream.abort):
+                on_chunk = recorder.on_chunk
+                async for raw in stream.chunks:
+                    text = on_chunk(raw)
+                    if text is not None:
+                        yield text
             recorder.counted(await stream.afinish(recorder.reply(), messages))
         except BaseException as exc:
             if stream is not None:
                 await stream.aclose()
-                exc = stream.error(exc, received=recorder.chunk_count > 0)
+                exc = recorder.stopped or stream.error(exc, received=recorder.chunk_count > 0)
             recorder.fail(exc)
         recorder.completed()
 

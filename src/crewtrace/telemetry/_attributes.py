@@ -8,7 +8,6 @@ from typing import Any
 from opentelemetry.trace import Span, Status, StatusCode
 
 from crewtrace.events import BaseEvent, ToolUsageEvent
-from crewtrace.redaction import bound, redact
 from crewtrace.telemetry import names
 
 SpanKey = tuple[str | None, ...]
@@ -76,11 +75,11 @@ def mark_failed(span: Span, error_type: str, message: str, capture_content: bool
 
     The message of an error can echo tool arguments or the request (a ``KeyError``
     of an argument value, a provider's validation error): it is content. With capture
-    off the status says only the error type; with capture on, the message (already
-    redacted and bounded by the emitter, and again here, as it is recorded).
+    off the status says only the error type; with capture on, the message, which the
+    failure event redacted and bounded as it was built (``FailureMixin.error``).
     """
     span.set_attribute(names.ERROR_TYPE, clean(error_type))
-    description = bound(redact(message)) if capture_content else error_type
+    description = message if capture_content else error_type
     span.set_status(Status(StatusCode.ERROR, clean(description)))
 
 

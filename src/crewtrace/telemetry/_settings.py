@@ -13,18 +13,25 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.environment_variables import (
     OTEL_BSP_EXPORT_TIMEOUT,
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_BSP_MAX_QUEUE_SIZE,
     OTEL_BSP_SCHEDULE_DELAY,
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TIMEOUT,
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_EXPORTER_PROMETHEUS_HOST,
+    OTEL_EXPORTER_PROMETHEUS_PORT,
     OTEL_METRIC_EXPORT_INTERVAL,
     OTEL_METRIC_EXPORT_TIMEOUT,
 )
@@ -178,27 +185,112 @@ def seconds(value: object, argument: str = "timeout") -> float:
     return float(value)
 
 
-def otlp_settings(endpoint: str | None, protocol: str | None) -> tuple[str | None, str]:
-    """Which endpoint (None: no OTLP) and protocol, validated so mistakes fail at start-up, not mid-run."""
-    protocol = (protocol or os.environ.get(OTEL_EXPORTER_OTLP_PROTOCOL) or "grpc").strip().lower()
+@dataclass(frozen=True, slots=True)
+class _Signal:
+    """The variables that configure one signal's export, as the SDK documents them."""
+
+    name: str  # "traces" | "metrics" | "logs"
+    exporters: str
+    endpoint: str
+    protocol: str
+    pull: tuple[str, ...] = ()  # exporter names that are pull readers, not push exporters
+
+
+TRACES: Final = _Signal(
+    "traces", OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+)
+METRICS: Final = _Signal(
+    "metrics",
+    OTEL_METRICS_EXPORTER,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    ("prometheus",),
+)
+LOGS: Final = _Signal("logs", OTEL_LOGS_EXPORTER, OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL)
+"""Logs: the bridge's details events, when they are on."""
+# The SDK's exporter names (its entry points) crewtrace builds itself; a protocol-specific name sets the protocol.
+_OTLP_NAMES = {"otlp": None, "otlp_proto_grpc": "grpc", "otlp_proto_http": "http/protobuf"}
+
+
+@dataclass(frozen=True, slots=True)
+class SignalExport:
+    """Where one signal is pushed: OTLP (``endpoint`` None lets the exporter read the variables) and the console."""
+
+    otlp: bool
+    endpoint: str | None
+    protocol: str
+    console: bool
+    pull: frozenset[str] = frozenset()
+
+
+def signal_export(signal: _Signal, endpoint: str | None, protocol: str | None, console: bool) -> SignalExport:
+    """One signal's exporters from the arguments and its ``OTEL_*`` variables, checked.
+
+    Arguments win over variables, and a per-signal variable over the general one. An endpoint (argument or
+    variable) switches OTLP on; ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` names the exporters instead when set
+    (``none``: this signal is not pushed anywhere, whatever the arguments say).
+    """
+    chosen = _exporter_names(signal)
+    otlp_names = [name for name in chosen or () if name in _OTLP_NAMES]
+    protocol = _protocol(protocol, signal, next((p for name in otlp_names if (p := _OTLP_NAMES[name])), None))
+    if endpoint is not None:
+        check_endpoint(endpoint)
+    configured = endpoint or next(
+        (value for variable in (signal.endpoint, OTEL_EXPORTER_OTLP_ENDPOINT) if (value := os.environ.get(variable))),
+        None,
+    )
+    if configured is not None and endpoint is None:
+        check_endpoint(configured)
+    if chosen is None:  # the variable is not set: crewtrace's defaults
+        return SignalExport(configured is not None, endpoint, protocol, console)
+    return SignalExport(bool(otlp_names), endpoint, protocol, bool(chosen) and (console or "console" in chosen), chosen)
+
+
+def _exporter_names(signal: _Signal) -> frozenset[str] | None:
+    """The names in ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` (empty for ``none``), or None when it is not set."""
+    raw = os.environ.get(signal.exporters, "")
+    names = frozenset(name.strip().lower() for name in raw.split(",") if name.strip())
+    if not names:
+        return None
+    known = {*_OTLP_NAMES, "console", "none", *signal.pull}
+    unknown = sorted(names - known)
+    if unknown or ("none" in names and len(names) > 1):
+        raise ValueError(
+            f"{signal.exporters}={raw!r}: crewtrace exports {signal.name} with {', '.join(sorted(known - {'none'}))}, "
+            f"or none at all (none, alone)" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    return names - {"none"}
+
+
+def _protocol(argument: str | None, signal: _Signal, named: str | None) -> str:
+    if argument is not None:
+        source, value = "otlp_protocol", argument
+    elif named is not None:
+        source, value = signal.exporters, named
+    else:
+        source, value = next(
+            (
+                (variable, raw)
+                for variable in (signal.protocol, OTEL_EXPORTER_OTLP_PROTOCOL)
+                if (raw := os.environ.get(variable))
+            ),
+            ("the default", "grpc"),
+        )
+    protocol = value.strip().lower()
     if protocol not in _PROTOCOLS:
-        raise ValueError(f"unknown OTLP protocol {protocol!r}: use one of {', '.join(_PROTOCOLS)}")
-    if endpoint is None:
-        from_env = [
-            value
-            for variable in (
-                OTEL_EXPORTER_OTLP_ENDPOINT,
-                OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-                OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
-            )
-            if (value := os.environ.get(variable))
-        ]
-        for value in from_env:
-            check_endpoint(value)
-        # "" means: export, and let the exporters read the variables themselves.
-        return ("" if from_env else None), protocol
-    check_endpoint(endpoint)
-    return endpoint, protocol
+        raise ValueError(f"unknown OTLP protocol {value!r} ({source}): use one of {', '.join(_PROTOCOLS)}")
+    return protocol
+
+
+def prometheus_from_env(default_host: str) -> tuple[str, int]:
+    """``OTEL_EXPORTER_PROMETHEUS_HOST`` (else ``default_host``) and ``_PORT`` (else the SDK's 9464), checked."""
+    raw_port = os.environ.get(OTEL_EXPORTER_PROMETHEUS_PORT, "").strip() or "9464"
+    if not raw_port.isdigit():
+        raise ValueError(f"{OTEL_EXPORTER_PROMETHEUS_PORT}={raw_port!r} must be a port number (e.g. 9464)")
+    env_host = os.environ.get(OTEL_EXPORTER_PROMETHEUS_HOST)
+    return host(env_host, OTEL_EXPORTER_PROMETHEUS_HOST) if env_host else default_host, port(
+        int(raw_port), OTEL_EXPORTER_PROMETHEUS_PORT
+    )
 
 
 def check_endpoint(endpoint: str) -> None:

@@ -63,6 +63,7 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
+from crewtrace.events.labels import UNKNOWN
 from crewtrace.telemetry import _settings, names
 from crewtrace.telemetry._attributes import (
     SpanKey,
@@ -138,10 +139,7 @@ class OTelBridge(BaseEventListener):
         if max_label_values < 1:
             raise ConfigurationError(f"max_label_values must be at least 1, got {max_label_values}")
         self.capture_mode = _settings.capture_mode(capture_content)
-        self.capture_content = self.capture_mode in (
-            ContentCapturingMode.SPAN_ONLY,
-            ContentCapturingMode.SPAN_AND_EVENT,
-        )
+        self.capture_content = self.capture_mode in _SPAN_CONTENT
         """Whether content goes on spans."""
         self._details = DetailsEvents(self.capture_mode, logger_provider, _SCOPE_NAME)
         span_event_limit = SpanLimits().max_events  # the SDK evicts the oldest events past it: the first chunk's
@@ -329,21 +327,25 @@ class OTelBridge(BaseEventListener):
         self._end(agent_key(event), event)
 
     def _on_tool_started(self, source: Any, event: ToolUsageStartedEvent) -> None:
+        # A name the model made up is content (any length, any characters): labelled _UNKNOWN, outside the cap.
+        tool_name = event.tool_name if event.declared else UNKNOWN
         attributes = {
             names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
             **attribution(event),
-            names.TOOL_NAME: event.tool_name,
+            names.TOOL_NAME: tool_name,
             names.TOOL_CALL_ID: event.tool_call_id,
             names.TOOL_TYPE: names.TOOL_TYPE_FUNCTION,
         }
         if self.capture_content:
             attributes[names.TOOL_CALL_ARGUMENTS] = event.arguments
+            if not event.declared:
+                attributes[names.TOOL_REQUESTED_NAME] = event.tool_name
         metric_attributes = {
             names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
             **self._labels.attribution(event),
-            names.TOOL_NAME: self._labels.capped(names.TOOL_NAME, event.tool_name),
+            names.TOOL_NAME: self._labels.capped(names.TOOL_NAME, tool_name) if event.declared else UNKNOWN,
         }
-        name = f"{names.OP_EXECUTE_TOOL} {event.tool_name}"
+        name = f"{names.OP_EXECUTE_TOOL} {tool_name}"
         self._start(
             tool_key(event),
             (agent_key(event),),

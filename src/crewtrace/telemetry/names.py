@@ -65,6 +65,8 @@ TASK_NAME: Final = "crewtrace.task.name"
 TASK_ID: Final = "crewtrace.task.id"
 TASK_DESCRIPTION: Final = "crewtrace.task.description"  # content: opt-in
 TASK_OUTPUT: Final = "crewtrace.task.output"  # content: opt-in
+TOOL_REQUESTED_NAME: Final = "crewtrace.tool.requested_name"  # content: opt-in
+"""A tool name the model asked for that is not one of the agent's tools (``gen_ai.tool.name`` says ``_UNKNOWN``)."""
 STREAM_CHUNK_COUNT: Final = "crewtrace.stream.chunk_count"
 """Exact number of chunks a call received, whatever the chunk events were coalesced into."""
 

@@ -25,6 +25,7 @@ from crewtrace.events.pricing import price
 from crewtrace.integrations.crewai import _fields as f
 from crewtrace.integrations.crewai._entry import raised_error_type
 from crewtrace.integrations.crewai._scopes import LEFT_OPEN, Scope
+from crewtrace.redaction import error_message
 
 __all__ = ["Calls"]
 
@@ -125,19 +126,22 @@ class Calls:
             return
         self._end(call)
         response = event.response
-        usage = f.usage_of(event.usage)
-        self._bus.emit(
-            source,
-            call.stamp(
+        try:
+            usage = f.usage_of(event.usage, call.model)
+            completed = call.stamp(
                 LLMCallCompletedEvent,
                 **_call_ending(call, end_ns),
                 response=response if isinstance(response, str) else "",
                 usage=usage,
-                finish_reason=event.finish_reason,
-                response_id=event.response_id,
+                finish_reason=_text(event.finish_reason),
+                response_id=_text(event.response_id),
                 cost_usd=price(call.model, call.provider, usage),  # the price list of crewtrace's own calls
-            ),
-        )
+            )
+        except Exception as exc:  # odd data CrewAI passed on: the call still ends, as failed, so its span closes
+            error = f"crewtrace could not read CrewAI's completed call: {error_message(exc)}"
+            self._emit_failed(source, call, end_ns, error, type(exc).__name__)
+            return
+        self._bus.emit(source, completed)
 
     def fail(
         self,
@@ -149,6 +153,9 @@ class Calls:
     ) -> None:
         """End a call as failed: CrewAI said so, or its scope ended without a word about it."""
         self._end(call)
+        self._emit_failed(source, call, end_ns, error, error_type)
+
+    def _emit_failed(self, source: Any, call: Scope, end_ns: int, error: str, error_type: str) -> None:
         self._bus.emit(
             source,
             call.stamp(
@@ -203,6 +210,7 @@ class Calls:
         tool = parent.child("tool", f.timestamp_ns(event.timestamp), event.event_id)
         tool.attribute_from(event)
         tool.name = event.tool_name
+        tool.declared = f.declared_tool(event.tool_name, source, event)
         tool.arguments = f.arguments_of(event.tool_args)
         tool.llm_calls = max(0, (parent.owner.llm_calls if parent.owner is not None else 1) - 1)
         self._remember(event.event_id, tool)
@@ -239,12 +247,18 @@ class Calls:
                 kind,
                 timestamp_ns=ts,
                 tool_name=tool.name,
+                declared=tool.declared,
                 tool_call_id=tool.key,
                 arguments=tool.arguments,
                 iteration=tool.llm_calls,
                 **outcome,
             ),
         )
+
+
+def _text(value: Any) -> str | None:
+    """A text field CrewAI passed on from the provider (an id, a finish reason) as text, whatever it is."""
+    return value if value is None or isinstance(value, str) else f.text_of(value)
 
 
 def _call_ending(call: Scope, end_ns: int) -> dict[str, Any]:

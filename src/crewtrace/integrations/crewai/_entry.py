@@ -60,7 +60,7 @@ _REMEMBERED = 4096  # call ids kept (released started events, raised error types
 
 
 class _Recent:
-    """A bounded, thread-safe map of the latest call ids to a value; a reader takes its entry."""
+    """A bounded, thread-safe map of the latest call ids to a value (the oldest go first)."""
 
     def __init__(self) -> None:
         self._items: OrderedDict[str, Any] = OrderedDict()
@@ -73,10 +73,16 @@ class _Recent:
                 self._items.popitem(last=False)
             self._lock.notify_all()
 
-    def take(self, call_id: str, timeout: float = 0.0) -> Any:
+    def take(self, call_id: str, timeout: float) -> Any:
+        """Wait up to ``timeout`` for ``call_id``'s value, and remove it."""
         with self._lock:
             self._lock.wait_for(lambda: call_id in self._items, timeout)
             return self._items.pop(call_id, None)
+
+    def get(self, call_id: str) -> Any:
+        """``call_id``'s value, left for other readers (each instrumentation reads it)."""
+        with self._lock:
+            return self._items.get(call_id)
 
 
 class Released:
@@ -104,8 +110,8 @@ _raised = _Recent()
 
 
 def raised_error_type(call_id: str) -> str | None:
-    """The error type of the exception that ended call ``call_id`` (once), if the hook saw it."""
-    error_type: str | None = _raised.take(call_id)
+    """The error type of the exception that ended call ``call_id``, if the hook saw it."""
+    error_type: str | None = _raised.get(call_id)
     return error_type
 
 

@@ -34,6 +34,7 @@ class Scope:
     key: str = ""
     call_id: str = ""
     name: str = ""
+    declared: bool = False  # a tool: whether its name is one of the tools CrewAI offered the model
     open_children: dict[str, Scope] = field(default_factory=dict)
     llm_calls: int = 0
     chunks: int = 0

@@ -69,6 +69,8 @@ class Translator:
     def release(self, item: tuple[Any, Any]) -> None:
         source, event = item
         kind = event.type
+        if kind != "llm_stream_chunk":  # keys first, so that this event's own text is redacted with them
+            f.register_keys(source, event)
         ending = kind in self._scope_ending
         anchor = event.started_event_id if ending else event.parent_event_id
         scope = self._scopes.get(anchor, ROOT) if anchor is not None else ROOT
