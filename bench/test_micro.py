@@ -37,7 +37,9 @@ CHUNK = ChatCompletionChunk.model_validate(
 
 def recorder(bus: EventBus | None) -> CallRecorder:
     """``bus=None``: the bus of the run whose sink is current, as for an LLM built without one."""
-    settings = CallSettings(source=None, model="openai/gpt-4o-mini", provider="openai", bus=bus, secrets=())
+    settings = CallSettings(
+        source=None, model="openai/gpt-4o-mini", request_model="gpt-4o-mini", provider="openai", bus=bus, secrets=()
+    )
     return CallRecorder(settings, [{"role": "user", "content": "x"}], stream=True)
 
 

@@ -103,7 +103,7 @@ def test_demo_runs_on_a_real_endpoint(server: FakeOpenAIServer) -> None:
     assert "[Researcher | research_topic] Answer for: Research observability" in result.stdout
     assert len(server.requests) == 2
     assert server.requests[0].headers["authorization"] == "Bearer sk-demo"
-    assert [line.split(" |")[0].strip() for line in waterfall(result.stdout)][-1] == "chat openai/test-model"
+    assert [line.split(" |")[0].strip() for line in waterfall(result.stdout)][-1] == "chat test-model"
 
 
 @pytest.mark.slow  # a whole demo run
@@ -139,7 +139,7 @@ def test_otlp_endpoint_with_a_collector_delivers_the_trace_quietly() -> None:
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
         names = {span.name for span in collector.wait_for_spans(10)}
-    assert {"invoke_workflow demo-crew", "execute_tool search_notes", "chat crewtrace-offline/demo"} <= names
+    assert {"invoke_workflow demo-crew", "execute_tool search_notes", "chat demo"} <= names
 
 
 @pytest.fixture

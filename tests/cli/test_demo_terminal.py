@@ -65,6 +65,6 @@ def test_an_ascii_terminal_50_columns_wide_gets_every_control_shown_and_nothing_
     table = {line.split()[0]: line.split() for line in out[out.index("\nagent ") + 1 :].splitlines()[2:4]}
     assert table["Writer"][2:4] == ["1", "1"] and table["Writer"][-1] == "none", "a failed call: no ttfc"
     assert re.search(r"^total: \d+ tokens in, \d+ out, cost unknown for 2 calls \(litellm has no price", out, re.M)
-    chat = [line for line in out.splitlines() if line.startswith("      chat openai/test-model")]
+    chat = [line for line in out.splitlines() if line.startswith("      chat test-model")]
     assert chat[-1].endswith("x InternalServerError") and "#" in chat[0], "ASCII glyphs in the trace picture"
     assert err.lstrip().startswith("crew failed: openai/test-model: InternalServerError: ")

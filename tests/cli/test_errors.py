@@ -103,8 +103,8 @@ def test_ctrl_c_ends_the_run_and_its_spans_with_exit_130(server: FakeOpenAIServe
         assert demo.returncode == 130
         assert one_line(err) == "crewtrace demo: interrupted"
         assert "\ninterrupted (Ctrl-C): what ran until then" in out and "\nResearcher  research_topic  1      1 " in out
-        assert "      chat openai/test-model      |░" in out and out.count("✗ cancelled") == 4, "the trace so far"
+        assert "      chat test-model             |░" in out and out.count("✗ cancelled") == 4, "the trace so far"
         spans = collector.wait_for_spans(lambda spans: any(s.name.startswith("invoke_workflow") for s in spans))
     ended = {span.name: span for span in spans}
     assert {"invoke_workflow demo-crew", "execute_task research_topic", "invoke_agent Researcher"} <= set(ended)
-    assert ended["chat openai/test-model"].attributes.get("error.type") == "cancelled"
+    assert ended["chat test-model"].attributes.get("error.type") == "cancelled"

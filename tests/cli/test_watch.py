@@ -244,9 +244,9 @@ def test_a_crewtrace_application_exporting_over_grpc_is_drawn_run_by_run(
         "invoke_workflow watched-crew",
         "  execute_task analyse",
         "    invoke_agent Analyst",
-        "      chat openai/test-model",
+        "      chat test-model",
         "      execute_tool lookup",
-        "      chat openai/test-model",
+        "      chat test-model",
     ]
     assert re.search(r"^Analyst  analyse  2      0       \d+ +\d+ +\d+ +[\d.]+ m?s$", ok, re.M), (
         "the table per agent and task"

@@ -51,7 +51,7 @@ def test_completed_event_carries_response_usage_from_the_stream_and_timings(
     assert done.response_id == recorder.of(LLMStreamChunkEvent)[0].response_id
     assert done.chunk_count == 3
     assert 0 < done.time_to_first_chunk_s <= done.duration_s
-    assert done.provider == "openai" and done.model == "openai/test-model"
+    assert done.provider == "openai" and done.model == "test-model"
     (request,) = server.requests
     assert request.body["stream"] is True
     assert request.body["stream_options"] == {"include_usage": True}

@@ -153,14 +153,14 @@ def test_keyboard_interrupt_from_a_chunk_handler_propagates_and_every_span_ends(
 
     spans = {s.name: s for s in pipeline.spans.get_finished_spans()}
     assert sorted(spans) == [
-        "chat openai/test-model",
+        "chat test-model",
         "execute_task research",
         "invoke_agent Researcher",
         "invoke_workflow reliability",
     ], "the run stopped at the first task, and all of its spans ended"
     assert all(s.attributes["error.type"] == "cancelled" for s in spans.values())
     assert all(s.status.status_code is StatusCode.ERROR for s in spans.values())
-    assert spans["chat openai/test-model"].attributes["crewtrace.stream.chunk_count"] == 3
+    assert spans["chat test-model"].attributes["crewtrace.stream.chunk_count"] == 3
     assert_all_closed(pipeline, handlers)
 
 
@@ -237,7 +237,7 @@ def test_a_run_cut_off_by_closing_the_bridge_is_marked_failed_up_to_its_workflow
     assert len(rest) == 2 * len(CHUNKS) - 1, "the run itself is not affected"
     spans = pipeline.spans.get_finished_spans()
     assert [s.name for s in spans] == [
-        "chat openai/test-model",
+        "chat test-model",
         "invoke_agent Researcher",
         "execute_task research",
         "invoke_workflow cut-off",

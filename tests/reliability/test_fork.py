@@ -67,7 +67,7 @@ def test_a_forked_child_delivers_to_coroutine_handlers_and_exports_its_spans(
                 "exported": True,
             }, report
             child_spans = wait_until(
-                lambda: [s for s in receiver.spans() if s.name == "chat openai/test-model"],
+                lambda: [s for s in receiver.spans() if s.name == "chat test-model"],
                 what="the child's chat span at the receiver",
             )
             assert child_spans

@@ -62,7 +62,7 @@ def test_sigterm_with_its_default_action_flushes_then_the_process_dies_of_it(
         assert code == -signal.SIGTERM, f"the process must still die of SIGTERM\n{process.output()}"
         received = run_ids(receiver)
         assert set(finished) <= set(received) and len(received) == len(set(received)) == 4
-        cut = [s for s in receiver.spans() if s.name == "chat openai/test-model" and s.attributes.get("error.type")]
+        cut = [s for s in receiver.spans() if s.name == "chat test-model" and s.attributes.get("error.type")]
         assert [s.attributes["error.type"] for s in cut] == ["bridge_closed"], "the cut-off call says why it ended"
         assert sum(histogram_count(receiver, DURATION).values()) >= 3
 

@@ -6,13 +6,13 @@ TREE = [
     "invoke_workflow demo-crew",
     "  execute_task research_topic",
     "    invoke_agent Researcher",
-    "      chat crewtrace-offline/demo",
+    "      chat demo",
     "      execute_tool search_notes",
     "      execute_tool search_notes",
-    "      chat crewtrace-offline/demo",
+    "      chat demo",
     "  execute_task write_summary",
     "    invoke_agent Writer",
-    "      chat crewtrace-offline/demo",
+    "      chat demo",
 ]
 """The offline demo's spans, indented by depth, as the waterfall labels them (the README shows the same)."""
 

@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,13 +33,6 @@ from crewtrace.telemetry import OTelBridge
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 
 
-@pytest.fixture
-def bridge(tracer_provider: TracerProvider, meter_provider: MeterProvider, bus: EventBus) -> Iterator[OTelBridge]:
-    bridge = OTelBridge(tracer_provider, meter_provider, capture_content=False, bus=bus)
-    yield bridge
-    bridge.close()
-
-
 def crew_of_two(make_llm: MakeLLM, bus: EventBus) -> Crew:
     return two_agent_crew(make_llm, bus, name="team")
 
@@ -63,7 +55,7 @@ def test_one_trace_per_run_with_the_workflow_task_agent_chat_tree(
     for task, role in (("research", "Researcher"), ("write", "Writer")):
         (task_span,) = spans[f"execute_task {task}"]
         (agent_span,) = list(spans[f"invoke_agent {role}"])
-        chat = next(s for s in spans["chat openai/test-model"] if s.attributes["crewtrace.task.name"] == task)
+        chat = next(s for s in spans["chat test-model"] if s.attributes["crewtrace.task.name"] == task)
         assert task_span.parent.span_id == workflow.context.span_id
         assert agent_span.parent.span_id == task_span.context.span_id
         assert chat.parent.span_id == agent_span.context.span_id
@@ -85,10 +77,10 @@ def test_chat_span_attributes_follow_the_genai_conventions(
     make_llm(temperature=0.5, max_tokens=64).call("hello")
     (chat,) = span_exporter.get_finished_spans()
     attributes = dict(chat.attributes)
-    assert chat.name == "chat openai/test-model"
+    assert chat.name == "chat test-model"
     assert attributes["gen_ai.operation.name"] == "chat"
     assert attributes["gen_ai.provider.name"] == "openai"
-    assert attributes["gen_ai.request.model"] == "openai/test-model"
+    assert attributes["gen_ai.request.model"] == "test-model"
     assert attributes["gen_ai.response.model"] == "test-model", "as the server answered"
     assert attributes["gen_ai.request.stream"] is True
     assert attributes["gen_ai.request.temperature"] == 0.5 and attributes["gen_ai.request.max_tokens"] == 64
@@ -206,7 +198,7 @@ def test_failed_crew_ends_every_span_with_error(
         crew_of_two(make_llm, bus).kickoff(inputs={"topic": "t"})
     spans = span_exporter.get_finished_spans()
     assert sorted(s.name for s in spans) == [
-        "chat openai/test-model",
+        "chat test-model",
         "execute_task research",
         "invoke_agent Researcher",
         "invoke_workflow team",
@@ -255,11 +247,12 @@ def test_metrics_have_semconv_names_buckets_and_agent_task_attributes(
         assert point.count == 1
         assert point.attributes["gen_ai.operation.name"] == "chat"
         assert point.attributes["gen_ai.provider.name"] == "openai"
-        assert point.attributes["gen_ai.request.model"] == "openai/test-model"
+        assert point.attributes["gen_ai.request.model"] == "test-model"
         assert set(point.attributes) == {
             "gen_ai.operation.name",
             "gen_ai.provider.name",
             "gen_ai.request.model",
+            "gen_ai.workflow.name",
             "gen_ai.agent.name",
             "crewtrace.task.name",
         }, "no ids or other high-cardinality labels"

@@ -122,7 +122,7 @@ def test_tool_metrics_count_calls_and_errors_per_agent_task_and_tool(
     assert calls == {None: 1, "LookupError": 1}
     (errors,) = points["crewtrace.tool.errors"]
     assert errors.value == 1 and errors.attributes["error.type"] == "LookupError"
-    durations = points["crewtrace.tool.duration"]
+    durations = points["gen_ai.execute_tool.duration"]
     assert sum(p.count for p in durations) == 2
     for point in durations:
         assert point.attributes["gen_ai.agent.name"] == "Forecaster"

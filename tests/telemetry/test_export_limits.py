@@ -75,9 +75,9 @@ def test_a_lone_surrogate_never_makes_the_exporter_drop_a_batch(
     assert names == sorted(
         [
             *("invoke_workflow odd", "execute_task summarise notes- txt", "invoke_agent Reader"),
-            *("execute_tool open_notes", "chat openai/test-model", "chat openai/test-model"),
+            *("execute_tool open_notes", "chat test-model", "chat test-model"),
             *("invoke_workflow good", "execute_task summarise notes.txt", "invoke_agent Reader"),
-            "chat openai/test-model",
+            "chat test-model",
         ]
     ), "both runs' spans were delivered"
     models = {s.attributes.get("gen_ai.response.model") for s in spans if s.name.startswith("chat ")}

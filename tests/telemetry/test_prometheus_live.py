@@ -137,6 +137,9 @@ def test_series_carry_agent_task_and_service_name(live: Live) -> None:
     for s in series:
         labels = s["metric"]
         assert labels.get("service_name") == SERVICE, labels
+        assert labels["gen_ai_workflow_name"] == "demo-crew", labels
+        if labels["__name__"].startswith("gen_ai_workflow_duration"):
+            continue  # a whole run's: no agent or task
         assert AGENT_TASKS[labels["gen_ai_agent_name"]] == labels["crewtrace_task_name"], labels
         if labels["__name__"].startswith("gen_ai_client_"):
             assert labels["gen_ai_operation_name"] == "chat" and labels.get("gen_ai_provider_name"), labels

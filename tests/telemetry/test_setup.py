@@ -218,7 +218,7 @@ def test_shutdown_flushes_returns_true_and_is_idempotent(make_llm: MakeLLM, bus:
         assert receiver.spans() == [], "nothing exported before the flush (batch delay is 5 s)"
 
         assert telemetry.shutdown() is True
-        assert [s.name for s in receiver.spans()] == ["chat openai/test-model"], "shutdown flushed the span"
+        assert [s.name for s in receiver.spans()] == ["chat test-model"], "shutdown flushed the span"
         assert "gen_ai.client.operation.duration" in receiver.metric_names(), "and the metrics"
         exports = (len(receiver.trace_requests), len(receiver.metric_requests))
 
@@ -407,7 +407,7 @@ def test_application_providers_stay_global_and_the_bridge_uses_its_own() -> None
     # (The SDK's own otel.sdk.* self-metrics do go to the global meter provider: not crewtrace's doing.)
     ours = [name for name in out["app_metrics"] if not name.startswith("otel.sdk.")]  # type: ignore[attr-defined]
     assert ours == [], "nor its metrics"
-    assert out["received_spans"] == ["chat openai/test-model"], "the bridge exports through crewtrace's providers"
+    assert out["received_spans"] == ["chat test-model"], "the bridge exports through crewtrace's providers"
     assert out["received_services"] == ["crewtrace-own"]
     assert "gen_ai.client.operation.duration" in out["received_metrics"]  # type: ignore[operator]
 
@@ -494,7 +494,7 @@ def test_otel_signal_exporter_none_switches_that_signal_off(
     if switched_off == "traces":
         assert spans == [] and "gen_ai.client.operation.duration" in metric_names
     else:
-        assert [s.name for s in spans] == ["chat openai/test-model"] and metric_names == set()
+        assert [s.name for s in spans] == ["chat test-model"] and metric_names == set()
 
 
 def test_per_signal_protocol_and_endpoint_win_over_the_general_ones(
@@ -508,7 +508,7 @@ def test_per_signal_protocol_and_endpoint_win_over_the_general_ones(
         telemetry = setup_telemetry(set_global=False, bus=bus)
         make_llm().call("hello")
         assert telemetry.shutdown() is True
-    assert [s.name for s in http.spans()] == ["chat openai/test-model"] and http.metric_requests == []
+    assert [s.name for s in http.spans()] == ["chat test-model"] and http.metric_requests == []
     assert grpc.trace_requests == [] and "gen_ai.client.operation.duration" in grpc.metric_names()
 
 
@@ -521,7 +521,7 @@ def test_a_signal_without_an_endpoint_is_not_exported_to_a_default_one(
         telemetry = setup_telemetry(set_global=False, bus=bus)
         make_llm().call("hello")
         assert telemetry.shutdown() is True, "no metric exporter tried localhost:4317"
-    assert [s.name for s in receiver.spans()] == ["chat openai/test-model"]
+    assert [s.name for s in receiver.spans()] == ["chat test-model"]
 
 
 def test_per_signal_headers_win_over_the_general_ones(

@@ -148,7 +148,14 @@ def _run_task(
                 scope.stamp(TaskStartedEvent, description=step.description, expected_output=step.expected_output),
             )
             with _phase(bus, agent, scope, AgentExecutionErrorEvent) as agent_elapsed:
-                bus.emit(agent, scope.stamp(AgentExecutionStartedEvent, role=step.role, goal=step.goal))
+                started = scope.stamp(
+                    AgentExecutionStartedEvent,
+                    role=step.role,
+                    goal=step.goal,
+                    model=agent.llm.request_model,
+                    provider=agent.llm.provider,
+                )
+                bus.emit(agent, started)
                 messages = task_messages(
                     role=step.role,
                     goal=step.goal,

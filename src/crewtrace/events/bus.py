@@ -26,13 +26,14 @@ import threading
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from crewtrace.errors import ConfigurationError
 from crewtrace.events.base import BaseEvent
+from crewtrace.events.requests import RequestHook, request_context
 
 __all__ = ["EventBus", "Handler", "crewtrace_event_bus"]
 
@@ -155,6 +156,7 @@ class EventBus:
         # Per concrete event class, the handlers that apply, in registration
         # order. Rebuilt lazily after any change so emit stays a dict lookup.
         self._resolved: dict[type[BaseEvent], tuple[_Registration, ...]] = {}
+        self._request_hooks: tuple[RequestHook, ...] = ()
         self._async = _AsyncRunner()
         _buses.add(self)
 
@@ -243,6 +245,31 @@ class EventBus:
                 raise interrupt
             finally:
                 interrupt = None  # break the frame <-> traceback cycle
+
+    def on_request(self, hook: RequestHook) -> RequestHook:
+        """Have ``hook`` give the context of every LLM call's request (see :mod:`crewtrace.events.requests`)."""
+        if not callable(hook):
+            raise TypeError(f"hook must be callable as hook(call_id), got {hook!r}")
+        with self._lock:
+            self._request_hooks = (*self._request_hooks, hook)
+        return hook
+
+    def off_request(self, hook: RequestHook) -> None:
+        """Unregister a request hook; an unknown one is ignored."""
+        with self._lock:
+            self._request_hooks = tuple(h for h in self._request_hooks if h != hook)
+
+    def has_request_hooks(self) -> bool:
+        """Whether any listener asked to give requests their context (if not, there is nothing to wait for)."""
+        return bool(self._request_hooks)
+
+    def request_context(self, call_id: str) -> AbstractContextManager[dict[str, str]]:
+        """The context to make call ``call_id``'s request in, as the request hooks give it; yields the headers to send.
+
+        Enter it after emitting the call's started event, around the request only.
+        """
+        hooks = self._request_hooks
+        return request_context(hooks, call_id) if hooks else nullcontext({})
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every coroutine handler scheduled so far has finished.

@@ -6,7 +6,7 @@ import sys
 import traceback
 from collections.abc import Iterable
 
-from crewtrace.errors import LLMCallError, LLMError, LLMStreamError, error_type_of
+from crewtrace.errors import LLMCallError, LLMError, LLMStreamError, llm_error_type
 from crewtrace.redaction import bound, error_message, redact
 
 
@@ -53,7 +53,7 @@ def to_llm_error(
     secrets: Iterable[str] = (),
 ) -> LLMError:
     """crewtrace's error for ``exc``, chained to a sanitised stand-in instead of ``exc`` itself."""
-    error_type = error_type_of(exc)
+    error_type = llm_error_type(exc)
     error: LLMError
     if chunks_received == 0:
         error = LLMCallError(f"{model}: {message}", model=model, error_type=error_type)

@@ -53,9 +53,10 @@ for _name in _LITELLM_LOGGERS:
     logging.getLogger(_name).addFilter(_RedactKeys())
 
 
-def cost_of(model: str, usage: Any) -> float | None:
+def cost_of(model: str, usage: Any, provider: str | None = None) -> float | None:
     """USD for ``usage`` of ``model``: the figure attached to it if that is a number, else litellm's prices.
 
+    ``model`` is litellm's ``provider/model`` form, or the provider's own name with ``provider`` given.
     An attached cost that is not a finite, non-negative number (a string, a dict) is odd provider
     data: it is set aside, with a warning, and never fails a call that arrived whole.
     """
@@ -74,6 +75,7 @@ def cost_of(model: str, usage: Any) -> float | None:
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model,
+            custom_llm_provider=provider,
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )

@@ -13,11 +13,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from crewtrace.errors import LLMError, error_type_of, is_cancellation
+from crewtrace.errors import ErrorType, LLMError, is_cancellation, llm_error_type
 from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus
 from crewtrace.events.scope import current_scope, current_sink
@@ -54,6 +54,9 @@ class CallSettings:
     source: object
     """Passed to handlers as the event's source (the ``LLM``)."""
     model: str
+    """litellm's name for the model (``openai/gpt-4o-mini``): what is requested and priced."""
+    request_model: str
+    """The provider's name for it (``gpt-4o-mini``): what events report."""
     provider: str | None
     bus: EventBus | None
     """``None``: the bus of the crew run the call is made in (see ``RunSink``), else the default bus."""
@@ -116,7 +119,7 @@ class CallRecorder:
         self._base: dict[str, Any] = {
             **current_scope().attribution(),
             "call_id": uuid.uuid4().hex,
-            "model": settings.model,
+            "model": settings.request_model,
             "provider": settings.provider,
         }
         self.parts: list[str] = []
@@ -150,6 +153,10 @@ class CallRecorder:
     def call_id(self) -> str:
         call_id: str = self._base["call_id"]
         return call_id
+
+    def request(self) -> AbstractContextManager[dict[str, str]]:
+        """The context to make this call's request in, as listeners ask (their headers to send): the request only."""
+        return self._bus.request_context(self.call_id)
 
     def on_chunk(self, raw: Any) -> str | None:
         """Take one raw stream chunk; return its text, if it has any. The hot path."""
@@ -311,14 +318,15 @@ class CallRecorder:
         partial = "".join(self.parts)
         self.result = CallResult(text=partial, usage=self._usage(), cost_usd=None, tool_calls=[])
         cancelled = is_cancellation(exc)
-        message = _CANCELLED_MESSAGE if cancelled else self._describe(exc)
+        error_type = llm_error_type(exc)
+        message = _CANCELLED_MESSAGE if cancelled else self._describe(exc, error_type)
         self._bus.emit(
             self._source,
             LLMCallFailedEvent(
                 **self._base,
                 **self._timings(),
                 error=message,
-                error_type=error_type_of(exc),
+                error_type=error_type,
                 partial_response=partial,
             ),
         )
@@ -340,10 +348,10 @@ class CallRecorder:
         finally:  # raised while handling the provider's exception: drop the implicit link to it, printed or not
             error.__context__ = None
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, exc: BaseException, error_type: str) -> str:
         message = error_message(exc, self._settings.secrets)
         url = self._settings.base_url
-        if url and self.chunk_count == 0 and _could_not_connect(exc):
+        if url and self.chunk_count == 0 and error_type == ErrorType.CONNECTION:
             tried = redact(url)  # the URL as given, less any credentials in it
             if tried not in message:
                 message = f"{message} (tried {tried})"
@@ -370,18 +378,6 @@ class CallRecorder:
             "duration_s": time.perf_counter() - self._started,
             "time_to_first_chunk_s": self.time_to_first_chunk,
         }
-
-
-def _could_not_connect(exc: BaseException) -> bool:
-    """Whether a connection failure is in the cause chain (litellm reports a refused one as a server error)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionError) or "Connect" in type(current).__name__:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def _text(value: object) -> str | None:

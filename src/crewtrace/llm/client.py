@@ -32,6 +32,10 @@ class LLM:
     text chunks to the caller as they arrive. Token usage is taken from the
     stream itself.
 
+    ``request_model`` and ``provider`` are the model as its provider names it and the
+    provider (``gpt-4o-mini`` and ``openai`` for ``openai/gpt-4o-mini``): what its events,
+    spans and metrics report.
+
     Streams from providers that litellm serves through the OpenAI SDK
     (``openai/`` and other OpenAI-compatible ones) are read directly from the
     SDK's stream; the others through litellm's stream wrapper (see
@@ -69,7 +73,7 @@ class LLM:
         self.bus = bus
         """Where its events go; ``None``: the bus of the crew run it is called in, else ``crewtrace_event_bus``."""
         self.litellm_kwargs = litellm_kwargs
-        self.provider = _provider_of(model, base_url)
+        self.request_model, self.provider = _split_model(model, base_url)
         # Secrets to scrub from everything recorded: the key given, the provider's from the environment,
         # the credentials in the base URL and the secret-looking settings passed on to litellm.
         env_key = provider_key(self.provider)
@@ -95,7 +99,7 @@ class LLM:
         Without it the first call's time to first chunk includes about a second of it.
         Sends nothing over the network and reports nothing to litellm's callbacks.
         """
-        request = {**self._request([{"role": "user", "content": "warm-up"}], stream=True), "mock_response": "ok"}
+        request = {**self._request([{"role": "user", "content": "warm-up"}], {}, stream=True), "mock_response": "ok"}
         request["no-log"] = True
         for _ in litellm.completion(**request):
             pass
@@ -136,7 +140,9 @@ class LLM:
                 pass
         else:
             try:
-                recorder.on_response(litellm.completion(**self._request(normalised, stream=False, tools=tools)))
+                with recorder.request() as headers:
+                    response = litellm.completion(**self._request(normalised, headers, stream=False, tools=tools))
+                recorder.on_response(response)
             except BaseException as exc:
                 recorder.fail(exc)
         return recorder.completed()
@@ -158,7 +164,11 @@ class LLM:
                 pass
         else:
             try:
-                recorder.on_response(await litellm.acompletion(**self._request(normalised, stream=False, tools=tools)))
+                with recorder.request() as headers:
+                    response = await litellm.acompletion(
+                        **self._request(normalised, headers, stream=False, tools=tools)
+                    )
+                recorder.on_response(response)
             except BaseException as exc:
                 recorder.fail(exc)
         return recorder.completed()
@@ -176,11 +186,9 @@ class LLM:
             recorder = CallRecorder(self._settings(), messages, stream=True)
         stream: ProviderStream | None = None
         try:
-            stream = ProviderStream(
-                litellm.completion(**self._request(messages, stream=True, tools=tools)),
-                is_async=False,
-                model=self.model,
-            )
+            with recorder.request() as headers:
+                response = litellm.completion(**self._request(messages, headers, stream=True, tools=tools))
+            stream = ProviderStream(response, is_async=False, model=self.model)
             with recorder.watching(stream.abort):
                 on_chunk = recorder.on_chunk
                 for raw in stream.chunks:
@@ -205,7 +213,8 @@ class LLM:
             recorder = CallRecorder(self._settings(), messages, stream=True)
         stream: ProviderStream | None = None
         try:
-            response = await litellm.acompletion(**self._request(messages, stream=True, tools=tools))
+            with recorder.request() as headers:
+                response = await litellm.acompletion(**self._request(messages, headers, stream=True, tools=tools))
             stream = ProviderStream(response, is_async=True, model=self.model)
             with recorder.watching(stream.abort):
                 on_chunk = recorder.on_chunk
@@ -225,6 +234,7 @@ class LLM:
         return CallSettings(
             source=self,
             model=self.model,
+            request_model=self.request_model,
             provider=self.provider,
             bus=self.bus if bus is None else bus,
             secrets=self.secrets,
@@ -236,9 +246,20 @@ class LLM:
         )
 
     def _request(
-        self, messages: list[dict[str, Any]], *, stream: bool, tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        headers: dict[str, str],
+        *,
+        stream: bool,
+        tools: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """litellm's arguments; ``headers`` (a listener's, e.g. W3C trace context) go with the user's ``extra_headers``.
+
+        Given to litellm rather than left to an HTTP instrumentation: its async path uses aiohttp, which none covers.
+        """
         request: dict[str, Any] = {**self.litellm_kwargs, "model": self.model, "messages": messages}
+        if headers:
+            request["extra_headers"] = {**(self.litellm_kwargs.get("extra_headers") or {}), **headers}
         if tools:
             request["tools"] = tools
             request.update(SKIP_MCP_GATEWAY)
@@ -271,15 +292,18 @@ def _normalise(messages: Messages) -> list[dict[str, Any]]:
     return normalised
 
 
-def _provider_of(model: str, base_url: str | None) -> str | None:
-    """litellm's provider for ``model``; a bare name litellm cannot place is refused here, not deep in a call."""
+def _split_model(model: str, base_url: str | None) -> tuple[str, str | None]:
+    """The model as its provider names it, and litellm's provider for it.
+
+    A bare name litellm cannot place is refused here, not deep in a call; an unknown prefix is kept as it is.
+    """
     try:
-        provider: str = litellm.get_llm_provider(model=model, api_base=base_url)[1]
+        request_model, provider = litellm.get_llm_provider(model=model, api_base=base_url)[:2]
     except Exception:
         if "/" not in model:
             hint = f"'openai/{model}' for an OpenAI-compatible server" if base_url else f"'openai/{model}'"
             raise ConfigurationError(
                 f"model {model!r} needs its provider prefix, e.g. {hint} (litellm's provider/model form)"
             ) from None
-        return None  # an unknown prefix: the call itself fails with litellm's message (and an event)
-    return provider
+        return model, None  # an unknown prefix: the call itself fails with litellm's message (and an event)
+    return str(request_model), str(provider)

@@ -56,17 +56,18 @@ def clean(text: str) -> str:
 
 
 def defined(attributes: dict[str, Any]) -> dict[str, Any]:
-    """The attributes that have a value, their strings (and strings in lists) cleaned for export."""
-    cleaned: dict[str, Any] = {}
-    for key, value in attributes.items():
-        if value is None:
-            continue
-        if isinstance(value, str):
-            value = clean(value)
-        elif isinstance(value, list):
-            value = [clean(item) if isinstance(item, str) else item for item in value]
-        cleaned[key] = value
-    return cleaned
+    """The attributes that have a value, their strings (also in lists, and in maps for log records) cleaned."""
+    return {key: _cleaned(value) for key, value in attributes.items() if value is not None}
+
+
+def _cleaned(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, list):
+        return [_cleaned(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _cleaned(item) for key, item in value.items()}
+    return value
 
 
 def mark_failed(span: Span, error_type: str, message: str, capture_content: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -81,3 +82,14 @@ def otlp_metric_exporter(endpoint: str | None, protocol: str) -> TrackedMetricEx
 def _http_url(base: str | None, signal: str) -> str | None:
     """OTLP/HTTP takes a signal's full URL; a base endpoint (the argument) gets the standard path."""
     return None if base is None else f"{base.rstrip('/')}/v1/{signal}"
+
+
+def otlp_log_exporter(endpoint: str | None, protocol: str) -> LogRecordExporter:
+    """An OTLP log exporter (the details events); ``endpoint=None`` lets it read ``OTEL_EXPORTER_OTLP_[LOGS_]*``."""
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(endpoint=endpoint)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HTTPLogExporter
+
+    return HTTPLogExporter(endpoint=_http_url(endpoint, "logs"))

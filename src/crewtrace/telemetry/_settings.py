@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from opentelemetry.environment_variables import OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
+from opentelemetry.environment_variables import OTEL_LOGS_EXPORTER, OTEL_METRICS_EXPORTER, OTEL_TRACES_EXPORTER
 from opentelemetry.sdk.environment_variables import (
     OTEL_BSP_EXPORT_TIMEOUT,
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_BSP_MAX_QUEUE_SIZE,
     OTEL_BSP_SCHEDULE_DELAY,
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
@@ -33,6 +35,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_METRIC_EXPORT_INTERVAL,
     OTEL_METRIC_EXPORT_TIMEOUT,
 )
+from opentelemetry.util.genai.types import ContentCapturingMode
 
 from crewtrace.errors import ConfigurationError
 from crewtrace.telemetry import names
@@ -43,39 +46,61 @@ LOOPBACK: Final = "127.0.0.1"
 """Where ``/metrics`` listens unless the user names a host."""
 _PROTOCOLS = ("grpc", "http/protobuf")
 
-# OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: booleans, and opentelemetry-util-genai's
-# ContentCapturingMode names. crewtrace writes content on spans only, so EVENT_ONLY means none here.
-_CAPTURE_ON = frozenset({"true", "1", "yes", "on", "span_only", "span_and_event"})
-_CAPTURE_OFF = frozenset({"", "false", "0", "no", "off", "none", "disabled", "no_content", "event_only"})
-_warned_capture_values: set[str] = set()
+# OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: opentelemetry-util-genai's four ContentCapturingMode
+# names, and the booleans crewtrace always read (true: content on spans, as it was).
+_CAPTURE_ON = frozenset({"true", "1", "yes", "on"})
+_CAPTURE_OFF = frozenset({"", "false", "0", "no", "off", "none", "disabled"})
+_EVENT_MODES = frozenset({ContentCapturingMode.EVENT_ONLY, ContentCapturingMode.SPAN_AND_EVENT})
+_warned_env_values: set[tuple[str, str]] = set()
 
 
-def capture_content(value: object, argument: str = "capture_content") -> bool:
-    """``True``/``False`` as given; ``None`` reads the environment; anything else is a ``ConfigurationError``."""
+def capture_mode(value: object, argument: str = "capture_content") -> ContentCapturingMode:
+    """``True`` is ``SPAN_ONLY``, ``False`` ``NO_CONTENT``, a mode itself; ``None`` reads the environment."""
     if value is None:
-        return capture_content_from_env()
-    if isinstance(value, bool):
+        return capture_mode_from_env()
+    if isinstance(value, ContentCapturingMode):
         return value
+    if isinstance(value, bool):
+        return ContentCapturingMode.SPAN_ONLY if value else ContentCapturingMode.NO_CONTENT
     raise ConfigurationError(
-        f"{argument} must be True, False or None (None reads {names.ENV_CAPTURE_CONTENT}), "
+        f"{argument} must be True, False, a ContentCapturingMode or None (None reads {names.ENV_CAPTURE_CONTENT}), "
         f"got {value!r} ({type(value).__name__})"
     )
 
 
-def capture_content_from_env() -> bool:
-    """Only an explicit true turns capture on; an unknown value means off, with one warning."""
+def capture_mode_from_env() -> ContentCapturingMode:
+    """A mode's name or a boolean; anything else means no content, with one warning."""
     raw = os.environ.get(names.ENV_CAPTURE_CONTENT, "")
     value = raw.strip().lower()
     if value in _CAPTURE_ON:
-        return True
-    if value not in _CAPTURE_OFF and value not in _warned_capture_values:
-        _warned_capture_values.add(value)
-        _logger.warning(
-            "%s=%r is not a value crewtrace knows: content capture stays off (set it to true to record content)",
+        return ContentCapturingMode.SPAN_ONLY
+    if value not in _CAPTURE_OFF:
+        mode = ContentCapturingMode.__members__.get(value.upper())
+        if mode is not None:
+            return mode
+        _warn_once(
             names.ENV_CAPTURE_CONTENT,
             raw,
+            f"content capture stays off (use true, false or one of {', '.join(ContentCapturingMode.__members__)})",
         )
-    return False
+    return ContentCapturingMode.NO_CONTENT
+
+
+def details_events(mode: ContentCapturingMode) -> bool:
+    """Whether to emit each call's details event: ``OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT`` if set, else the mode."""
+    raw = os.environ.get(names.ENV_EMIT_EVENT, "")
+    value = raw.strip().lower()
+    if value in ("true", "false"):
+        return value == "true"
+    if value:
+        _warn_once(names.ENV_EMIT_EVENT, raw, "the capture mode decides (use true or false)")
+    return mode in _EVENT_MODES
+
+
+def _warn_once(variable: str, raw: str, consequence: str) -> None:
+    if (variable, raw) not in _warned_env_values:
+        _warned_env_values.add((variable, raw))
+        _logger.warning("%s=%r is not a value crewtrace knows: %s", variable, raw, consequence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +190,7 @@ def seconds(value: object, argument: str = "timeout") -> float:
 class _Signal:
     """The variables that configure one signal's export, as the SDK documents them."""
 
-    name: str  # "traces" | "metrics"
+    name: str  # "traces" | "metrics" | "logs"
     exporters: str
     endpoint: str
     protocol: str
@@ -182,6 +207,8 @@ METRICS: Final = _Signal(
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
     ("prometheus",),
 )
+LOGS: Final = _Signal("logs", OTEL_LOGS_EXPORTER, OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, OTEL_EXPORTER_OTLP_LOGS_PROTOCOL)
+"""Logs: the bridge's details events, when they are on."""
 # The SDK's exporter names (its entry points) crewtrace builds itself; a protocol-specific name sets the protocol.
 _OTLP_NAMES = {"otlp": None, "otlp_proto_grpc": "grpc", "otlp_proto_http": "http/protobuf"}
 
@@ -201,7 +228,7 @@ def signal_export(signal: _Signal, endpoint: str | None, protocol: str | None, c
     """One signal's exporters from the arguments and its ``OTEL_*`` variables, checked.
 
     Arguments win over variables, and a per-signal variable over the general one. An endpoint (argument or
-    variable) switches OTLP on; ``OTEL_{TRACES,METRICS}_EXPORTER`` names the exporters instead when set
+    variable) switches OTLP on; ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` names the exporters instead when set
     (``none``: this signal is not pushed anywhere, whatever the arguments say).
     """
     chosen = _exporter_names(signal)
@@ -221,7 +248,7 @@ def signal_export(signal: _Signal, endpoint: str | None, protocol: str | None, c
 
 
 def _exporter_names(signal: _Signal) -> frozenset[str] | None:
-    """The names in ``OTEL_{TRACES,METRICS}_EXPORTER`` (empty for ``none``), or None when it is not set."""
+    """The names in ``OTEL_{TRACES,METRICS,LOGS}_EXPORTER`` (empty for ``none``), or None when it is not set."""
     raw = os.environ.get(signal.exporters, "")
     names = frozenset(name.strip().lower() for name in raw.split(",") if name.strip())
     if not names:

@@ -25,6 +25,8 @@ from opentelemetry import metrics, trace
 # No public way to ask whether a global meter provider was set: the API's placeholder is this private
 # class (the trace API exports its twin, ProxyTracerProvider). This is crewtrace's one import of it.
 from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.environment_variables import (
     OTEL_BSP_EXPORT_TIMEOUT,
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
@@ -47,6 +49,7 @@ from crewtrace.telemetry import _lifecycle, _log_filter, _settings, names
 from crewtrace.telemetry._exporters import (
     TrackedMetricExporter,
     TrackedSpanExporter,
+    otlp_log_exporter,
     otlp_metric_exporter,
     otlp_span_exporter,
 )
@@ -77,6 +80,8 @@ class Telemetry:
     bridge: OTelBridge
     usage_log: UsageLog
     metrics_server: MetricsServer | None = None
+    logger_provider: LoggerProvider | None = None
+    """Where the bridge's details events go (exported only when they are on)."""
     _closers: list[Callable[[], object]] = field(default_factory=list, repr=False)
     _uninstall_log_filter: Callable[[], None] | None = field(default=None, repr=False)
     _exporters: list[TrackedSpanExporter | TrackedMetricExporter] = field(default_factory=list, repr=False)
@@ -111,10 +116,8 @@ class Telemetry:
             if self._flush is None:
                 # Shutting a provider down exports what is left. TracerProvider.shutdown takes no
                 # timeout, so both run on daemon threads, waited for only until the deadline.
-                self._flush = [
-                    _ShutdownStep(self.tracer_provider.shutdown),
-                    _ShutdownStep(self.meter_provider.shutdown),
-                ]
+                providers = (self.tracer_provider, self.meter_provider, self.logger_provider)
+                self._flush = [_ShutdownStep(provider.shutdown) for provider in providers if provider is not None]
             for step in self._flush:
                 step.join(max(deadline - time.monotonic(), 0.0))
             if self.metrics_server is not None:
@@ -143,8 +146,9 @@ class Telemetry:
     def _export_now(self, timeout: float) -> bool:
         """Export what was recorded so far (spans and metrics), waiting at most ``timeout`` seconds."""
         millis = int(timeout * 1000)
+        providers = (self.tracer_provider, self.meter_provider, self.logger_provider)
         step = _ShutdownStep(
-            lambda: self.tracer_provider.force_flush(millis) and self.meter_provider.force_flush(millis),
+            lambda: all(provider.force_flush(millis) for provider in providers if provider is not None),
             name="crewtrace-telemetry-flush",
         )
         step.join(timeout)
@@ -223,18 +227,20 @@ def setup_telemetry(
         prometheus_registry: a prometheus_client registry to put crewtrace's metrics in (served at
             ``prometheus_port`` if given; else the application serves it). Default: a private one.
         console: also print spans and metrics to stdout.
-        capture_content: see :class:`OTelBridge`.
+        capture_content: see :class:`OTelBridge`. With details events on (a capture mode with events,
+            or ``OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT=true``), they are exported like spans (OTLP, console).
         usage_log: also write the ``crewtrace.usage`` records to this file as JSON lines.
         resource_attributes: extra resource attributes.
         set_global: make the providers global, unless the application already set its own.
         bus: the event bus to listen on; defaults to ``crewtrace_event_bus``.
     """
-    capture = _settings.capture_content(capture_content)
+    capture = _settings.capture_mode(capture_content)
     port = None if prometheus_port is None else _settings.port(prometheus_port)
     host = _settings.host(prometheus_host)
     resource = _resource(service_name, resource_attributes)
     traces = _settings.signal_export(_settings.TRACES, otlp_endpoint, otlp_protocol, console)
     metric_export = _settings.signal_export(_settings.METRICS, otlp_endpoint, otlp_protocol, console)
+    logs = _settings.signal_export(_settings.LOGS, otlp_endpoint, otlp_protocol, console)
     if port is None and "prometheus" in metric_export.pull:
         host, port = _settings.prometheus_from_env(host)
     numbers = _settings.env_numbers()
@@ -280,7 +286,19 @@ def setup_telemetry(
         undo.callback(tracer_provider.shutdown)
         for exporter in span_exporters:
             tracer_provider.add_span_processor(_batch_processor(exporter, numbers, meter_provider))
-        bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture, bus=bus)
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        undo.callback(logger_provider.shutdown)
+        if _settings.details_events(capture):  # only then is anything emitted, and exported
+            log_exporters: list[LogRecordExporter] = []
+            if logs.otlp:
+                log_exporters.append(otlp_log_exporter(logs.endpoint, logs.protocol))
+            if logs.console:
+                log_exporters.append(ConsoleLogRecordExporter())
+            for log_exporter in log_exporters:
+                logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+        bridge = OTelBridge(
+            tracer_provider, meter_provider, capture_content=capture, bus=bus, logger_provider=logger_provider
+        )
         undo.callback(bridge.close)
         usage = UsageLog(bus, path=usage_log, spans=bridge.span_context)
         undo.callback(usage.close)
@@ -294,6 +312,7 @@ def setup_telemetry(
         bridge=bridge,
         usage_log=usage,
         metrics_server=metrics_server,
+        logger_provider=logger_provider,
         # Stop listening first, so nothing is recorded while the providers flush.
         _closers=[bridge.close, usage.close, *closers],
         _uninstall_log_filter=uninstall_log_filter,

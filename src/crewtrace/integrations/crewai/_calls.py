@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -20,11 +21,15 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
+from crewtrace.events.pricing import price
 from crewtrace.integrations.crewai import _fields as f
+from crewtrace.integrations.crewai._entry import raised_error_type
 from crewtrace.integrations.crewai._scopes import LEFT_OPEN, Scope
 from crewtrace.redaction import error_message
 
 __all__ = ["Calls"]
+
+_ENDED_KEPT = 4096
 
 
 class Calls:
@@ -38,6 +43,8 @@ class Calls:
         self._bus = bus
         self._remember = remember
         self.open: dict[str, Scope] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        """Calls that ended lately: CrewAI's litellm path emits a failure twice (its stream handler's, its call's)."""
 
     # -- LLM calls -----------------------------------------------------------------
 
@@ -109,22 +116,26 @@ class Calls:
         return template
 
     def ended(self, source: Any, event: Any, parent: Scope) -> None:
+        if event.call_id in self._ended:
+            return
         call = self.open.get(event.call_id) or self._late_start(source, event, parent)
         end_ns = f.timestamp_ns(event.timestamp)
         if event.type == "llm_call_failed":
-            error, error_type = f.failure_of(event.error)
+            error, error_type = f.call_failure_of(event.error, raised_error_type(call.call_id))
             self.fail(call, end_ns, error, error_type, source)
             return
         self._end(call)
         response = event.response
         try:
+            usage = f.usage_of(event.usage, call.model)
             completed = call.stamp(
                 LLMCallCompletedEvent,
                 **_call_ending(call, end_ns),
                 response=response if isinstance(response, str) else "",
-                usage=f.usage_of(event.usage, call.model),
+                usage=usage,
                 finish_reason=_text(event.finish_reason),
                 response_id=_text(event.response_id),
+                cost_usd=price(call.model, call.provider, usage),  # the price list of crewtrace's own calls
             )
         except Exception as exc:  # odd data CrewAI passed on: the call still ends, as failed, so its span closes
             error = f"crewtrace could not read CrewAI's completed call: {error_message(exc)}"
@@ -159,8 +170,7 @@ class Calls:
         call = parent.child("call", start_ns, "call:" + event.call_id)
         call.call_id = event.call_id
         call.attribute_from(event)
-        call.model = event.model or getattr(source, "model", None) or "unknown"
-        call.provider = f.provider_of(call.model, source)
+        call.model, call.provider = f.model_of(event.model, source)
         stream = getattr(event, "stream", None)
         call.stream = bool(getattr(source, "stream", False) if stream is None else stream)
         if parent.owner is not None:
@@ -189,6 +199,9 @@ class Calls:
 
     def _end(self, call: Scope) -> None:
         self.open.pop(call.call_id, None)
+        self._ended[call.call_id] = None
+        if len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
         call.ended()
 
     # -- tools ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from crewai.llms.base_llm import BaseLLM
 from crewai.utilities.string_utils import sanitize_tool_name
 
-from crewtrace.errors import ErrorType, error_type_of
+from crewtrace.errors import ErrorType, error_type_of, llm_error_type
 from crewtrace.events import TokenUsage
 from crewtrace.events.labels import OTHER, label
 from crewtrace.redaction import error_message, provider_key, register_secrets, secrets_in_url
@@ -44,12 +44,27 @@ def seconds_between(start_ns: int, end_ns: int) -> float:
     return max(0, end_ns - start_ns) / 1e9
 
 
-def provider_of(model: str | None, source: Any) -> str | None:
-    """The provider: the litellm-style prefix of the model name, else what CrewAI's LLM object says."""
-    if model and "/" in model:
-        return model.split("/", 1)[0]
+def model_of(model: str | None, source: Any) -> tuple[str, str | None]:
+    """The model as its provider names it, and the provider, as crewtrace's own LLMs report them.
+
+    CrewAI's native providers hold the provider's name already (``gpt-4o-mini``, provider
+    ``openai``); its litellm fallback holds litellm's ``openai/gpt-4o-mini``, split as litellm does.
+    """
+    name = model or getattr(source, "model", None) or "unknown"
+    if "/" in name and getattr(source, "llm_type", None) == "litellm":
+        provider, _, name = name.partition("/")
+        return name, provider
     provider = getattr(source, "provider", None)
-    return provider if isinstance(provider, str) and provider else None
+    if isinstance(provider, str) and provider:
+        return name, provider
+    return name, name.split("/", 1)[0] if "/" in name else None
+
+
+def agent_model_of(agent: Any) -> tuple[str | None, str | None]:
+    """An agent's model and provider (:func:`model_of` of its LLM), if it has one."""
+    llm = getattr(agent, "llm", None)
+    model = getattr(llm, "model", None)
+    return model_of(model, llm) if isinstance(model, str) else (None, None)
 
 
 def server_of(source: Any) -> tuple[str | None, int | None]:
@@ -160,6 +175,14 @@ def declared_tool(name: str, source: Any, event: Any) -> bool:
         return True
     wanted = sanitize_tool_name(name)
     return any(sanitize_tool_name(tool_name) == wanted for tool_name in offered)
+
+
+def call_failure_of(error: Any, raised: str | None) -> tuple[str, str]:
+    """:func:`failure_of` for an LLM call, whose type is the raised exception's as crewtrace names it, if known."""
+    if isinstance(error, BaseException):
+        return error_message(error), llm_error_type(error)
+    message, error_type = failure_of(error)
+    return message, raised or error_type
 
 
 def failure_of(error: Any, error_class: Any = None) -> tuple[str, str]:

@@ -206,6 +206,7 @@ class Translator:
         if parent.kind != "task" and event.task is not None:  # an agent run outside a crew's task
             scope.attribute(task_id=str(event.task.id), task_name=f.task_label(event.task, None))
         self._remember(event.event_id, scope)
+        model, provider = f.agent_model_of(agent)
         self._bus.emit(
             source,
             scope.stamp(
@@ -213,6 +214,8 @@ class Translator:
                 timestamp_ns=scope.start_ns,
                 role=str(agent.role or ""),
                 goal=str(agent.goal or ""),
+                model=model,
+                provider=provider,
             ),
         )
 
