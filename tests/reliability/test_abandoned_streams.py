@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -227,12 +228,21 @@ def test_a_run_cut_off_by_closing_the_bridge_is_marked_failed_up_to_its_workflow
 ) -> None:
     """A graceful stop (``Telemetry.shutdown()``) in the middle of a run: no span may read as a success."""
     server.responder = lambda body: Reply(chunks=CHUNKS)
+    closed = threading.Event()
+
+    @pipeline.bus.on(LLMStreamChunkEvent)
+    def hold_the_first_call(source: Any, event: LLMStreamChunkEvent) -> None:
+        """The run's thread waits in its first call until the bridge has closed, however fast it is."""
+        if event.chunk_index == 1:
+            closed.wait(timeout=30)
+
     crew = two_agent_crew(make_llm, pipeline.bus, name="cut-off")
     crew.stream = True
     output = crew.kickoff(inputs={"topic": "t"})
     chunks = iter(output)
     next(chunks)
     pipeline.bridge.close()
+    closed.set()
     rest = list(chunks)
     assert len(rest) == 2 * len(CHUNKS) - 1, "the run itself is not affected"
     spans = pipeline.spans.get_finished_spans()
