@@ -7,6 +7,7 @@ pre-build chunk lists) without reading server code.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import time
 import uuid
@@ -61,6 +62,17 @@ class Reply:
 
 
 Responder = Callable[[dict[str, Any]], Reply]
+
+EMBEDDING_DIMENSIONS = 16
+"""Length of the server's embedding vectors unless a request asks for ``dimensions``."""
+
+
+def embedding(text: Any, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A unit vector derived from the text: the same text always embeds the same, different texts differ."""
+    digest = hashlib.sha256(str(text).encode()).digest()
+    raw = [digest[i % len(digest)] - 127.5 + i for i in range(dimensions)]
+    norm = sum(v * v for v in raw) ** 0.5 or 1.0
+    return [v / norm for v in raw]
 
 
 def chop(text: str, size: int = 4) -> list[str]:

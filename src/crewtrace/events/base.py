@@ -27,21 +27,27 @@ def _new_event_id() -> str:
 
 
 class Attribution(BaseModel):
-    """Which run, crew, task and agent something belongs to; ``None`` outside one.
+    """Which flow, run, crew, task, agent and step something belongs to; ``None`` outside one.
 
     Names and roles are labels (see :mod:`crewtrace.events.labels`): short,
     stable, written before kickoff inputs are filled in, so telemetry can use
-    them as span names and metric labels.
+    them as span names and metric labels. A flow (CrewAI's ``Flow``) encloses
+    runs; a step (a retrieval, a memory save, a guardrail, a reasoning step)
+    is a part of an agent's or a task's work that LLM calls can run inside.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    flow_name: str | None = None
+    flow_run_id: str | None = Field(default=None, description="One id per flow run (kickoff).")
+    flow_method: str | None = Field(default=None, description="The flow method running, by its name in the code.")
     run_id: str | None = None
     crew_name: str | None = None
     task_id: str | None = None
     task_name: str | None = None
     agent_id: str | None = None
     agent_role: str | None = Field(default=None, description="The role as written (its template), never filled in.")
+    step_id: str | None = Field(default=None, description="The step (retrieval, memory save, guardrail, plan) running.")
 
     def attribution(self) -> dict[str, str | None]:
         """The attribution fields and their values."""

@@ -1,12 +1,12 @@
 """``OTelBridge``: crewtrace events in, OpenTelemetry spans, span events and metrics out.
 
 A listener like any other: it reads events and nothing else. Spans are
-parented by the ids the events carry (run, task, agent), never by the current
-context across yields, so the tree holds across threads, asyncio tasks and
-abandoned generators. Only the workflow span (and an LLM call made outside a
-crew) takes its parent from the context current when the event is emitted:
-that is how a span the application opened around ``kickoff()`` becomes the
-parent of the run.
+parented by the ids the events carry (flow, method, run, task, agent, step),
+never by the current context across yields, so the tree holds across threads,
+asyncio tasks and abandoned generators. Only an outermost span (a flow run, a
+crew run outside a flow, an agent or an LLM call outside both) takes its
+parent from the context current when the event is emitted: that is how a span
+the application opened around ``kickoff()`` becomes the parent of the run.
 
 Every span, whatever its kind, has one lifecycle: :meth:`OTelBridge._start`
 opens it and keeps one record in one store; :meth:`OTelBridge._end` (on the
@@ -43,6 +43,9 @@ from crewtrace.events import (
     CrewKickoffStartedEvent,
     EventBus,
     FailureMixin,
+    FlowStartedEvent,
+    GuardrailCompletedEvent,
+    GuardrailStartedEvent,
     LLMCallCompletedEvent,
     LLMCallFailedEvent,
     LLMCallStartedEvent,
@@ -63,6 +66,8 @@ from crewtrace.telemetry._attributes import (
     call_key,
     clean,
     defined,
+    delegating_tool_key,
+    enclosing,
     input_messages,
     mark_failed,
     output_messages,
@@ -72,6 +77,7 @@ from crewtrace.telemetry._attributes import (
 )
 from crewtrace.telemetry._chunks import ChunkTimeline
 from crewtrace.telemetry._labels import LabelCaps
+from crewtrace.telemetry._steps import ENDS, STARTS
 from crewtrace.telemetry.instruments import create_instruments
 
 __all__ = ["OTelBridge"]
@@ -155,6 +161,10 @@ class OTelBridge(BaseEventListener):
         self._labels = LabelCaps(max_label_values)
         self._open: dict[SpanKey, _Open] = {}
         self._lock = threading.Lock()
+        self._step_hooks: dict[type[BaseEvent], Callable[[_Open, _Ending], None]] = {
+            FlowStartedEvent: self._flow_finished,
+            GuardrailStartedEvent: self._guardrail_finished,
+        }
         super().__init__(bus)
 
     def setup_listeners(self, crewtrace_event_bus: EventBus) -> None:
@@ -175,6 +185,10 @@ class OTelBridge(BaseEventListener):
         on(LLMStreamChunkEvent, self._on_chunk)
         on(LLMCallCompletedEvent, self._on_call_ended)
         on(LLMCallFailedEvent, self._on_call_ended)
+        for started in STARTS:
+            on(started, self._on_span_started)
+        for ended in ENDS:
+            on(ended, self._on_span_ended)
 
     def open_spans(self) -> tuple[str, ...]:
         """Names of the spans the bridge holds open, in the order they started."""
@@ -270,7 +284,8 @@ class OTelBridge(BaseEventListener):
 
     def _on_crew_started(self, source: Any, event: CrewKickoffStartedEvent) -> None:
         attributes = {names.OPERATION_NAME: names.OP_INVOKE_WORKFLOW, **attribution(event)}
-        self._start(run_key(event), (), f"{names.OP_INVOKE_WORKFLOW} {event.crew_name}", event, attributes)
+        name = f"{names.OP_INVOKE_WORKFLOW} {event.crew_name}"
+        self._start(run_key(event), enclosing(event), name, event, attributes)
 
     def _on_crew_ended(self, source: Any, event: CrewKickoffCompletedEvent | CrewKickoffFailedEvent) -> None:
         self._end(run_key(event), event)
@@ -289,7 +304,10 @@ class OTelBridge(BaseEventListener):
     def _on_agent_started(self, source: Any, event: AgentExecutionStartedEvent) -> None:
         attributes = {names.OPERATION_NAME: names.OP_INVOKE_AGENT, **attribution(event)}
         name = f"{names.OP_INVOKE_AGENT} {event.agent_role}"
-        self._start(agent_key(event), (task_key(event),), name, event, attributes)
+        parents = enclosing(event)
+        if event.parent_tool_call_id is not None:
+            parents = (delegating_tool_key(event), *parents)
+        self._start(agent_key(event), parents, name, event, attributes)
 
     def _on_agent_ended(self, source: Any, event: AgentExecutionCompletedEvent | AgentExecutionErrorEvent) -> None:
         self._end(agent_key(event), event)
@@ -300,7 +318,7 @@ class OTelBridge(BaseEventListener):
             **attribution(event),
             names.TOOL_NAME: event.tool_name,
             names.TOOL_CALL_ID: event.tool_call_id,
-            names.TOOL_TYPE: names.TOOL_TYPE_FUNCTION,
+            names.TOOL_TYPE: event.tool_type,
         }
         if self.capture_content:
             attributes[names.TOOL_CALL_ARGUMENTS] = event.arguments
@@ -312,7 +330,7 @@ class OTelBridge(BaseEventListener):
         name = f"{names.OP_EXECUTE_TOOL} {event.tool_name}"
         self._start(
             tool_key(event),
-            (agent_key(event),),
+            enclosing(event),
             name,
             event,
             attributes,
@@ -333,6 +351,39 @@ class OTelBridge(BaseEventListener):
         if ending.error_type is not None:
             instruments.tool_errors.add(1, attributes)
         instruments.tool_duration.record(ending.duration_s, attributes, context)
+
+    # -- flows, methods and steps ------------------------------------------------------
+
+    def _on_span_started(self, source: Any, event: BaseEvent) -> None:
+        """A flow run, flow method or step starting (its span from ``_steps.STARTS``)."""
+        start = STARTS[type(event)](event, self.capture_content)
+        finish = self._step_hooks.get(type(event))
+        metric_attributes = self._labels.attribution(event) if finish is not None else None
+        self._start(
+            start.key,
+            start.parents,
+            start.name,
+            event,
+            start.attributes,
+            finish=finish,
+            metric_attributes=metric_attributes,
+        )
+
+    def _on_span_ended(self, source: Any, event: BaseEvent) -> None:
+        key, attributes = ENDS[type(event)](event, self.capture_content)
+        self._end(key, event, attributes)
+
+    def _flow_finished(self, record: _Open, ending: _Ending) -> None:
+        """A flow run's duration, labelled by flow name (and error type)."""
+        attributes = self._with_error(record.metric_attributes, ending)
+        context = trace.set_span_in_context(record.span)
+        self._instruments.flow_duration.record(ending.duration_s, attributes, context)
+
+    def _guardrail_finished(self, record: _Open, ending: _Ending) -> None:
+        """A rejection counted by agent and task."""
+        event = ending.event
+        if isinstance(event, GuardrailCompletedEvent) and not event.passed:
+            self._instruments.guardrail_rejections.add(1, record.metric_attributes)
 
     # -- LLM calls -----------------------------------------------------------------
 
@@ -364,7 +415,7 @@ class OTelBridge(BaseEventListener):
             self._instruments.stream_active.add(1, metric_attributes)
         self._start(
             call_key(event.call_id),
-            (agent_key(event), task_key(event), run_key(event)),
+            enclosing(event),
             f"{names.OP_CHAT} {event.model}",
             event,
             attributes,

@@ -18,6 +18,8 @@ _TOKEN_BUCKETS = (
 )  # fmt: skip
 # Per-chunk gaps (and most tool calls) are far below the call-duration buckets: add sub-10 ms ones.
 _CHUNK_GAP_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, *_DURATION_BUCKETS)
+# A flow runs crews end to end: the GenAI conventions' workflow buckets.
+_FLOW_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _COST_BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 
 
@@ -33,6 +35,8 @@ class Instruments:
     tool_calls: Counter
     tool_errors: Counter
     tool_duration: Histogram
+    flow_duration: Histogram
+    guardrail_rejections: Counter
 
 
 def create_instruments(meter: Meter) -> Instruments:
@@ -86,5 +90,16 @@ def create_instruments(meter: Meter) -> Instruments:
             unit="s",
             description="Duration of tool calls.",
             explicit_bucket_boundaries_advisory=list(_CHUNK_GAP_BUCKETS),
+        ),
+        flow_duration=meter.create_histogram(
+            names.METRIC_FLOW_DURATION,
+            unit="s",
+            description="Duration of flow runs (CrewAI's Flow.kickoff), paused and failed ones included.",
+            explicit_bucket_boundaries_advisory=list(_FLOW_BUCKETS),
+        ),
+        guardrail_rejections=meter.create_counter(
+            names.METRIC_GUARDRAIL_REJECTIONS,
+            unit="{rejection}",
+            description="Guardrail checks that rejected a task's output and sent it back to the agent.",
         ),
     )

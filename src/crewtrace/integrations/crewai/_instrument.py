@@ -17,6 +17,7 @@ from crewai.events.event_context import SCOPE_ENDING_EVENTS, SCOPE_STARTING_EVEN
 from crewtrace.events import EventBus, crewtrace_event_bus
 from crewtrace.integrations.crewai._order import Reorderer
 from crewtrace.integrations.crewai._translate import Translator
+from crewtrace.integrations.crewai._usage import UsageCounters
 
 __all__ = ["CrewAIInstrumentation", "instrument_crewai"]
 
@@ -72,6 +73,7 @@ class CrewAIInstrumentation:
         self.bus = bus
         self._lock = threading.RLock()
         self._translator = Translator(bus, SCOPE_STARTING_EVENTS, SCOPE_ENDING_EVENTS)
+        self._usage = UsageCounters(self._translator.usage)
         self._reorderer = Reorderer(self._release)
         self._ending = SCOPE_ENDING_EVENTS
         self._closed = False
@@ -106,9 +108,15 @@ class CrewAIInstrumentation:
     def _on_event(self, source: Any, event: Any) -> None:
         """CrewAI's handler for every event: inline for chunks, on CrewAI's thread pool for the rest."""
         try:
-            started = event.started_event_id if event.type in self._ending else event.parent_event_id
+            kind = event.type
+            started = event.started_event_id if kind in self._ending else event.parent_event_id
             with self._lock:
                 if not self._closed:
+                    # CrewAI's own usage count, read as the call's events arrive (see ``_usage``).
+                    if kind == "llm_call_started":
+                        self._usage.started(event.call_id, source)
+                    elif kind == "llm_call_completed" and not event.usage:
+                        self._usage.completed(event.call_id, source)
                     self._reorderer.arrive(event.event_id, (started, event.previous_event_id), (source, event))
                     if self._timer is None and self._reorderer.pending():
                         self._schedule_expiry()
