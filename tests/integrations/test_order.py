@@ -53,3 +53,35 @@ def test_seen_ids_are_bounded() -> None:
     for n in range(100):
         order.arrive(f"e{n}", (None, None), n)
     assert len(order._seen) == 10
+
+
+def test_an_expiry_keeps_what_waits_for_a_held_event_behind_it() -> None:
+    released: list[str] = []
+    order = Reorderer(released.append, grace_s=0.0)
+    # Emitted after an event this instrumentation never saw; its chunk arrives first (inline), then the start.
+    order.arrive("chunk", ("start", "start"), "chunk")
+    order.arrive("start", ("scope", "emitted-before-instrumentation"), "start")
+    order.arrive("scope", (None, "emitted-before-instrumentation"), "scope")
+    order.expire()
+    assert released == ["scope", "start", "chunk"], "never a chunk before its call's start"
+    assert not order.pending()
+
+
+def test_drain_keeps_dependency_order() -> None:
+    released: list[str] = []
+    order = Reorderer(released.append)
+    order.arrive("end", ("start", None), "end")
+    order.arrive("start", ("never", None), "start")
+    order.drain()
+    assert released == ["start", "end"] and not order.pending()
+
+
+def test_what_becomes_ready_together_is_released_in_arrival_order() -> None:
+    released: list[str] = []
+    order = Reorderer(released.append)
+    # An agent's run: its executor scope, a call in it, then the agent's end (which names only the agent's start).
+    order.arrive("executor", ("agent", None), "executor")
+    order.arrive("call", ("executor", "executor"), "call")
+    order.arrive("end", ("agent", "agent"), "end")
+    order.arrive("agent", (None, None), "agent")
+    assert released == ["agent", "executor", "call", "end"]

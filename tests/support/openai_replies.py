@@ -45,6 +45,8 @@ class Reply:
     "tool_calls" when ``tool_calls`` is non-empty.  ``fault_after`` counts the
     content/tool-call chunks sent (after the role chunk) before a mid-stream fault.
     ``delay`` is slept between SSE events, so streams can be paced or made slow.
+    ``reasoning`` pieces stream first, as ``reasoning_content`` deltas (as reasoning models'
+    OpenAI-compatible servers send a model's thinking), and count as completion tokens.
     """
 
     chunks: list[str] = field(default_factory=list)
@@ -55,6 +57,7 @@ class Reply:
     fault: Fault | None = None
     fault_after: int = 0
     tool_calls: list[ToolCallReply] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.finish_reason is None:
@@ -111,7 +114,7 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 def resolve_usage(reply: Reply, body: dict[str, Any]) -> tuple[int, int] | None:
     """(prompt, completion) tokens to report; "auto" counts words and chunks."""
     if reply.usage == "auto":
-        return prompt_tokens(body), len(reply.chunks) + len(reply.tool_calls)
+        return prompt_tokens(body), len(reply.reasoning) + len(reply.chunks) + len(reply.tool_calls)
     return reply.usage
 
 

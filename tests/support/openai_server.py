@@ -215,8 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
         events: Iterator[bytes] = iter(())
         if reply.fault is not Fault.EMPTY:
             role = enc.delta({"role": "assistant", "content": ""})
+            thinking = (enc.delta({"reasoning_content": text}) for text in reply.reasoning)
             content = (enc.content(text) for text in reply.chunks)
-            events = chain((role,), content, enc.tool_calls(reply.tool_calls))
+            events = chain((role,), thinking, content, enc.tool_calls(reply.tool_calls))
         if reply.fault in (Fault.RESET, Fault.MALFORMED, Fault.STALL):
             self._write_events(islice(events, 1 + reply.fault_after), reply.delay)
             self._fault(reply.fault)

@@ -50,7 +50,6 @@ from crewtrace.events import (
     LLMCallFailedEvent,
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
-    StreamChunkType,
     TaskCompletedEvent,
     TaskFailedEvent,
     TaskStartedEvent,
@@ -75,7 +74,7 @@ from crewtrace.telemetry._attributes import (
     task_key,
     tool_key,
 )
-from crewtrace.telemetry._chunks import ChunkTimeline
+from crewtrace.telemetry._chunks import KIND, ChunkTimeline
 from crewtrace.telemetry._labels import LabelCaps
 from crewtrace.telemetry._steps import ENDS, STARTS
 from crewtrace.telemetry.instruments import create_instruments
@@ -83,7 +82,6 @@ from crewtrace.telemetry.instruments import create_instruments
 __all__ = ["OTelBridge"]
 
 _SCOPE_NAME = "crewtrace"
-_GAP_BATCH = 1024  # chunk gaps kept per stream before they are recorded
 _CLOSED = "telemetry was shut down while this was still running"
 
 
@@ -429,8 +427,7 @@ class OTelBridge(BaseEventListener):
         record = self._open.get(call_key(event.call_id))
         if record is not None and record.timeline is not None:
             timeline = record.timeline
-            timeline.add(event.timestamp_ns, event.chunk, event.chunk_type is StreamChunkType.TOOL_CALL)
-            if len(timeline.gaps) >= _GAP_BATCH:
+            if timeline.add(event.timestamp_ns, event.chunk, KIND[event.chunk_type]):
                 self._record_gaps(timeline, record.metric_attributes)
 
     def _on_call_ended(self, source: Any, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from crewtrace.events import (
@@ -33,13 +35,25 @@ _logger = logging.getLogger("crewtrace.integrations.crewai")
 Handler = Callable[[Any, Any, Scope], None]
 
 
+@dataclass(slots=True)
+class _Held:
+    """A scope's end that came before its open parts' ends (from other threads and tasks)."""
+
+    item: tuple[Any, Any]
+    since: float = field(default_factory=time.monotonic)
+
+
 class Translator:
     """Turns each CrewAI event into the crewtrace event(s) it means and emits them on ``bus``.
 
     Each event's attribution comes from the scope it belongs to (its
     ``parent_event_id``, or ``started_event_id`` for a scope's end), so agent and
     task are those of the kickoff that made the call, whichever thread emitted it.
-    Not thread-safe: the caller releases events one at a time, in order.
+    A scope's end that comes while parts of it are still open (a flow method
+    ending in another task just before its flow, a coworker's run) waits for
+    them, for at most the caller's grace period (:meth:`expire`); then they
+    are ended as left open. Not thread-safe: the caller releases events one
+    at a time, in order.
     """
 
     def __init__(self, bus: EventBus, scope_starting: frozenset[str], scope_ending: frozenset[str]) -> None:
@@ -54,6 +68,7 @@ class Translator:
         self._fail_task = book.failer(TaskFailedEvent)
         self._fail_agent = book.failer(AgentExecutionErrorEvent)
         self._untranslated: set[str] = set()
+        self._held: dict[int, _Held] = {}  # scope ends waiting for their parts', by the scope
         self._handlers: dict[str, Handler] = {
             "flow_started": flows.started,
             "flow_finished": flows.ended,
@@ -105,12 +120,15 @@ class Translator:
             "agent_reasoning_failed": steps.ended,
         }
 
-    def release(self, item: tuple[Any, Any]) -> None:
+    def release(self, item: tuple[Any, Any], *, held: bool = False) -> None:
         source, event = item
         kind = event.type
         ending = kind in self._scope_ending
         anchor = event.started_event_id if ending else event.parent_event_id
         scope = self._book.find(anchor)
+        if ending and not held and scope.open_children and not scope.done:
+            self._held[id(scope)] = _Held(item)
+            return
         handler = self._handlers.get(kind)
         if handler is not None:
             handler(source, event, scope)
@@ -121,11 +139,29 @@ class Translator:
         elif kind not in self._untranslated and not ending:
             self._untranslated.add(kind)
             _logger.debug("CrewAI's %s events have no crewtrace counterpart: not translated", kind)
-        if ending and anchor is not None:
-            self._book.forget(anchor)
+        if ending:
+            if anchor is not None:
+                self._book.forget(anchor)
+            parent = scope.parent_owner
+            if parent is not None and not parent.open_children:
+                waiting = self._held.pop(id(parent), None)
+                if waiting is not None:  # its last part has ended: now the scope's own end
+                    self.release(waiting.item, held=True)
+
+    def pending(self) -> bool:
+        """Whether a scope's end waits for its parts (the caller then calls :meth:`expire` later)."""
+        return bool(self._held)
+
+    def expire(self, grace_s: float) -> None:
+        """Release the scope ends that waited ``grace_s`` for their parts: what is still open ends as left open."""
+        deadline = time.monotonic() - grace_s
+        for key, waiting in list(self._held.items()):
+            if waiting.since <= deadline and self._held.pop(key, None) is waiting:
+                self.release(waiting.item, held=True)
 
     def close_all(self, end_ns: int) -> None:
         """End everything still open (instrumentation closing), innermost first."""
+        self.expire(0.0)
         self._book.close_all(end_ns)
 
     # -- crew ----------------------------------------------------------------------
