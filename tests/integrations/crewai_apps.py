@@ -56,7 +56,7 @@ def _instance(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
         properties = schema.get("properties", {})
         return {name: _instance(properties[name], defs) for name in schema.get("required", properties)}
     if kind == "array":
-        return []
+        return [_instance(schema.get("items", {"type": "string"}), defs)]
     return {"string": "note", "integer": 1, "number": 0.5, "boolean": True}.get(kind)
 
 
