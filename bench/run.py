@@ -80,10 +80,11 @@ def peak_memory(name: str, n: int) -> tuple[float, float]:
     """MiB added by one ``n``-chunk stream in a fresh process: peak RSS, and peak of Python allocations.
 
     RSS is compared with the peak after a 10-chunk stream; the allocations are traced during the stream only.
+    An instrumentation is switched on for the whole process (``activate``), as in the timed runs.
     """
     code = (
         "import resource,tracemalloc;from bench.server import BenchServer;from bench.scenarios import available\n"
-        f"with BenchServer() as s:\n (sc,)=available(s.base_url,[{name!r}]);sc.stream(10)\n"
+        f"with BenchServer() as s:\n (sc,)=available(s.base_url,[{name!r}]);sc.activate();sc.stream(10)\n"
         " base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         f" sc.stream({n});rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-base\n"
         f" tracemalloc.start();sc.stream({n});print(rss,tracemalloc.get_traced_memory()[1])"

@@ -21,9 +21,9 @@ from crewtrace.events import StreamChunkType
 from crewtrace.telemetry import names
 from crewtrace.telemetry._attributes import clean
 
-KIND: Final = {StreamChunkType.TEXT: 1, StreamChunkType.TOOL_CALL: 2, StreamChunkType.REASONING: 4}
-"""A chunk type as the bit :meth:`ChunkTimeline.add` takes (a group holds the union of its chunks' bits)."""
-_KIND_NAMES: Final = {bit: kind.value for kind, bit in KIND.items()}
+_TEXT, _TOOL_CALL, _REASONING = StreamChunkType.TEXT, StreamChunkType.TOOL_CALL, StreamChunkType.REASONING
+_KIND_NAMES: Final = {1: _TEXT.value, 2: _TOOL_CALL.value, 4: _REASONING.value}
+"""A group's chunk types are bits (text 1, tool call 2, reasoning 4); one type's name, or ``mixed``."""
 GAP_BATCH: Final = 1024
 """Gaps between chunks a timeline gathers before :meth:`ChunkTimeline.add` asks for them to be recorded."""
 
@@ -93,8 +93,9 @@ class ChunkTimeline:
         self._max_groups = max(max_events - 2, 0)
         self._capture = capture_text
 
-    def add(self, ns: int, text: str, kind: int) -> bool:
-        """One chunk (``kind`` from :data:`KIND`); True when :data:`GAP_BATCH` gaps wait to be recorded."""
+    def add(self, ns: int, text: str, chunk_type: StreamChunkType) -> bool:
+        """One chunk; True when :data:`GAP_BATCH` gaps wait to be recorded."""
+        kind = 1 if chunk_type is _TEXT else 2 if chunk_type is _TOOL_CALL else 4  # identity: an enum's hash costs
         index = self.count
         self.count = index + 1
         if index == 0:

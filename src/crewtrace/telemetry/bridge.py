@@ -74,7 +74,7 @@ from crewtrace.telemetry._attributes import (
     task_key,
     tool_key,
 )
-from crewtrace.telemetry._chunks import KIND, ChunkTimeline
+from crewtrace.telemetry._chunks import ChunkTimeline
 from crewtrace.telemetry._labels import LabelCaps
 from crewtrace.telemetry._steps import ENDS, STARTS
 from crewtrace.telemetry.instruments import create_instruments
@@ -158,6 +158,7 @@ class OTelBridge(BaseEventListener):
         self._instruments = create_instruments(meter)
         self._labels = LabelCaps(max_label_values)
         self._open: dict[SpanKey, _Open] = {}
+        self._streams: dict[str, _Open] = {}  # the open streamed calls by call id: a chunk's one lookup
         self._lock = threading.Lock()
         self._step_hooks: dict[type[BaseEvent], Callable[[_Open, _Ending], None]] = {
             FlowStartedEvent: self._flow_finished,
@@ -205,6 +206,7 @@ class OTelBridge(BaseEventListener):
         super().close()
         with self._lock:
             opened, self._open = self._open, {}
+            self._streams = {}
         now = time.time_ns()
         for record in reversed(opened.values()):
             duration = max(0, now - record.start_ns) / 1e9
@@ -411,7 +413,7 @@ class OTelBridge(BaseEventListener):
                 event.timestamp_ns, max_events=self._max_chunk_events, capture_text=self.capture_content
             )
             self._instruments.stream_active.add(1, metric_attributes)
-        self._start(
+        record = self._start(
             call_key(event.call_id),
             enclosing(event),
             f"{names.OP_CHAT} {event.model}",
@@ -422,15 +424,19 @@ class OTelBridge(BaseEventListener):
             metric_attributes=metric_attributes,
             timeline=timeline,
         )
+        if timeline is not None:
+            self._streams[event.call_id] = record
 
     def _on_chunk(self, source: Any, event: LLMStreamChunkEvent) -> None:
-        record = self._open.get(call_key(event.call_id))
-        if record is not None and record.timeline is not None:
+        """The per-chunk path: one lookup, the timeline's bookkeeping, and a batch of gaps recorded now and then."""
+        record = self._streams.get(event.call_id)
+        if record is not None:
             timeline = record.timeline
-            if timeline.add(event.timestamp_ns, event.chunk, KIND[event.chunk_type]):
+            if timeline is not None and timeline.add(event.timestamp_ns, event.chunk, event.chunk_type):
                 self._record_gaps(timeline, record.metric_attributes)
 
     def _on_call_ended(self, source: Any, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:
+        self._streams.pop(event.call_id, None)
         attributes = None
         if isinstance(event, LLMCallCompletedEvent):
             usage = event.usage

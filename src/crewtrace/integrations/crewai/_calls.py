@@ -29,7 +29,6 @@ from crewtrace.integrations.crewai._scopes import LEFT_OPEN, Book, Scope
 
 __all__ = ["Calls"]
 
-_CHUNK = LLMStreamChunkEvent.model_fields["type"].default
 _MCP_TOOLS = (MCPNativeTool, MCPToolWrapper)
 _MAX_ENDED_CALLS = 4_096
 # CrewAI's tool failure reasons that crewtrace's own crews name too; CrewAI's other reasons are kept as they are.
@@ -53,6 +52,8 @@ class Calls:
         self._usage = usage  # usage worked out from CrewAI's counters, by call id (see ``_usage``)
         self.open: dict[str, Scope] = {}
         self._ended: dict[str, None] = {}  # call ids ended lately: CrewAI sends some ends twice
+        self._generation = -1
+        self._chunk_listeners = False
 
     # -- LLM calls -----------------------------------------------------------------
 
@@ -83,48 +84,72 @@ class Calls:
             ),
         )
 
-    def chunk(self, source: Any, event: Any, parent: Scope) -> None:
-        """One streamed chunk (text, tool-call fragment or thinking): the hot path, no validation of typed data."""
+    def chunk(self, source: Any, event: Any, arrived: int) -> None:
+        """One streamed text or tool-call chunk, ``arrived`` when CrewAI emitted it: the hot path."""
+        call = self.open.get(event.call_id)
+        if call is None:
+            call = self._late_start(source, event, self._book.find(event.parent_event_id))
+        values = self._counted(call, event, arrived)
+        if values is None:
+            return
+        if event.response_id is not None:
+            values["response_id"] = event.response_id
+        tool_call = event.tool_call
+        if tool_call is not None:  # already in OpenAI's shape: the call as far as it has arrived
+            function = tool_call.function
+            values["chunk_type"] = StreamChunkType.TOOL_CALL
+            values["tool_call"] = ToolCall(
+                id=tool_call.id,
+                function=FunctionCall(name=function.name or None, arguments=function.arguments or ""),
+                index=tool_call.index,
+            )
+        self._book.emit(source, LLMStreamChunkEvent.assemble(values))
+
+    def thinking_chunk(self, source: Any, event: Any, parent: Scope) -> None:
+        """A thinking model's reasoning chunk (CrewAI hands these to its thread pool, so its own time counts)."""
         call = self.open.get(event.call_id)
         if call is None:
             call = self._late_start(source, event, parent)
-        fields = call.chunk_fields
-        if fields is None:
-            fields = call.chunk_fields = self._chunk_fields(call)
-        ts = f.timestamp_ns(event.timestamp)
+        values = self._counted(call, event, f.timestamp_ns(event.timestamp))
+        if values is not None:
+            values["chunk_type"] = StreamChunkType.REASONING
+            values["response_id"] = event.response_id
+            self._book.emit(source, LLMStreamChunkEvent.assemble(values))
+
+    def _counted(self, call: Scope, event: Any, ts: int) -> dict[str, Any] | None:
+        """Count a chunk of ``call``; its event's values if anyone listens to chunks.
+
+        Everything a chunk event shares with its call was validated once, at the call's first
+        chunk; a chunk adds its own four values.
+        """
         index = call.chunks
         call.chunks = index + 1
         if call.first_chunk_ns is None:
             call.first_chunk_ns = ts
-        values = {**fields, "event_id": event.event_id, "timestamp_ns": ts, "chunk": event.chunk, "chunk_index": index}
-        if event.response_id is not None:
-            values["response_id"] = event.response_id
-        if event.type != _CHUNK:  # CrewAI's thinking chunk: the model's reasoning
-            values["chunk_type"] = StreamChunkType.REASONING
-        elif event.tool_call is not None:  # already in OpenAI's shape: the call as far as it has arrived
-            function = event.tool_call.function
-            values["chunk_type"] = StreamChunkType.TOOL_CALL
-            values["tool_call"] = ToolCall.model_construct(
-                id=event.tool_call.id,
-                type="function",
-                function=FunctionCall.model_construct(name=function.name or None, arguments=function.arguments or ""),
-                index=event.tool_call.index,
+        if not self._listening():
+            return None
+        fields = call.chunk_fields
+        if fields is None:
+            template = call.stamp(
+                LLMStreamChunkEvent,
+                timestamp_ns=call.start_ns,
+                call_id=call.call_id,
+                model=call.model,
+                provider=call.provider,
+                chunk="",
+                chunk_index=0,
             )
-        self._book.emit(source, LLMStreamChunkEvent.model_construct(**values))
+            fields = call.chunk_fields = dict(template.__dict__)
+        return {**fields, "event_id": event.event_id, "timestamp_ns": ts, "chunk": event.chunk, "chunk_index": index}
 
-    @staticmethod
-    def _chunk_fields(call: Scope) -> dict[str, Any]:
-        """What every chunk event of a call shares, validated once: its attribution and identity."""
-        template = call.stamp(
-            LLMStreamChunkEvent,
-            timestamp_ns=call.start_ns,
-            call_id=call.call_id,
-            model=call.model,
-            provider=call.provider,
-            chunk="",
-            chunk_index=0,
-        )
-        return dict(template.__dict__)
+    def _listening(self) -> bool:
+        """Whether anyone listens to chunks now: one int compared per chunk, handlers looked up on change."""
+        bus = self._book.bus
+        generation = bus.generation
+        if generation != self._generation:
+            self._generation = generation
+            self._chunk_listeners = bus.has_handlers(LLMStreamChunkEvent)
+        return self._chunk_listeners
 
     def ended(self, source: Any, event: Any, parent: Scope) -> None:
         call = self.open.get(event.call_id)

@@ -17,7 +17,7 @@ from crewai.events.types.llm_events import LLMStreamChunkEvent
 
 from crewtrace.events import EventBus, crewtrace_event_bus
 from crewtrace.integrations.crewai._order import Reorderer
-from crewtrace.integrations.crewai._translate import Translator
+from crewtrace.integrations.crewai._translate import Item, Translator
 from crewtrace.integrations.crewai._usage import UsageCounters
 
 __all__ = ["CrewAIInstrumentation", "instrument_crewai"]
@@ -108,16 +108,18 @@ class CrewAIInstrumentation:
                 _logger.exception("crewtrace could not end what CrewAI left open")
 
     def _on_event(self, source: Any, event: Any) -> None:
-        """CrewAI's handler for every event: inline for chunks, on CrewAI's thread pool for the rest."""
+        """CrewAI's handler for every event: inline for text chunks, on CrewAI's thread pool for the rest."""
         try:
             if event.__class__ is LLMStreamChunkEvent:  # the hot path: in the emitting thread, once per chunk
+                arrived = time.time_ns()  # inline: the moment CrewAI emitted it (its own timestamp costs more to read)
                 with self._lock:
                     if not self._closed:
-                        deps = (event.parent_event_id, event.previous_event_id)
-                        self._reorderer.arrive(event.event_id, deps, (source, event))
+                        item = (source, event, arrived)
+                        scope, previous = event.parent_event_id, event.previous_event_id
+                        self._reorderer.arrive(event.event_id, scope, previous, item, streamed=True)
                 return
             kind = event.type
-            started = event.started_event_id if kind in self._ending else event.parent_event_id
+            scope = event.started_event_id if kind in self._ending else event.parent_event_id
             with self._lock:
                 if self._closed:
                     return
@@ -126,7 +128,7 @@ class CrewAIInstrumentation:
                     self._usage.started(event.call_id, source)
                 elif kind == "llm_call_completed" and not event.usage:
                     self._usage.completed(event.call_id, source)
-                self._reorderer.arrive(event.event_id, (started, event.previous_event_id), (source, event))
+                self._reorderer.arrive(event.event_id, scope, event.previous_event_id, (source, event, 0))
                 if self._timer is None and (self._reorderer.pending() or self._translator.pending()):
                     self._schedule_expiry()
         except Exception:
@@ -151,7 +153,7 @@ class CrewAIInstrumentation:
         except Exception:
             _logger.exception("crewtrace could not release held CrewAI events")
 
-    def _release(self, item: tuple[Any, Any]) -> None:
+    def _release(self, item: Item) -> None:
         try:
             self._translator.release(item)
         except Exception:

@@ -47,21 +47,33 @@ class Reorderer:
         self._release = release
         self._max_seen = max_seen
         self._grace_s = grace_s
-        self._seen: dict[str, None] = {}  # insertion-ordered: the oldest is first
+        self._seen: OrderedDict[str, None] = OrderedDict()  # the oldest first, forgotten in O(1)
         self._waiters: dict[str, list[_Waiting]] = {}
         self._waiting: OrderedDict[str, _Waiting] = OrderedDict()
         self._arrivals = itertools.count()
 
-    def arrive(self, event_id: str, deps: tuple[str | None, ...], item: Any) -> None:
-        """Release ``item`` now if every id in ``deps`` was released, else when they are."""
+    def arrive(
+        self, event_id: str, scope: str | None, previous: str | None, item: Any, *, streamed: bool = False
+    ) -> None:
+        """Release ``item`` once its ``scope`` and ``previous`` ids were released (None: nothing to wait for).
+
+        ``streamed``: one of a stream's chunks, whose ``previous`` (when not the stream's own start) is
+        the chunk before it, which nothing else waits for: that id is forgotten once this one is
+        released, so a stream of any length keeps one id, not all of them.
+        """
         seen = self._seen
-        missing = [dep for dep in deps if dep is not None and dep not in seen]
-        if not missing:  # the common case (every chunk): no deque, no bookkeeping beyond "seen"
+        if (scope is None or scope in seen) and (previous is None or previous in seen):
+            # The common case (every chunk of a call under way): a release and a mark, nothing else.
             self._release(item)
-            self._mark(event_id)
+            seen[event_id] = None
+            if streamed and previous is not None and previous != scope:
+                del seen[previous]
+            elif len(seen) > self._max_seen:
+                seen.popitem(last=False)
             if event_id in self._waiters:
                 self._done_waiters(event_id)
             return
+        missing = [dep for dep in (scope, previous) if dep is not None and dep not in seen]
         waiting = _Waiting(next(self._arrivals), event_id, missing, item)
         self._waiting[event_id] = waiting
         for dep in missing:
@@ -133,4 +145,4 @@ class Reorderer:
         seen = self._seen
         seen[event_id] = None
         if len(seen) > self._max_seen:
-            del seen[next(iter(seen))]
+            seen.popitem(last=False)

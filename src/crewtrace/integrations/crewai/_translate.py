@@ -28,18 +28,20 @@ from crewtrace.integrations.crewai._flows import Flows
 from crewtrace.integrations.crewai._scopes import Book, Scope
 from crewtrace.integrations.crewai._steps import Steps
 
-__all__ = ["Translator"]
+__all__ = ["Item", "Translator"]
 
 _logger = logging.getLogger("crewtrace.integrations.crewai")
 
 Handler = Callable[[Any, Any, Scope], None]
+Item = tuple[Any, Any, int]
+"""(source, CrewAI event, arrival in ns): the arrival time of a text chunk (handled inline), else 0."""
 
 
 @dataclass(slots=True)
 class _Held:
     """A scope's end that came before its open parts' ends (from other threads and tasks)."""
 
-    item: tuple[Any, Any]
+    item: Item
     since: float = field(default_factory=time.monotonic)
 
 
@@ -91,8 +93,7 @@ class Translator:
             "lite_agent_execution_completed": self._agent_ended,
             "lite_agent_execution_error": self._agent_ended,
             "llm_call_started": calls.started,
-            "llm_stream_chunk": calls.chunk,
-            "llm_thinking_chunk": calls.chunk,
+            "llm_thinking_chunk": calls.thinking_chunk,
             "llm_call_completed": calls.ended,
             "llm_call_failed": calls.ended,
             "tool_usage_started": calls.tool_started,
@@ -120,8 +121,11 @@ class Translator:
             "agent_reasoning_failed": steps.ended,
         }
 
-    def release(self, item: tuple[Any, Any], *, held: bool = False) -> None:
-        source, event = item
+    def release(self, item: Item, *, held: bool = False) -> None:
+        source, event, arrived = item
+        if arrived:  # a text chunk: straight to its call
+            self.calls.chunk(source, event, arrived)
+            return
         kind = event.type
         ending = kind in self._scope_ending
         anchor = event.started_event_id if ending else event.parent_event_id

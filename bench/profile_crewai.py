@@ -1,0 +1,84 @@
+"""Where a CrewAI kickoff's time goes under crewtrace, by layer, from a py-spy profile.
+
+    py-spy record --format raw -r 400 -o bench/results/profile.txt -- \\
+        python -m bench.profile_crewai run --chunks 10000 --kickoffs 8
+    python -m bench.profile_crewai summarize bench/results/profile.txt
+
+``run`` streams ``--kickoffs`` CrewAI kickoffs of ``--chunks`` chunks each under ``instrument_crewai``
+and the bridge (``--alone``: without them). ``summarize`` sorts py-spy's samples (collapsed stacks,
+every thread of the process; the bench server is another process) into: the SDK's metric points the
+bridge records (``Histogram.record`` under crewtrace), the rest of crewtrace (the adapter, the bridge,
+spans, the SDK's other work for them), everything else (CrewAI, the OpenAI SDK, httpx, asyncio), and
+the process's start (imports), which the shares of the kickoffs leave out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+_CREWTRACE = "(crewtrace/"  # py-spy names frames by their path below site-packages (or the source root)
+_RECORD = "record (opentelemetry/sdk/metrics/_internal/instrument.py"
+_IMPORT = "(<frozen importlib._bootstrap>"
+
+
+def run(chunks: int, kickoffs: int, alone: bool) -> None:
+    from bench.crewai import CrewAICrewtrace, CrewAIDefault
+    from bench.server import BenchServer
+
+    with BenchServer() as server:
+        scenario = CrewAIDefault(server.base_url) if alone else CrewAICrewtrace(server.base_url)
+        scenario.activate()
+        try:
+            for _ in range(kickoffs):
+                if scenario.stream(chunks) != chunks:
+                    raise RuntimeError("a kickoff lost chunks")
+        finally:
+            scenario.deactivate()
+            scenario.close()
+
+
+def layer(stack: str) -> str:
+    """The layer a sample's time is spent in: its outermost crewtrace frame decides; imports count apart."""
+    if _IMPORT in stack:
+        return "startup (imports)"
+    at = stack.find(_CREWTRACE)
+    if at < 0:
+        return "CrewAI and the rest"
+    return "SDK metric points the bridge records" if _RECORD in stack[at:] else "crewtrace, the rest"
+
+
+def summarize(path: Path) -> dict[str, int]:
+    samples: Counter[str] = Counter()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            samples[layer(stack)] += int(count)
+    return dict(samples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_crewai", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    running = commands.add_parser("run")
+    running.add_argument("--chunks", type=int, default=10_000)
+    running.add_argument("--kickoffs", type=int, default=8)
+    running.add_argument("--alone", action="store_true")
+    summarizing = commands.add_parser("summarize")
+    summarizing.add_argument("profile", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run(args.chunks, args.kickoffs, args.alone)
+        return 0
+    samples = summarize(args.profile)
+    total = sum(count for name, count in samples.items() if not name.startswith("startup")) or 1
+    print("| where | samples | share |\n|---|---|---|")
+    for name, count in sorted(samples.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {count} | {'' if name.startswith('startup') else f'{count / total:.1%}'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
