@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 _CREWTRACE = "(crewtrace/"  # py-spy names frames by their path below site-packages (or the source root)
-_RECORD = "record (opentelemetry/sdk/metrics/_internal/instrument.py"
+_RECORD = "Histogram.record (metrics/_internal/instrument.py"  # py-spy shortens the SDK's paths
 _IMPORT = "(<frozen importlib._bootstrap>"
 
 

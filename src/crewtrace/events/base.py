@@ -23,6 +23,11 @@ from typing_extensions import Self
 __all__ = ["ATTRIBUTION_FIELDS", "Attribution", "BaseEvent", "FailureMixin", "TokenUsage"]
 
 
+_FIELD_SETS: dict[type[BaseModel], set[str]] = {}
+"""Per event class, its field names: the set pydantic keeps of the fields given, shared by the events
+:meth:`BaseEvent.assemble` makes (pydantic copies it before it adds to it)."""
+
+
 def _new_event_id() -> str:
     return f"{random.getrandbits(64):016x}"  # unique enough to tell events apart, and no syscall per chunk
 
@@ -75,9 +80,12 @@ class BaseEvent(Attribution):
         ``fields`` becomes the event's own (pass a fresh dict).
         """
         event = cls.__new__(cls)
+        names = _FIELD_SETS.get(cls)
+        if names is None:
+            names = _FIELD_SETS[cls] = set(cls.model_fields)
         setattr_ = object.__setattr__
         setattr_(event, "__dict__", fields)
-        setattr_(event, "__pydantic_fields_set__", _every_field(cls))
+        setattr_(event, "__pydantic_fields_set__", names)
         setattr_(event, "__pydantic_extra__", None)
         setattr_(event, "__pydantic_private__", None)
         return event
@@ -86,18 +94,6 @@ class BaseEvent(Attribution):
     @property
     def timestamp(self) -> datetime:
         return datetime.fromtimestamp(self.timestamp_ns / 1e9, tz=timezone.utc)
-
-
-_FIELD_SETS: dict[type[BaseModel], set[str]] = {}
-
-
-def _every_field(cls: type[BaseModel]) -> set[str]:
-    """All of a class's field names, as the set pydantic keeps of the fields given (one per class, never changed:
-    pydantic copies it before it adds to it)."""
-    names = _FIELD_SETS.get(cls)
-    if names is None:
-        names = _FIELD_SETS[cls] = set(cls.model_fields)
-    return names
 
 
 class TokenUsage(BaseModel):

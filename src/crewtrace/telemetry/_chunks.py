@@ -104,8 +104,18 @@ class ChunkTimeline:
             return False
         gaps = self.gaps
         gaps.append((ns - self._last_ns) / 1e9)
-        if index > 1:
-            self._push(index - 1)
+        if index > 1:  # the chunk before this one, no longer the last, joins the groups
+            groups = self._groups
+            group = groups[-1] if groups else None
+            if group is not None and (group.count < self._group_size or not self._max_groups):
+                group.count += 1  # most chunks: into the newest group, in place
+                group.kinds |= self._last_kind
+                group.size += self._last_size
+                group.last_ns = self._last_ns
+                if group.texts is not None and self._last_text is not None:
+                    group.texts.append(self._last_text)
+            else:
+                self._new_group(index - 1)
         self._last_ns = ns
         self._last_size = len(text)
         self._last_kind = kind
@@ -118,18 +128,9 @@ class ChunkTimeline:
         gaps, self.gaps = self.gaps, array("d")
         return gaps
 
-    def _push(self, index: int) -> None:
-        """The chunk ``index`` (the latest until now, never the first) joins the groups."""
+    def _new_group(self, index: int) -> None:
+        """The chunk ``index`` (the latest until now, never the first) starts a group; merge pairwise when full."""
         groups = self._groups
-        if groups and (groups[-1].count < self._group_size or not self._max_groups):
-            group = groups[-1]
-            group.count += 1
-            group.kinds |= self._last_kind
-            group.size += self._last_size
-            group.last_ns = self._last_ns
-            if group.texts is not None and self._last_text is not None:
-                group.texts.append(self._last_text)
-            return
         groups.append(_Group(index, self._last_ns, self._last_size, self._last_text, self._last_kind))
         if len(groups) > self._max_groups:
             merged = groups[0::2]

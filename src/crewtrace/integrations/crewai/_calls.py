@@ -103,7 +103,7 @@ class Calls:
                 function=FunctionCall(name=function.name or None, arguments=function.arguments or ""),
                 index=tool_call.index,
             )
-        self._book.emit(source, LLMStreamChunkEvent.assemble(values))
+        self._book.bus.emit(source, LLMStreamChunkEvent.assemble(values))
 
     def thinking_chunk(self, source: Any, event: Any, parent: Scope) -> None:
         """A thinking model's reasoning chunk (CrewAI hands these to its thread pool, so its own time counts)."""
@@ -126,7 +126,11 @@ class Calls:
         call.chunks = index + 1
         if call.first_chunk_ns is None:
             call.first_chunk_ns = ts
-        if not self._listening():
+        bus = self._book.bus
+        if bus.generation != self._generation:  # listeners changed: look them up again (once per change)
+            self._generation = bus.generation
+            self._chunk_listeners = bus.has_handlers(LLMStreamChunkEvent)
+        if not self._chunk_listeners:
             return None
         fields = call.chunk_fields
         if fields is None:
@@ -141,15 +145,6 @@ class Calls:
             )
             fields = call.chunk_fields = dict(template.__dict__)
         return {**fields, "event_id": event.event_id, "timestamp_ns": ts, "chunk": event.chunk, "chunk_index": index}
-
-    def _listening(self) -> bool:
-        """Whether anyone listens to chunks now: one int compared per chunk, handlers looked up on change."""
-        bus = self._book.bus
-        generation = bus.generation
-        if generation != self._generation:
-            self._generation = generation
-            self._chunk_listeners = bus.has_handlers(LLMStreamChunkEvent)
-        return self._chunk_listeners
 
     def ended(self, source: Any, event: Any, parent: Scope) -> None:
         call = self.open.get(event.call_id)
