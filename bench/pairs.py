@@ -1,14 +1,18 @@
 """Alternating pairs in one process: what an instrumentation adds per chunk, measured where load cannot hide it.
 
     python -m bench.pairs [--pair crewai+crewtrace/crewai] [--pairs 15] [--chunks 1000,10000]
-                          [--modes sync,async] [--concurrent 100] [--memory 20000] [--out bench/results/pairs]
+                          [--modes sync,async] [--concurrent 100] [--memory 20000] [--clock cpu|wall]
+                          [--out bench/results/pairs]
 
 Each pair runs the two scenarios' kickoffs back to back, the order swapped every pair, so both
 see the same load; the ratio of each pair (instrumented / alone) is what is compared: the median
 of the pairs, their interquartile range and extremes, and the median of the µs each pair's chunk
-cost more. ``async xN`` runs N kickoffs at once (per chunk of all of them). ``--memory`` adds, per
-scenario, what one stream of that many chunks allocates at its peak (``tracemalloc``, a fresh
-process each). The fresh-process rounds of ``bench.run`` stay the end-to-end comparison with peers.
+cost more. The clock is this process's CPU time by default (every thread: CrewAI's pool, the
+instrumentation, the SDK; the server is another process): what a chunk costs, which other
+processes' load hardly changes; ``--clock wall`` times what the application waits. ``async xN``
+runs N kickoffs at once (per chunk of all of them). ``--memory`` adds, per scenario, what one
+stream of that many chunks allocates at its peak (``tracemalloc``, a fresh process each). The
+fresh-process rounds of ``bench.run`` stay the end-to-end comparison with peers.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import json
 import os
 import platform
 import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.run import peak_memory, timed
@@ -27,13 +33,15 @@ from bench.server import BenchServer
 Case = tuple[str, int, int]  # (mode, chunks, concurrent kickoffs)
 
 
-def pairs(first: Scenario, second: Scenario, case: Case, count: int) -> list[tuple[float, float]]:
+def pairs(
+    first: Scenario, second: Scenario, case: Case, count: int, clock: Callable[[], float]
+) -> list[tuple[float, float]]:
     """``count`` pairs of (first, second) seconds per chunk, run back to back, the order swapped each pair."""
     mode, n, concurrent = case
     out = []
     for index in range(count):
         order = (first, second) if index % 2 == 0 else (second, first)
-        measured = {scenario.name: timed(scenario, mode, n, concurrent) for scenario in order}
+        measured = {scenario.name: timed(scenario, mode, n, concurrent, clock) for scenario in order}
         out.append((measured[first.name], measured[second.name]))
     return out
 
@@ -75,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="sync,async")
     parser.add_argument("--concurrent", type=int, default=0, help="also N concurrent async kickoffs of 100 chunks")
     parser.add_argument("--memory", type=int, default=0, help="chunks of the peak-memory stream (0: skip)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     parser.add_argument("--out", type=Path, default=Path("bench/results/pairs"))
     args = parser.parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     instrumented, alone = args.pair.split("/")
     cases: list[Case] = [(mode, int(n), 1) for n in args.chunks.split(",") for mode in args.modes.split(",")]
     if args.concurrent:
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases:
                 mode, n, concurrent = case
                 label = f"{mode} {n:,}" if concurrent == 1 else f"async x{concurrent} {n:,} each"
-                results[label] = summary(pairs(first, second, case, args.pairs))
+                results[label] = summary(pairs(first, second, case, args.pairs, clock))
                 print(f"{label}: {results[label]['ratio']:.3f}, load {os.getloadavg()[0]:.2f}", flush=True)
         finally:
             for scenario in scenarios:
@@ -103,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     memory = {name: peak_memory(name, args.memory) for name in (alone, instrumented)} if args.memory else {}
     header = (
         f"python {platform.python_version()}, {os.cpu_count()} cores, load before {load_before:.2f}, "
-        f"after {os.getloadavg()[0]:.2f}; {args.pairs} alternating pairs per case"
+        f"after {os.getloadavg()[0]:.2f}; {args.pairs} alternating pairs per case, {args.clock} time"
     )
     report = table((instrumented, alone), results)
     if memory:

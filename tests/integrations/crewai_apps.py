@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.integrations.crewai_crews import API_KEY
 from tests.support.openai_server import FakeOpenAIServer, Reply
-from tests.support.polling import wait_until
+from tests.support.polling import await_until, wait_until
 
 FINAL = Reply(chunks=["Final Answer: ", "all ", "done"])
 
@@ -112,15 +112,23 @@ class ReasoningModel(BaseLLM):
         return False
 
 
-def wait_for_spans(exporter: InMemorySpanExporter, *names: str) -> list[ReadableSpan]:
-    """Every span once spans named ``names`` (each at least once) are exported (CrewAI's pool runs late)."""
-
+def _exported(exporter: InMemorySpanExporter, names: tuple[str, ...]) -> Callable[[], list[ReadableSpan] | None]:
     def ready() -> list[ReadableSpan] | None:
         spans = list(exporter.get_finished_spans())
         found = {s.name for s in spans}
         return spans if all(name in found for name in names) else None
 
-    return wait_until(ready, what=f"spans {names}")
+    return ready
+
+
+def wait_for_spans(exporter: InMemorySpanExporter, *names: str) -> list[ReadableSpan]:
+    """Every span once spans named ``names`` (each at least once) are exported (CrewAI's pool runs late)."""
+    return wait_until(_exported(exporter, names), what=f"spans {names}")
+
+
+async def await_spans(exporter: InMemorySpanExporter, *names: str) -> list[ReadableSpan]:
+    """:func:`wait_for_spans` in a coroutine (the event loop runs meanwhile)."""
+    return await await_until(_exported(exporter, names), what=f"spans {names}")
 
 
 def named(spans: Iterable[ReadableSpan], prefix: str) -> list[ReadableSpan]:

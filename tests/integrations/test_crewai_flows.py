@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from tests.integrations.crewai_apps import FINAL, named, structured_or, wait_for_spans
+from tests.integrations.crewai_apps import FINAL, await_spans, named, structured_or, wait_for_spans
 from tests.integrations.crewai_crews import crewai_llm, search_notes
 from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply
 from tests.support.polling import await_until, wait_until
@@ -226,6 +226,15 @@ def solo_agent(server: FakeOpenAIServer) -> Agent:
     return Agent(role="Solo", goal="Answer.", backstory="Alone.", llm=crewai_llm(server), tools=[search_notes])
 
 
+def assert_solo_run(spans: list[Any], metric_reader: InMemoryMetricReader, bridge: OTelBridge) -> None:
+    """``Agent.kickoff()``: one trace under the agent, its two calls and its tool below, all attributed to it."""
+    assert_agent_tree(spans, "Solo", tools=["search_notes"])
+    assert len(chat_spans(spans)) == 2
+    assert_attributed(spans, metric_reader, keys=AGENT_KEYS, labels=(AGENT,))
+    assert_usage(spans, metric_reader)
+    assert bridge.open_spans() == ()
+
+
 def test_agent_kickoff_is_one_trace_under_its_agent(
     server: FakeOpenAIServer,
     span_exporter: InMemorySpanExporter,
@@ -234,12 +243,7 @@ def test_agent_kickoff_is_one_trace_under_its_agent(
 ) -> None:
     server.responder = search_then_answer
     assert solo_agent(server).kickoff("What do spans hold?").raw
-    spans = wait_for_spans(span_exporter, "invoke_agent Solo")
-    assert_agent_tree(spans, "Solo", tools=["search_notes"])
-    assert len(chat_spans(spans)) == 2
-    assert_attributed(spans, metric_reader, keys=AGENT_KEYS, labels=(AGENT,))
-    assert_usage(spans, metric_reader)
-    assert bridge.open_spans() == ()
+    assert_solo_run(wait_for_spans(span_exporter, "invoke_agent Solo"), metric_reader, bridge)
 
 
 async def test_agent_kickoff_async_is_one_trace_under_its_agent(
@@ -250,14 +254,7 @@ async def test_agent_kickoff_async_is_one_trace_under_its_agent(
 ) -> None:
     server.responder = search_then_answer
     assert (await solo_agent(server).kickoff_async("What do spans hold?")).raw
-    spans = await await_until(
-        lambda: named(span_exporter.get_finished_spans(), "invoke_agent ") and [*span_exporter.get_finished_spans()],
-        what="the agent's span",
-    )
-    assert_agent_tree(spans, "Solo", tools=["search_notes"])
-    assert_attributed(spans, metric_reader, keys=AGENT_KEYS, labels=(AGENT,))
-    assert_usage(spans, metric_reader)
-    assert bridge.open_spans() == ()
+    assert_solo_run(await await_spans(span_exporter, "invoke_agent Solo"), metric_reader, bridge)
 
 
 def test_an_agent_kicked_off_in_a_flow_method_sits_under_the_method(

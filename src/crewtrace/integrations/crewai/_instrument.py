@@ -116,7 +116,9 @@ class CrewAIInstrumentation:
                     if not self._closed:
                         item = (source, event, arrived)
                         scope, previous = event.parent_event_id, event.previous_event_id
-                        self._reorderer.arrive(event.event_id, scope, previous, item, streamed=True)
+                        released = self._reorderer.arrive(event.event_id, scope, previous, item, streamed=True)
+                        if not released and self._timer is None:  # its call's start may never come
+                            self._schedule_expiry()
                 return
             kind = event.type
             scope = event.started_event_id if kind in self._ending else event.parent_event_id

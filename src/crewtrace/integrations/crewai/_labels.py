@@ -53,12 +53,13 @@ class Labels:
         return text
 
     def agent_of(self, source: Any, agent_id: Any) -> str:
-        """The label of the agent an event names: from ``source`` if it is the agent, else by id."""
+        """The label of the agent an event names: from ``source`` if it is the agent, else by id (``_OTHER``)."""
         if isinstance(source, BaseAgent):
             return self.agent(source)
         return self._agents.get(str(agent_id), OTHER)
 
     def task_of(self, source: Any, task_id: Any) -> str:
+        """The label of the task an event names: from ``source`` if it is the task, else by id (``_OTHER``)."""
         if isinstance(source, Task):
             return self.task(source)
         return self._tasks.get(str(task_id), OTHER)

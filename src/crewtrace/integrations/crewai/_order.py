@@ -54,8 +54,10 @@ class Reorderer:
 
     def arrive(
         self, event_id: str, scope: str | None, previous: str | None, item: Any, *, streamed: bool = False
-    ) -> None:
+    ) -> bool:
         """Release ``item`` once its ``scope`` and ``previous`` ids were released (None: nothing to wait for).
+
+        Returns whether it was released now (else it waits: the caller makes sure :meth:`expire` runs).
 
         ``streamed``: one of a stream's chunks, whose ``previous`` (when not the stream's own start) is
         the chunk before it, which nothing else waits for: that id is forgotten once this one is
@@ -72,12 +74,13 @@ class Reorderer:
                 seen.popitem(last=False)
             if event_id in self._waiters:
                 self._done_waiters(event_id)
-            return
+            return True
         missing = [dep for dep in (scope, previous) if dep is not None and dep not in seen]
         waiting = _Waiting(next(self._arrivals), event_id, missing, item)
         self._waiting[event_id] = waiting
         for dep in missing:
             self._waiters.setdefault(dep, []).append(waiting)
+        return False
 
     def pending(self) -> bool:
         return bool(self._waiting)

@@ -218,7 +218,7 @@ class Translator:
         task = event.task
         scope.attribute(
             task_id=event.task_id or (str(task.id) if task is not None else event.event_id),
-            task_name=self._book.labels.task(task) if task is not None else self._book.labels.task_of(None, None),
+            task_name=self._book.labels.task_of(task, event.task_id),
             agent_id=None,
             agent_role=None,
             step_id=None,
