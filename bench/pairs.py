@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         cases += [("async", 100, 1), ("async", 100, args.concurrent)]
     load_before = os.getloadavg()[0]
     results: dict[str, dict[str, float]] = {}
+    raw: dict[str, list[tuple[float, float]]] = {}
     with BenchServer() as server:
         scenarios = available(server.base_url, [alone, instrumented])
         if len(scenarios) != 2:
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases:
                 mode, n, concurrent = case
                 label = f"{mode} {n:,}" if concurrent == 1 else f"async x{concurrent} {n:,} each"
-                results[label] = summary(pairs(first, second, case, args.pairs, clock))
+                raw[label] = pairs(first, second, case, args.pairs, clock)
+                results[label] = summary(raw[label])
                 print(f"{label}: {results[label]['ratio']:.3f}, load {os.getloadavg()[0]:.2f}", flush=True)
         finally:
             for scenario in scenarios:
@@ -123,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     print(header, report, sep="\n\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pairs.md").write_text(f"{header}\n\n{report}\n", encoding="utf-8")
-    (args.out / "pairs.json").write_text(json.dumps({"results": results, "memory": memory}, indent=1), "utf-8")
+    document = {"clock": args.clock, "results": results, "pairs_s_per_chunk": raw, "memory_mib": memory}
+    (args.out / "pairs.json").write_text(json.dumps(document, indent=1), "utf-8")
     return 0
 
 
