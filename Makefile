@@ -8,6 +8,10 @@ LOWEST_VENV ?= .venv-lowest
 CREWAI_VENV ?= .venv-crewai
 # Skip reasons and the 15 slowest tests at the end of every run.
 PYTEST := -m pytest -q -rs --durations=15
+# The main suite runs on 4 processes (pytest-xdist): much of its time is spent waiting on subprocesses,
+# sockets and timers. Each module runs whole on one process (--dist loadscope), so a module-scoped fixture
+# (a demo run, a wheel build) runs once. The CrewAI tests are too few to gain from it.
+PARALLEL := -n 4 --dist loadscope
 # The inner loop (under 2 minutes on 2 cores): no fault suite, no real Prometheus, nothing marked slow.
 FAST := -m "not slow and not integration" --ignore=tests/reliability
 # What the tests need beyond the test extra: `build` for tests/test_packaging.py.
@@ -15,7 +19,7 @@ TEST_TOOLS := "build>=1.2,<2"
 # The gate `make test` starts with: pinned to a minor, since new rules and format changes arrive in minors.
 LINT_TOOLS := "ruff>=0.17,<0.18" "mypy>=2.4,<2.5"
 
-.PHONY: demo lint test test-fast test-lowest bench system-deps clean
+.PHONY: demo lint test test-newest test-crewai test-fast test-lowest bench system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,21 +50,29 @@ lint: $(VENV)/.test-installed
 	$(BIN)/mypy
 
 # The gate, then the newest versions the dependency ranges allow (pip's resolution), the whole suite;
-# the CrewAI integration tests in the CrewAI environment.
-test: lint $(CREWAI_VENV)/.test-installed
-	$(BIN)/python $(PYTEST) --ignore=tests/integrations
+# the CrewAI integration tests in the CrewAI environment. CI runs the three side by side (`make test -j3`):
+# the CrewAI environment installs while the suite runs.
+test: lint test-newest test-crewai
+
+test-newest: $(VENV)/.test-installed
+	$(BIN)/python $(PYTEST) $(PARALLEL) --ignore=tests/integrations
+
+test-crewai: $(CREWAI_VENV)/.test-installed
 	$(CREWAI_VENV)/bin/python $(PYTEST) tests/integrations
 
 test-fast: $(VENV)/.test-installed
-	$(BIN)/python $(PYTEST) $(FAST) --ignore=tests/integrations
+	$(BIN)/python $(PYTEST) $(PARALLEL) $(FAST) --ignore=tests/integrations
 
-# The lowest versions the ranges allow (uv's lowest-direct resolution), in a second environment, the whole suite.
+# The lowest versions the ranges allow (uv's lowest-direct resolution), in a second environment: the whole suite
+# but what `make test` runs once: the soak and memory tests (marked soak), and the wheel build, which runs in an
+# isolated environment of its own whatever the versions here. Bytecode is compiled at install, as pip does:
+# else every test process would compile litellm's on its first import.
 test-lowest: $(VENV)/.test-installed
 	$(BIN)/python -m pip install -q "uv>=0.5,<1"
 	$(BIN)/uv venv -q --allow-existing --python $(BIN)/python $(LOWEST_VENV)
-	$(BIN)/uv pip install -q --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e '.[test]' $(TEST_TOOLS) "pip>=24"
+	$(BIN)/uv pip install -q --compile-bytecode --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e '.[test]' $(TEST_TOOLS) "pip>=24"
 	$(BIN)/uv pip list --python $(LOWEST_VENV)/bin/python | grep -iE '^(litellm|openai|pydantic|opentelemetry-(api|sdk|semantic-conventions)|prometheus.client) '
-	$(LOWEST_VENV)/bin/python $(PYTEST) --ignore=tests/integrations
+	$(LOWEST_VENV)/bin/python $(PYTEST) $(PARALLEL) -m "not soak" --ignore=tests/integrations --ignore=tests/test_packaging.py
 
 # Not part of the tests: a side-by-side benchmark (~12 min on 2 cores), results in docs/benchmarks.md.
 bench: $(VENV)/.test-installed

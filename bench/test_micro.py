@@ -3,6 +3,9 @@
     PYTHONPATH=src:. python -m pytest bench/test_micro.py --benchmark-only -p no:cacheprovider
     .venv-crewai/bin/python -m pytest bench/test_micro.py --benchmark-only -p no:cacheprovider -k crewai  # CrewAI
 
+Every step measured runs in the calling thread, so on a busy machine ``--benchmark-timer time.thread_time``
+(this thread's CPU time) gives steadier figures than the wall clock.
+
 Not collected by the test suite (``testpaths = ["tests"]``).
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,7 +23,11 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
-from crewtrace.events import EventBus, ExecutionScope, LLMStreamChunkEvent, StreamChunkType
+from crewtrace import Agent, Task
+from crewtrace.crew._run import prepare
+from crewtrace.crew._stream_engine import StreamSink, ThreadQueue
+from crewtrace.events import EventBus, ExecutionScope, LLMStreamChunkEvent, StreamChunkType, use_scope
+from crewtrace.events.scope import use_sink
 from crewtrace.llm._recorder import CallRecorder, CallSettings
 from crewtrace.telemetry import OTelBridge
 from crewtrace.telemetry._chunks import ChunkTimeline
@@ -30,8 +38,11 @@ CHUNK = ChatCompletionChunk.model_validate(
 )  # fmt: skip
 
 
-def recorder(bus: EventBus) -> CallRecorder:
-    settings = CallSettings(source=None, model="openai/gpt-4o-mini", provider="openai", bus=bus, secrets=())
+def recorder(bus: EventBus | None) -> CallRecorder:
+    """``bus=None``: the bus of the run whose sink is current, as for an LLM built without one."""
+    settings = CallSettings(
+        source=None, model="openai/gpt-4o-mini", request_model="gpt-4o-mini", provider="openai", bus=bus, secrets=()
+    )
     return CallRecorder(settings, [{"role": "user", "content": "x"}], stream=True)
 
 
@@ -165,3 +176,28 @@ def test_chunk_event_building(benchmark: Any, how: str) -> None:
         "validated": lambda: LLMStreamChunkEvent(**{**_FIELDS, **_CHUNK}),
     }
     benchmark(build[how])
+
+
+@pytest.mark.parametrize("runs", [1, 100])
+def test_crew_stream_chunk_among_concurrent_runs(benchmark: Any, bridged_bus: EventBus, runs: int) -> None:
+    """One chunk of a ``Crew(stream=True)`` run, from the LLM layer to its consumer's queue and out, the bridge on
+    the crew's bus, while ``runs`` runs stream at once (their chunks interleaved): flat in ``runs``."""
+    agent = Agent(role="R", goal="G", backstory="B", llm="openai/gpt-4o-mini")
+    task = Task(name="t", description="d", expected_output="e", agent=agent)
+    calls: list[tuple[Callable[[Any], Any], ThreadQueue]] = []
+    with ExitStack() as stack:
+        for _ in range(runs):
+            run = prepare(None, "bench", bridged_bus, [task], {}, verbose=False)
+            queue = ThreadQueue(256)
+            scope = ExecutionScope(run_id=run.run_id, crew_name="bench", task_id=task.id, task_name="t")
+            with use_sink(StreamSink(run, queue)), use_scope(scope):  # what the run's flow sets around a call
+                calls.append((recorder(None).on_chunk, queue))
+            stack.callback(queue.stop)
+        turns = itertools.cycle(calls)
+
+        def one_chunk() -> None:
+            on_chunk, queue = next(turns)
+            on_chunk(CHUNK)
+            queue.get()
+
+        benchmark(one_chunk)

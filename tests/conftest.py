@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import threading
 import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The fork tests fork the test process, which other tests' OTLP receivers and exporters have used gRPC in.
+# gRPC's own fork handlers then left a parent unstable once (a segfault in a later test); the forked
+# children here never use gRPC and leave through os._exit, which needs no handler.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,14 +20,14 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.support.llms import MakeLLM, server_llm
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.recording import Recorder
+from tests.support.threads import sdk_threads
 
 from crewtrace import LLM
 from crewtrace.events import EventBus
 from crewtrace.telemetry import Telemetry, setup_telemetry
-
-API_KEY = "sk-test-4f1c9a2b7e"  # a fake key the suite looks for wherever it must never appear
 
 
 @pytest.fixture
@@ -47,13 +48,11 @@ def recorder(bus: EventBus) -> Recorder:
 
 
 @pytest.fixture
-def make_llm(server: FakeOpenAIServer, bus: EventBus) -> Callable[..., LLM]:
+def make_llm(server: FakeOpenAIServer, bus: EventBus) -> MakeLLM:
     """LLMs that stream from the local server over litellm's real HTTP path."""
 
     def make(**kwargs: Any) -> LLM:
-        kwargs.setdefault("stream", True)
-        kwargs.setdefault("timeout", 10)
-        return LLM("openai/test-model", base_url=server.base_url, api_key=API_KEY, bus=bus, **kwargs)
+        return server_llm(server, bus, **kwargs)
 
     return make
 
@@ -96,39 +95,13 @@ def clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         del os.environ[name]  # what monkeypatch recorded is put back after this
 
 
-def sdk_threads() -> set[threading.Thread]:
-    """Worker threads of the SDK (batch span processor, periodic metric reader) and crewtrace's shutdown."""
-    return {
-        t
-        for t in threading.enumerate()
-        if t.is_alive() and (t.name.startswith("Otel") or t.name == "crewtrace-telemetry-shutdown")
-    }
-
-
-def stop_exporters(telemetry: Telemetry) -> None:
-    """Test clean-up only: shut the exporters down directly, so exports stuck on a dead collector give up now."""
-    processors = getattr(getattr(telemetry.tracer_provider, "_active_span_processor", None), "_span_processors", ())
-    exporters: list[Any] = [getattr(p, "span_exporter", None) for p in processors]
-    readers = getattr(getattr(telemetry.meter_provider, "_sdk_config", None), "metric_readers", ())
-    exporters += [getattr(r, "_exporter", None) for r in readers]
-    logger = logging.getLogger("opentelemetry")
-    previous = logger.level
-    logger.setLevel(logging.CRITICAL)  # "Exporter already shutdown" noise
-    try:
-        for exporter in exporters:
-            if exporter is not None:
-                with contextlib.suppress(Exception):
-                    exporter.shutdown()
-    finally:
-        logger.setLevel(previous)
-
-
 @pytest.fixture
 def telemetries() -> Iterator[Callable[..., Telemetry]]:
     """``setup_telemetry(set_global=False, ...)``; at teardown, shut down and wait (bounded) for its threads.
 
-    The exporters are told to give up first, so no SDK thread stuck on a dead collector outlives
-    its test (it would otherwise hold the interpreter's exit, see ``test_backend_down``).
+    An exporter stuck on a dead collector gives up at its export timeout (``OTEL_EXPORTER_OTLP_TIMEOUT``):
+    tests that do not need the default 10 s set a short one. Waiting here keeps a late export failure
+    from logging into the next test.
     """
     made: list[Telemetry] = []
     before = sdk_threads()
@@ -141,8 +114,40 @@ def telemetries() -> Iterator[Callable[..., Telemetry]]:
 
     yield make
     for telemetry in made:
-        stop_exporters(telemetry)
         telemetry.shutdown(timeout=1.0)
     deadline = time.monotonic() + 15.0
     while (sdk_threads() - before) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+# -- measurements -------------------------------------------------------------------------------
+
+MEASUREMENT = "crewtrace measurement"
+
+
+@pytest.fixture
+def measure(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """``measure("shutdown(timeout=2), grpc, hanging collector", "2.00 s")``: shown at the end of the run.
+
+    Kept in the test's report (``user_properties``), so that pytest-xdist's workers hand them to the
+    process that prints the summary (which loads this file, not the conftest files below it).
+    """
+
+    def record(what: str, value: object) -> None:
+        request.node.user_properties.append((MEASUREMENT, f"{request.node.name}: {what} = {value}"))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures the tests measured (docs/guarantees.md quotes them), under "crewtrace reliability measurements"."""
+    lines: dict[str, None] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for key, line in getattr(report, "user_properties", ()):
+                if key == MEASUREMENT:
+                    lines[line] = None
+    if lines:
+        terminalreporter.section("crewtrace reliability measurements")
+        for line in lines:
+            terminalreporter.write_line(line)

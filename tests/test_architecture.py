@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,20 @@ def test_every_top_level_name_resolves_and_lazy_ones_are_their_modules_public_na
         assert getattr(crewtrace, name) is not None, name
     for name, module in crewtrace._LAZY.items():
         assert name in crewtrace.__all__ and name in importlib.import_module(module).__all__, name
+
+
+def test_each_public_name_is_one_class() -> None:
+    """A name exported by two public modules is the same class in both (one meaning per name)."""
+    found: dict[str, set[str]] = {}
+    for info in pkgutil.walk_packages(crewtrace.__path__, "crewtrace."):
+        if any(part.startswith("_") for part in info.name.split(".")[1:]):
+            continue
+        if info.name.startswith("crewtrace.integrations.") and importlib.util.find_spec("crewai") is None:
+            continue  # an adapter whose framework is not installed here (its own environment checks it)
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", ()):
+            value = getattr(module, name)
+            if isinstance(value, type):
+                found.setdefault(name, set()).add(f"{value.__module__}.{value.__qualname__}")
+    assert len(found) > 40
+    assert {name: classes for name, classes in found.items() if len(classes) > 1} == {}

@@ -108,3 +108,16 @@ def test_crewtrace_stack_works_from_the_installed_wheel_outside_the_repository(
     assert result.returncode == 0, result.stderr
     for name in STACK_FILES:
         assert (tmp_path / "stack" / name).read_bytes() == (ROOT / name).read_bytes(), name
+
+
+def test_the_wheel_installs_with_the_crewai_extra_as_docs_crewai_md_says(
+    dists: tuple[Path, Path], tmp_path: Path
+) -> None:
+    wheel = dists[1]
+    assert f"/path/to/crewtrace/dist/{wheel.name}[crewai]" in (ROOT / "docs" / "crewai.md").read_text()
+    _, fields = wheel_metadata(wheel)
+    assert "crewai" in fields["Provides-Extra"]
+    assert any(requirement.startswith("crewai<2,>=1.15; extra ==") for requirement in fields["Requires-Dist"])
+    install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path), f"{wheel}[crewai]"]
+    subprocess.run(install, check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "crewtrace" / "integrations" / "crewai").is_dir()

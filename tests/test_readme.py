@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.cli.test_demo import TREE
+from tests.support.demo_output import TREE
 from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply
 
 from crewtrace.cli import _parsers
@@ -49,7 +49,7 @@ def test_streaming_example_prints_the_researchers_chunks(server: FakeOpenAIServe
     out = run(python_blocks()[0], server)
     chunk_lines = [line for line in out.splitlines() if line.startswith("[About User / Answer this question about")]
     assert len(chunk_lines) > 1 and "#0]" in chunk_lines[0]
-    assert "input_tokens=" in out.splitlines()[-1]
+    assert "prompt_tokens=" in out.splitlines()[-1] and "successful_requests=1" in out.splitlines()[-1]
     assert server.requests[0].body["model"] == "gpt-4o-mini", "the provider prefix is litellm's, not the server's"
 
 
@@ -97,7 +97,12 @@ def test_every_crewtrace_command_in_the_readme_parses() -> None:
     assert len(commands) >= 8
     for args in commands:
         parsed, extras = parser.parse_known_args(args)
-        assert parsed.command in ("demo", "stack") and extras == [], args
+        assert parsed.command in ("demo", "stack", "watch") and extras == [], args
+
+
+def test_the_first_screen_shows_crewtrace_watch() -> None:
+    first_screen = README.read_text(encoding="utf-8").splitlines()[:40]
+    assert any(line.startswith("crewtrace watch ") for line in first_screen)
 
 
 def test_every_make_target_in_the_readme_exists() -> None:

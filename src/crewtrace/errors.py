@@ -24,6 +24,8 @@ exception's class name.
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterator
 from typing import Final
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "StreamError",
     "error_type_of",
     "is_cancellation",
+    "llm_error_type",
 ]
 
 
@@ -60,6 +63,10 @@ class ErrorType:
     """A tool returned something that cannot be sent back to the model as text."""
     BRIDGE_CLOSED: Final = "bridge_closed"
     """The telemetry bridge was closed while the span was still open."""
+    CONNECTION: Final = "APIConnectionError"
+    """An LLM call could not reach its server, or lost it (the OpenAI SDK's name, whichever client failed)."""
+    AUTHENTICATION: Final = "AuthenticationError"
+    """An LLM call had no API key, or the server refused it (the OpenAI SDK's name, whichever client failed)."""
 
 
 def is_cancellation(exc: BaseException) -> bool:
@@ -85,20 +92,54 @@ def error_type_of(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+# A missing API key as the clients say it: the OpenAI SDK ("Missing credentials", "The api_key client option
+# must be set"), CrewAI's native providers ("OPENAI_API_KEY is required") and litellm, which wraps them.
+_MISSING_KEY = re.compile(r"missing credentials|api[_ ]key\b.{0,30}\b(?:must be set|is required)", re.IGNORECASE)
+
+
+def llm_error_type(exc: BaseException) -> str:
+    """:func:`error_type_of` for an LLM call: the same cause gets the same name whichever client failed.
+
+    litellm reports a refused connection and a missing key as ``InternalServerError``, CrewAI's native
+    providers as ``APIConnectionError`` and ``ValueError``, its litellm path as a bare ``Exception``
+    around litellm's: each becomes :attr:`ErrorType.CONNECTION` or :attr:`ErrorType.AUTHENTICATION`,
+    and a bare ``Exception`` is named by what it wraps.
+    """
+    if is_cancellation(exc) or isinstance(exc, LLMError):
+        return error_type_of(exc)
+    chain = list(_chain(exc))
+    if any(_is_timeout(cause) for cause in chain):
+        return ErrorType.TIMEOUT
+    if any(is_connection_failure(cause) for cause in chain):
+        return ErrorType.CONNECTION
+    if any(_MISSING_KEY.search(str(cause)) for cause in chain):
+        return ErrorType.AUTHENTICATION
+    return error_type_of(next((cause for cause in chain if type(cause) is not Exception), exc))
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` itself is a failure to connect (builtin, httpx, httpcore, aiohttp, OpenAI SDK or litellm)."""
+    return isinstance(exc, ConnectionError) or "Connect" in type(exc).__name__
+
+
 def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a timeout is anywhere in the cause chain (httpx, aiohttp, litellm, futures or builtin)."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes (httpx, aiohttp, litellm, futures or builtin), each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if _is_timeout(current):
-            return True
-        current = current.__cause__ or current.__context__ or getattr(current, "original_exception", None)
-    return False
+        yield current
+        cause = current.__cause__ or current.__context__ or getattr(current, "original_exception", None)
+        current = cause if isinstance(cause, BaseException) else None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a timeout is anywhere in the cause chain."""
+    return any(_is_timeout(cause) for cause in _chain(exc))
 
 
 class CrewtraceError(Exception):

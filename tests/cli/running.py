@@ -7,8 +7,12 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
+import pytest
+
+from crewtrace.cli import main
+
 # Set by tests/conftest.py for the suite's own process; a user's shell has none of them.
-SUITE_VARIABLES = ("LITELLM_LOCAL_MODEL_COST_MAP",)
+SUITE_VARIABLES = ("LITELLM_LOCAL_MODEL_COST_MAP", "GRPC_ENABLE_FORK_SUPPORT")
 
 
 def user_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -35,6 +39,20 @@ def run_crewtrace(
         timeout=180,
         cwd=cwd,
     )
+
+
+def run_crewtrace_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``crewtrace *args`` through ``crewtrace.cli.main`` in the test's process, output captured by ``capsys``.
+
+    For mistakes refused before any crew runs, which need no process of their own (and no cold
+    litellm import); the exit codes through a real process are checked by the subprocess tests.
+    """
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code if isinstance(exit_.code, int) else 2
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["crewtrace", *args], code, out, err)
 
 
 def one_line(text: str) -> str:

@@ -6,28 +6,11 @@ import re
 
 import pytest
 from tests.cli.running import one_line, run_crewtrace
+from tests.support.demo_output import TREE, waterfall
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.otlp_receiver import OTLPGrpcReceiver
 
 NOISE = re.compile(r"warning|traceback|exception|litellm:|statuscode|transient|error(?!\.type)", re.IGNORECASE)
-TREE = [
-    "invoke_workflow demo-crew",
-    "  execute_task research_topic",
-    "    invoke_agent Researcher",
-    "      chat crewtrace-offline/demo",
-    "      execute_tool search_notes",
-    "      execute_tool search_notes",
-    "      chat crewtrace-offline/demo",
-    "  execute_task write_summary",
-    "    invoke_agent Writer",
-    "      chat crewtrace-offline/demo",
-]
-
-
-def waterfall(out: str) -> list[str]:
-    """The span lines of the demo's trace picture."""
-    lines = out[out.index("\ntrace ") + 1 :].splitlines()
-    return [line for line in lines[1:] if "|" in line]
 
 
 def table(out: str) -> dict[str, list[str]]:
@@ -120,7 +103,7 @@ def test_demo_runs_on_a_real_endpoint(server: FakeOpenAIServer) -> None:
     assert "[Researcher | research_topic] Answer for: Research observability" in result.stdout
     assert len(server.requests) == 2
     assert server.requests[0].headers["authorization"] == "Bearer sk-demo"
-    assert [line.split(" |")[0].strip() for line in waterfall(result.stdout)][-1] == "chat openai/test-model"
+    assert [line.split(" |")[0].strip() for line in waterfall(result.stdout)][-1] == "chat test-model"
 
 
 @pytest.mark.slow  # a whole demo run
@@ -156,7 +139,7 @@ def test_otlp_endpoint_with_a_collector_delivers_the_trace_quietly() -> None:
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
         names = {span.name for span in collector.wait_for_spans(10)}
-    assert {"invoke_workflow demo-crew", "execute_tool search_notes", "chat crewtrace-offline/demo"} <= names
+    assert {"invoke_workflow demo-crew", "execute_tool search_notes", "chat demo"} <= names
 
 
 @pytest.fixture

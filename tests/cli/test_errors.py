@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.cli.running import crewtrace_command, one_line, run_crewtrace, user_env
+from tests.cli.running import crewtrace_command, one_line, run_crewtrace, run_crewtrace_in_process, user_env
 from tests.support.openai_server import FakeOpenAIServer, Reply
 from tests.support.otlp_receiver import OTLPGrpcReceiver
 from tests.support.polling import wait_until
@@ -52,8 +50,8 @@ def test_bad_values_are_usage_errors(args: list[str], message: str) -> None:
     assert result.stderr.splitlines()[-1] == f"crewtrace demo: error: {message}"
 
 
-def test_an_otlp_endpoint_without_scheme_is_one_line_exit_2() -> None:
-    result = run_crewtrace("demo", "--otlp-endpoint", "localhost:4317")
+def test_an_otlp_endpoint_without_scheme_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_crewtrace_in_process(capsys, "demo", "--otlp-endpoint", "localhost:4317")
     assert result.returncode == 2
     line = one_line(result.stderr)
     assert line.startswith("crewtrace demo: error: malformed OTLP endpoint 'localhost:4317'")
@@ -61,25 +59,18 @@ def test_an_otlp_endpoint_without_scheme_is_one_line_exit_2() -> None:
     assert result.stdout == "", "refused before anything runs"
 
 
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
-def test_a_metrics_port_in_use_is_one_line_exit_1(busy_port: int) -> None:
-    result = run_crewtrace("demo", "--metrics-port", str(busy_port))
+def test_a_metrics_port_in_use_is_one_line_exit_1(busy_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_crewtrace_in_process(capsys, "demo", "--metrics-port", str(busy_port))
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert line.startswith("crewtrace demo: error: ") and str(busy_port) in line
 
 
-@pytest.mark.slow  # starts a demo run
-def test_a_usage_log_that_cannot_be_written_is_one_line_exit_1(tmp_path: Path) -> None:
+def test_a_usage_log_that_cannot_be_written_is_one_line_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "file").write_text("")
-    result = run_crewtrace("demo", "--usage-log", str(tmp_path / "file" / "usage.jsonl"))
+    result = run_crewtrace_in_process(capsys, "demo", "--usage-log", str(tmp_path / "file" / "usage.jsonl"))
     assert result.returncode == 1
     assert one_line(result.stderr).startswith("crewtrace demo: error: ")
 
@@ -106,12 +97,14 @@ def test_ctrl_c_ends_the_run_and_its_spans_with_exit_130(server: FakeOpenAIServe
         try:
             wait_until(lambda: len(server.requests) == 1, timeout=60, what="the crew's first LLM request")
             demo.send_signal(signal.SIGINT)
-            _, err = demo.communicate(timeout=60)
+            out, err = demo.communicate(timeout=60)
         finally:
             demo.kill()
         assert demo.returncode == 130
         assert one_line(err) == "crewtrace demo: interrupted"
+        assert "\ninterrupted (Ctrl-C): what ran until then" in out and "\nResearcher  research_topic  1      1 " in out
+        assert "      chat test-model             |░" in out and out.count("✗ cancelled") == 4, "the trace so far"
         spans = collector.wait_for_spans(lambda spans: any(s.name.startswith("invoke_workflow") for s in spans))
     ended = {span.name: span for span in spans}
     assert {"invoke_workflow demo-crew", "execute_task research_topic", "invoke_agent Researcher"} <= set(ended)
-    assert ended["chat openai/test-model"].attributes.get("error.type") == "cancelled"
+    assert ended["chat test-model"].attributes.get("error.type") == "cancelled"

@@ -7,8 +7,8 @@ from typing import Any
 
 from tests.support.polling import wait_until
 
+from crewtrace.cli._demo_crew import DEFAULT_TOPIC, build_crew
 from crewtrace.cli._listeners import LiveChunkPrinter
-from crewtrace.cli.demo import DEFAULT_TOPIC, build_crew
 from crewtrace.crew import CrewStreamingOutput, StreamChunkType
 from crewtrace.events import EventBus, ToolUsageFinishedEvent
 

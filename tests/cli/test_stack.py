@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.cli.running import one_line, run_crewtrace
-from tests.stack.test_stack_compose import test_matches_the_compose_schema as check_compose_schema
-from tests.stack.test_stack_prometheus_config import test_promtool_accepts_config as check_promtool_config
 from tests.support.prometheus import require_prometheus
+from tests.support.stack_checks import check_compose_schema, check_promtool_config
 
 from crewtrace.cli.stack import STACK_FILES
 

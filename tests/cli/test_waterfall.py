@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
+from crewtrace.cli.spans import SpanRecord
 from crewtrace.cli.waterfall import Glyphs, render_waterfall
 
 MS = 1_000_000  # nanoseconds
 
 
-def spans() -> tuple[ReadableSpan, ...]:
+def spans() -> tuple[SpanRecord, ...]:
     """workflow 0-1000 ms > agent 0-600 > chat 0-400 (ttfc 200 ms, 12 chunks), tool 400-600 (failed)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -35,7 +36,7 @@ def spans() -> tuple[ReadableSpan, ...]:
     agent.end(end_time=t0 + 600 * MS)
     workflow.end(end_time=t0 + 1000 * MS)
     provider.shutdown()
-    return exporter.get_finished_spans()
+    return tuple(record for span in exporter.get_finished_spans() if (record := SpanRecord.from_sdk(span)))
 
 
 def span_lines(text: str) -> list[str]:

@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from typing import Any
 
 import pytest
-from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
+from tests.support.llms import MakeLLM
+from tests.support.openai_server import FakeOpenAIServer, Fault, Reply, ToolCallReply, chop
 from tests.support.recording import Recorder
 
-from crewtrace import LLM, Agent, ConfigurationError, Crew, CrewOutput, LLMCallError, MissingInputError, Task
+from crewtrace import (
+    LLM,
+    Agent,
+    ConfigurationError,
+    Crew,
+    CrewOutput,
+    CrewStreamingOutput,
+    LLMCallError,
+    MissingInputError,
+    Task,
+    tool,
+)
 from crewtrace.events import (
     AgentExecutionErrorEvent,
     CrewKickoffCompletedEvent,
     CrewKickoffFailedEvent,
     CrewKickoffStartedEvent,
     EventBus,
+    LLMCallCompletedEvent,
     LLMEvent,
     LLMStreamChunkEvent,
     TaskFailedEvent,
+    crewtrace_event_bus,
 )
-
-MakeLLM = Callable[..., LLM]
 
 
 def two_task_crew(make_llm: MakeLLM, bus: EventBus, name: str = "research-crew") -> Crew:
@@ -58,10 +70,18 @@ def test_kickoff_runs_tasks_in_order_with_filled_templates_and_context(
     assert crew.tasks[0].description == "Research {topic} in {field}.", "templates are never mutated"
 
 
-def test_token_usage_is_summed_from_the_streams(server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus) -> None:
+def test_token_usage_is_summed_from_the_streams_under_crewais_names(
+    server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus
+) -> None:
     server.queue(Reply(chunks=["a1", "b2"], usage=(10, 2)), Reply(chunks=["c3"], usage=(30, 1)))
     usage = two_task_crew(make_llm, bus).kickoff(inputs=INPUTS).token_usage
-    assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == (40, 3, 43)
+    assert usage.model_dump() == {
+        "total_tokens": 43,
+        "prompt_tokens": 40,
+        "cached_prompt_tokens": 0,
+        "completion_tokens": 3,
+        "successful_requests": 2,
+    }
 
 
 def test_explicit_context_limits_what_a_task_sees(server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus) -> None:
@@ -103,7 +123,11 @@ def test_every_event_of_a_task_carries_run_task_and_agent(make_llm: MakeLLM, bus
         "crew_kickoff_completed",
     ]
     (completed,) = recorder.of(CrewKickoffCompletedEvent)
-    assert completed.output == result.raw and completed.token_usage == result.token_usage
+    assert completed.output == result.raw
+    assert (completed.token_usage.input_tokens, completed.token_usage.output_tokens) == (
+        result.token_usage.prompt_tokens,
+        result.token_usage.completion_tokens,
+    )
 
 
 def test_agent_id_equals_event_agent_id(make_llm: MakeLLM, bus: EventBus, recorder: Recorder) -> None:
@@ -213,3 +237,56 @@ def test_agent_accepts_a_model_name(bus: EventBus) -> None:
     assert isinstance(agent.llm, LLM) and agent.llm.model == "openai/gpt-4o-mini"
     with pytest.raises(ConfigurationError, match=r"crewtrace\.LLM or a model name"):
         Agent(role="R", goal="G", backstory="B", llm=42)
+
+
+# -- an LLM called while a crew runs belongs to the run -------------------------------------
+
+
+def _run_with_tool_llm(crew: Crew, mode: str) -> tuple[CrewOutput, list[Any]]:
+    """The run's output and, for a streaming run, its chunks."""
+    if mode == "kickoff_async":
+        output = asyncio.run(crew.kickoff_async())
+    else:
+        crew.stream = mode == "stream"
+        output = crew.kickoff()
+    if isinstance(output, CrewStreamingOutput):
+        chunks = list(output)
+        return output.result, chunks
+    assert isinstance(output, CrewOutput)
+    return output, []
+
+
+@pytest.mark.parametrize("mode", ["kickoff", "kickoff_async", "stream"])
+def test_an_llm_without_a_bus_called_in_a_tool_reports_to_the_crews_bus_and_run(
+    server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus, recorder: Recorder, mode: str
+) -> None:
+    """Its chat span, tokens and cost belong to the crew's telemetry, attributed to the agent using the tool."""
+    inner = LLM("openai/test-model", base_url=server.base_url, api_key="sk-test-inner", stream=True, timeout=10)
+
+    @tool
+    def summarise(topic: str) -> str:
+        """Summarise a topic with a second model."""
+        return inner.call(f"Summarise {topic}")
+
+    def respond(body: dict[str, Any]) -> Reply:
+        messages = body["messages"]
+        if messages[0]["content"].startswith("Summarise"):
+            return Reply(chunks=chop("an inner summary"))
+        if messages[-1]["role"] != "tool":
+            return Reply(tool_calls=[ToolCallReply("call_1", "summarise", '{"topic": "otel"}')])
+        return Reply(chunks=chop("Done: " + messages[-1]["content"]))
+
+    server.responder = respond
+    agent = Agent(role="Researcher", goal="G", backstory="B", llm=make_llm(), tools=[summarise])
+    task = Task(name="research", description="Research otel.", expected_output="x", agent=agent)
+    crew = Crew(agents=[agent], tasks=[task], bus=bus)
+    with crewtrace_event_bus.scoped_handlers():
+        on_default = Recorder(crewtrace_event_bus)
+        result, chunks = _run_with_tool_llm(crew, mode)
+    assert result.raw == "Done: an inner summary"
+    assert on_default.events == [], "nothing of the run went to the default bus"
+    (inner_call,) = [e for e in recorder.of(LLMCallCompletedEvent) if e.response == "an inner summary"]
+    assert (inner_call.run_id, inner_call.task_name, inner_call.agent_role) == (result.run_id, "research", "Researcher")
+    if mode == "stream":
+        mine = [c for c in chunks if c.call_id == inner_call.call_id]
+        assert "".join(c.content for c in mine) == "an inner summary", "its chunks are chunks of the run"

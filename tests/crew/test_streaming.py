@@ -8,6 +8,8 @@ The cancellation tests run a real ``OTelBridge`` on in-memory SDK providers.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,16 +22,20 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from tests.reliability.conftest import StartEndCounter, handler_count, metric_points, open_state
 from tests.support import crews
 from tests.support.crews import TOOL_ARGUMENTS, scripted
+from tests.support.leaks import open_state
+from tests.support.llms import MakeLLM
+from tests.support.metrics import metric_sum
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply, chop, numbered_chunks
 from tests.support.polling import await_until, wait_until
 from tests.support.recording import Recorder
+from tests.support.spans import SpanCounter
 
-from crewtrace import LLM, Crew, LLMStreamError, MissingInputError, tool
+from crewtrace import Crew, LLMStreamError, MissingInputError, tool
 from crewtrace.crew import CrewOutput, CrewStreamingOutput, StreamChunk, StreamChunkType
 from crewtrace.crew.streaming import MAX_PENDING_CHUNKS
+from crewtrace.errors import ResultNotReady, StreamClosed, StreamConsumed, StreamError
 from crewtrace.events import (
     EventBus,
     LLMCallCompletedEvent,
@@ -38,8 +44,6 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
 )
 from crewtrace.telemetry import OTelBridge
-
-MakeLLM = Callable[..., LLM]
 
 
 def three_task_crew(make_llm: MakeLLM, bus: EventBus, **llm_kwargs: Any) -> Crew:
@@ -150,18 +154,18 @@ def test_result_and_iteration_say_clearly_what_is_wrong(
     server.responder = scripted
     crew = three_task_crew(make_llm, bus)
     output = streaming(crew.kickoff(inputs={"topic": "t"}))
-    with pytest.raises(RuntimeError, match="has not finished"):
+    with pytest.raises(ResultNotReady, match="has not finished"):
         _ = output.result
     assert server.requests == [], "nothing runs before the iteration starts"
     chunks = iter(output)
     next(chunks)
-    with pytest.raises(RuntimeError, match="has not finished"):
+    with pytest.raises(ResultNotReady, match="has not finished"):
         _ = output.result
-    with pytest.raises(RuntimeError, match="iterated once"):
+    with pytest.raises(StreamConsumed, match="iterated once"):
         iter(output)
     list(chunks)
     assert output.result.raw.startswith("Reviewed")
-    with pytest.raises(RuntimeError, match="kickoff_async"):
+    with pytest.raises(StreamError, match="kickoff_async"):
         asyncio.run(_first_async(output))
     with pytest.raises(MissingInputError, match="topic"):
         crew.kickoff(inputs={})  # before any streaming: kickoff itself raises
@@ -175,9 +179,9 @@ async def _first_async(output: CrewStreamingOutput) -> None:
 def test_an_async_stream_is_not_read_with_for(server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus) -> None:
     async def main() -> None:
         output = streaming(await three_task_crew(make_llm, bus).kickoff_async(inputs={"topic": "t"}))
-        with pytest.raises(RuntimeError, match="async for"):
+        with pytest.raises(StreamError, match="async for"):
             iter(output)
-        with pytest.raises(RuntimeError, match="aclose"):
+        with pytest.raises(StreamError, match="aclose"):
             output.close()
         assert [chunk async for chunk in output]
 
@@ -244,12 +248,12 @@ class Pipeline:
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
         self.spans = InMemorySpanExporter()
-        self.counter = StartEndCounter()
+        self.counter = SpanCounter()
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.tracer_provider.add_span_processor(self.counter)
         self.bridge = OTelBridge(self.tracer_provider, self.meter_provider, capture_content=False, bus=bus)
-        self.handlers = handler_count(bus)
+        self.handlers = bus.handler_count()
 
     def close(self) -> None:
         self.bridge.close()
@@ -257,7 +261,7 @@ class Pipeline:
         self.meter_provider.shutdown()
 
     def active_streams(self) -> float:
-        return sum(p.value for p in metric_points(self.reader, "crewtrace.stream.active"))
+        return metric_sum(self.reader, "crewtrace.stream.active")
 
     def assert_everything_ended_cancelled(
         self, server: FakeOpenAIServer, requests: int, stream_abandoned: bool = True
@@ -266,7 +270,7 @@ class Pipeline:
         assert self.counter.open == 0, f"{self.counter.started} spans started, {self.counter.ended} ended"
         assert all(n == 0 for n in open_state(self.bridge).values()), open_state(self.bridge)
         assert self.active_streams() == 0
-        assert handler_count(self.bus) == self.handlers, "the stream's chunk handler is gone"
+        assert self.bus.handler_count() == self.handlers, "the stream's chunk handler is gone"
         names = sorted(s.name for s in spans)
         assert "invoke_workflow streaming" in names and "execute_task research" in names
         cancelled = [s for s in spans if s.attributes and s.attributes.get("error.type") == "cancelled"]
@@ -275,7 +279,7 @@ class Pipeline:
         assert len(server.requests) == requests, "no LLM call started after the stop"
         assert not stream_threads(), "no worker left running"
         if stream_abandoned:
-            wait_until(lambda: not server._connections, what="the abandoned LLM stream's connection closed")
+            wait_until(lambda: not server.open_connections, what="the abandoned LLM stream's connection closed")
 
 
 @pytest.fixture
@@ -328,7 +332,7 @@ def test_stopping_a_sync_stream_cancels_the_run_and_ends_every_span(
     output = streaming(three_task_crew(make_llm, pipeline.bus).kickoff(inputs={"topic": "t"}))
     stop(output)
     assert output.is_cancelled
-    with pytest.raises(RuntimeError, match="closed before the run finished"):
+    with pytest.raises(StreamClosed, match="closed before the run finished"):
         _ = output.result
     (chat,) = [s for s in pipeline.spans.get_finished_spans() if s.name.startswith("chat ")]
     assert chat.attributes and chat.attributes["error.type"] == "cancelled"
@@ -410,6 +414,52 @@ def test_stopping_during_a_tool_call_starts_no_further_llm_call(
     (tool_span,) = [s for s in pipeline.spans.get_finished_spans() if s.name == "execute_tool lookup"]
     assert tool_span.status.status_code is StatusCode.UNSET, "the tool itself finished"
     pipeline.assert_everything_ended_cancelled(server, requests=1, stream_abandoned=False)
+
+
+# -- leaving while the model is silent --------------------------------------------------------
+
+SILENT_CHUNKS = 3
+LEFT_AT_ONCE = 5.0
+"""Seconds: leaving returns within this, where waiting for the model would take the stall (30 s) or
+the LLM's timeout (60 s here)."""
+
+
+def silent_after_three(body: dict[str, Any]) -> Reply:
+    return Reply(chunks=numbered_chunks(10), fault=Fault.STALL, fault_after=SILENT_CHUNKS)
+
+
+def test_break_while_the_model_is_silent_returns_at_once_and_closes_the_connection(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    server.responder = silent_after_three
+    output = streaming(three_task_crew(make_llm, pipeline.bus, timeout=60).kickoff(inputs={"topic": "t"}))
+    for n, _ in enumerate(output, start=1):
+        if n == SILENT_CHUNKS:
+            leaving = time.monotonic()
+            break
+    assert time.monotonic() - leaving < LEFT_AT_ONCE, "the stream was left at once, not at the model's next chunk"
+    assert output.is_cancelled
+    pipeline.assert_everything_ended_cancelled(server, requests=1)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals go to the main thread")
+def test_ctrl_c_while_the_model_is_silent_returns_at_once_and_closes_the_connection(
+    server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
+) -> None:
+    server.responder = silent_after_three
+    output = streaming(three_task_crew(make_llm, pipeline.bus, timeout=60).kickoff(inputs={"topic": "t"}))
+    chunks = iter(output)
+    for _ in range(SILENT_CHUNKS):
+        next(chunks)
+    ctrl_c = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    ctrl_c.start()
+    waiting = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        next(chunks)  # the model sends nothing more: only Ctrl-C ends the wait
+    ctrl_c.join()
+    assert time.monotonic() - waiting < LEFT_AT_ONCE
+    assert output.is_cancelled
+    pipeline.assert_everything_ended_cancelled(server, requests=1)
 
 
 # -- back-pressure -----------------------------------------------------------------------------

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply, chop
+from tests.support.crews import add, answer_after_tools, tool_crew
+from tests.support.llms import MakeLLM
+from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply
 from tests.support.recording import Recorder
 
-from crewtrace import LLM, Agent, Crew, MaxIterationsError, Task, tool
+from crewtrace import Agent, MaxIterationsError, tool
 from crewtrace.errors import ConfigurationError
 from crewtrace.events import (
     AgentExecutionErrorEvent,
@@ -23,19 +25,6 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
-
-MakeLLM = Callable[..., LLM]
-
-
-@tool
-def add(a: int, b: int = 1) -> int:
-    """Add two integers.
-
-    Args:
-        a: the first number
-        b: the second number
-    """
-    return a + b
 
 
 @tool
@@ -51,10 +40,15 @@ def broken(x: int) -> int:
     raise RuntimeError(f"cannot handle {x}")
 
 
+# A run that waited for a timed-out tool would take the tool's whole time; the test releases the tool
+# once the run is over, so that its thread ends then.
+RELEASE_SLEEPY = threading.Event()
+
+
 @tool(timeout=0.2)
 def sleepy(seconds: float) -> str:
-    """Sleeps too long."""
-    time.sleep(seconds)
+    """Takes too long: ``seconds``, unless the test releases it first."""
+    RELEASE_SLEEPY.wait(seconds)
     return "woke up"
 
 
@@ -63,25 +57,6 @@ async def async_sleepy(seconds: float) -> str:
     """Sleeps too long, asynchronously."""
     await asyncio.sleep(seconds)
     return "woke up"
-
-
-def answer_after_tools(calls: list[ToolCallReply]) -> Callable[[dict[str, Any]], Reply]:
-    """The model asks for `calls` first, then answers with the tool results it got."""
-
-    def respond(body: dict[str, Any]) -> Reply:
-        messages = body["messages"]
-        if messages[-1]["role"] != "tool":
-            return Reply(tool_calls=calls)
-        results = [m["content"] for m in messages if m["role"] == "tool"]
-        return Reply(chunks=chop("Final: " + " | ".join(results)))
-
-    return respond
-
-
-def tool_crew(make_llm: MakeLLM, bus: EventBus, tools: list[Any], **agent_kwargs: Any) -> Crew:
-    agent = Agent(role="Calculator", goal="Compute.", backstory="Precise.", llm=make_llm(), tools=tools, **agent_kwargs)
-    task = Task(name="compute", description="Compute things.", expected_output="A number.", agent=agent)
-    return Crew(name="tools-crew", agents=[agent], tasks=[task], bus=bus)
 
 
 def test_schema_comes_from_signature_type_hints_and_docstring() -> None:
@@ -155,7 +130,7 @@ def test_tool_loop_streams_tool_call_chunks_runs_both_parallel_calls_and_answers
     ]
     assert [e.output for e in finished] == ["42", "HELLO THERE"]
     assert all(e.duration_s >= 0 and e.agent_role == "Calculator" and e.task_name == "compute" for e in finished)
-    assert result.token_usage.input_tokens > 0 and len(server.requests) == 2
+    assert result.token_usage.prompt_tokens > 0 and result.token_usage.successful_requests == len(server.requests) == 2
 
 
 @pytest.mark.parametrize(
@@ -166,7 +141,7 @@ def test_tool_loop_streams_tool_call_chunks_runs_both_parallel_calls_and_answers
         (ToolCallReply("c1", "add", '{"a": "lots"}'), "invalid_arguments", "a: Input should be a valid integer"),
         (ToolCallReply("c1", "add", '{"b": 2}'), "invalid_arguments", "a: Field required"),
         (ToolCallReply("c1", "broken", '{"x": 7}'), "RuntimeError", "RuntimeError: cannot handle 7"),
-        (ToolCallReply("c1", "sleepy", '{"seconds": 2}'), "timeout", "timed out after 0.2 s"),
+        (ToolCallReply("c1", "sleepy", '{"seconds": 60}'), "timeout", "timed out after 0.2 s"),
     ],
     ids=["unknown-tool", "bad-json", "wrong-type", "missing-argument", "tool-raises", "timeout"],
 )
@@ -180,9 +155,13 @@ def test_bad_tool_calls_go_back_to_the_model_and_the_run_goes_on(
     message: str,
 ) -> None:
     server.responder = answer_after_tools([call])
+    RELEASE_SLEEPY.clear()
     started = time.perf_counter()
-    result = tool_crew(make_llm, bus, [add, broken, sleepy]).kickoff()
-    assert time.perf_counter() - started < 1.5, "a timed-out tool does not hold the run"
+    try:
+        result = tool_crew(make_llm, bus, [add, broken, sleepy]).kickoff()
+    finally:
+        RELEASE_SLEEPY.set()
+    assert time.perf_counter() - started < 20.0, "a timed-out tool does not hold the run (it would for 60 s)"
     fed_back = server.requests[1].body["messages"][-1]
     assert fed_back["role"] == "tool" and fed_back["tool_call_id"] == "c1"
     assert fed_back["content"].startswith("Error: ") and message in fed_back["content"]

@@ -1,4 +1,4 @@
-"""Issue 10, crew side: what a careless user or an attacker does to a crew must not break a guarantee."""
+"""What a careless user or an attacker does to a crew must not break a guarantee."""
 
 from __future__ import annotations
 
@@ -9,54 +9,27 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests.conftest import API_KEY
-from tests.crew.test_tools import answer_after_tools
-from tests.support.crews import scripted, three_task_crew
+from tests.support.crews import answer_after_tools, scripted, three_task_crew
+from tests.support.llms import API_KEY, MakeLLM
+from tests.support.metrics import metric_sum
 from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply
 from tests.support.recording import Recorder
+from tests.support.spans import SpanCounter
 
 from crewtrace import LLM, Agent, ConfigurationError, Crew, MissingInputError, Task, tool
 from crewtrace.events import BaseEvent, EventBus, LLMEvent, ToolUsageErrorEvent
 from crewtrace.telemetry import OTelBridge, UsageLog
 
-MakeLLM = Callable[..., LLM]
-
-
-class OpenSpans(SpanProcessor):
-    """Spans started and not yet ended, through the SDK's own processor hooks."""
-
-    def __init__(self) -> None:
-        self.open: dict[int, str] = {}
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self.open[span.context.span_id] = span.name
-
-    def on_end(self, span: ReadableSpan) -> None:
-        assert span.context is not None
-        self.open.pop(span.context.span_id, None)
-
 
 @pytest.fixture
-def open_spans(tracer_provider: TracerProvider) -> OpenSpans:
-    processor = OpenSpans()
+def open_spans(tracer_provider: TracerProvider) -> SpanCounter:
+    processor = SpanCounter()
     tracer_provider.add_span_processor(processor)
     return processor
-
-
-def active_streams(reader: InMemoryMetricReader) -> float:
-    data = reader.get_metrics_data()
-    total = 0.0
-    for resource in data.resource_metrics if data else ():
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name == "crewtrace.stream.active":
-                    total += sum(point.value for point in metric.data.data_points)
-    return total
 
 
 # -- 1. filled-in inputs are content -------------------------------------------------
@@ -158,7 +131,7 @@ def test_an_interrupt_at_any_emission_point_ends_every_span_and_stream(
     tracer_provider: TracerProvider,
     meter_provider: MeterProvider,
     metric_reader: InMemoryMetricReader,
-    open_spans: OpenSpans,
+    open_spans: SpanCounter,
 ) -> None:
     server.responder = scripted
 
@@ -173,8 +146,8 @@ def test_an_interrupt_at_any_emission_point_ends_every_span_and_stream(
             else:
                 with pytest.raises(KeyboardInterrupt):
                     three_task_crew(make_llm, bus).kickoff(inputs={"topic": "t"})
-            assert open_spans.open == {}, f"interrupt at event {n}: spans left open: {open_spans.open}"
-            assert active_streams(metric_reader) == 0, f"interrupt at event {n}: crewtrace.stream.active stuck"
+            assert open_spans.open == 0, f"interrupt at event {n}: spans left open: {open_spans.open_names()}"
+            assert metric_sum(metric_reader, "crewtrace.stream.active") == 0, f"interrupt at event {n}: active stuck"
         finally:
             bridge.close()
         problems = list(ended_exactly_once(interrupt.seen))
@@ -223,7 +196,7 @@ def test_a_tool_result_json_cannot_encode_goes_back_to_the_model_as_an_error(
     server.responder = answer_after_tools([ToolCallReply("o1", "odd", '{"key": "k"}')])
     agent = Agent(role="R", goal="G", backstory="B", llm=make_llm(), tools=[odd])
     result = Crew(agents=[agent], tasks=[Task(description="d", expected_output="e", agent=agent)], bus=bus).kickoff()
-    assert result.raw.startswith("Final: Error: the tool returned a dict that cannot be sent as JSON")
+    assert result.raw.startswith("Final: Error: the tool returned a dict that cannot be sent as text")
     (error,) = recorder.of(ToolUsageErrorEvent)
     assert error.error_type == "invalid_result"
 

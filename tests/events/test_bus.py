@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from crewtrace.errors import ConfigurationError
 from crewtrace.events import (
     BaseEvent,
     BaseEventListener,
@@ -104,9 +105,9 @@ def test_handler_may_unregister_itself_or_register_another_while_handling(bus: E
 
 
 def test_register_rejects_non_event_types_and_non_callables(bus: EventBus) -> None:
-    with pytest.raises(TypeError, match="BaseEvent subclass"):
+    with pytest.raises(ConfigurationError, match="BaseEvent subclass"):
         bus.register_handler(dict, lambda s, e: None)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(ConfigurationError, match="callable"):
         bus.register_handler(LLMStreamChunkEvent, "not a function")  # type: ignore[arg-type]
 
 

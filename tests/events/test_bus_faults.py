@@ -1,4 +1,4 @@
-"""Issue 10, items 9 to 13: the bus under interrupts, hostile coroutine handlers, fork and odd callables.
+"""The bus under interrupts, hostile coroutine handlers, fork and odd callables.
 
 What must hold: an interrupt (any BaseException) in one handler never keeps the event from the
 handlers after it (the telemetry bridge is often one of them); the loop thread of coroutine handlers
@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from tests.support.polling import wait_until
 
+from crewtrace.errors import ConfigurationError
 from crewtrace.events import BaseEvent, EventBus, LLMCallStartedEvent, LLMEvent, LLMStreamChunkEvent, TaskStartedEvent
 
 INTERRUPTS = [KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError]
@@ -383,5 +384,5 @@ def test_handler_count_counts_registrations_and_the_handlers_an_event_reaches(bu
         assert bus.handler_count() == 0
     bus.off(LLMEvent, handler)
     assert bus.handler_count() == 2 and bus.handler_count(LLMCallStartedEvent) == 0
-    with pytest.raises(TypeError, match="BaseEvent subclass"):
+    with pytest.raises(ConfigurationError, match="BaseEvent subclass"):
         bus.handler_count(dict)  # type: ignore[arg-type]

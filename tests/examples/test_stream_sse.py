@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import API_KEY
+from tests.support.llms import API_KEY
 from tests.support.openai_server import FakeOpenAIServer, Reply, chop, numbered_chunks
 from tests.support.polling import wait_until
 
@@ -103,7 +103,7 @@ def test_a_client_that_hangs_up_stops_the_run(server: FakeOpenAIServer, example:
         assert next(stream)[0] == "chunk"
     connection.close()  # the browser tab closed
 
-    wait_until(lambda: not server._connections, what="the example closed the LLM stream of the abandoned run")
+    wait_until(lambda: not server.open_connections, what="the example closed the LLM stream of the abandoned run")
     assert len(server.requests) == 1, "the second task never started"
     assert example.process.poll() is None, "the example still serves"
 

@@ -8,10 +8,9 @@ from crewai import LLM, Agent, Crew, Task
 from crewai.tools import tool
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.support.llms import API_KEY
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.polling import await_until, wait_until
-
-API_KEY = "sk-test-4f1c9a2b7e"
 
 
 @tool("search_notes")

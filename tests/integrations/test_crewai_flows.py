@@ -129,8 +129,9 @@ def test_flow_is_one_trace_with_its_methods_crews_and_direct_call(
     assert_attributed(spans, metric_reader, keys=FLOW_KEYS, labels=(FLOW, METHOD))
     assert_attributed([s for s in spans if s.attributes.get(TASK)], metric_reader, labels=(FLOW,))
     assert_usage(spans, metric_reader)
-    (duration,) = metric_points(metric_reader, "crewtrace.flow.duration")
-    assert dict(duration.attributes) == {FLOW: "ResearchFlow"} and duration.count == 1
+    runs = {p.attributes["gen_ai.workflow.name"]: p for p in metric_points(metric_reader, "gen_ai.workflow.duration")}
+    assert set(runs) == {"ResearchFlow", "research", "writing"}, "a flow run is a workflow run, as are its crews'"
+    assert all(p.attributes[FLOW] == "ResearchFlow" and p.count == 1 for p in runs.values())
     assert root.status.status_code is StatusCode.UNSET
     assert bridge.open_spans() == ()
     no_warnings(caplog)
@@ -155,8 +156,9 @@ def test_a_failing_flow_says_so_up_to_the_flow_span(
     (method,) = named(spans, "execute_flow_method fetch")
     for span in (root, method):
         assert span.status.status_code is StatusCode.ERROR and span.attributes["error.type"] == "LookupError"
-    (duration,) = metric_points(metric_reader, "crewtrace.flow.duration")
-    assert dict(duration.attributes) == {FLOW: "BrokenFlow", "error.type": "LookupError"}
+    (duration,) = metric_points(metric_reader, "gen_ai.workflow.duration")
+    assert duration.attributes[FLOW] == duration.attributes["gen_ai.workflow.name"] == "BrokenFlow"
+    assert duration.attributes["error.type"] == "LookupError"
     assert bridge.open_spans() == ()
 
 

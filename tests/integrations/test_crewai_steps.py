@@ -211,7 +211,8 @@ def test_a_guardrail_that_rejects_once_shows_both_checks_and_counts_the_rejectio
     )
     assert "crewtrace.guardrail.feedback" not in first.attributes, "the feedback is content"
     (rejections,) = metric_points(metric_reader, "crewtrace.guardrail.rejections")
-    assert rejections.value == 1 and dict(rejections.attributes) == {AGENT: "Writer", TASK: "write"}
+    assert rejections.value == 1
+    assert dict(rejections.attributes) == {"gen_ai.workflow.name": "team", AGENT: "Writer", TASK: "write"}
     assert_attributed(spans, metric_reader)
     assert bridge.open_spans() == ()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -11,6 +11,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.support.crews import two_agent_crew
+from tests.support.llms import MakeLLM
 from tests.support.openai_server import FakeOpenAIServer, Reply, numbered_chunks
 from tests.support.trace_assertions import (
     assert_attributed,
@@ -20,7 +21,6 @@ from tests.support.trace_assertions import (
     chat_spans,
 )
 
-from crewtrace import LLM
 from crewtrace.events import EventBus
 from crewtrace.telemetry import OTelBridge
 
@@ -35,7 +35,7 @@ def own_bridge(tracer_provider: TracerProvider, meter_provider: MeterProvider, b
 @pytest.mark.usefixtures("own_bridge")
 def test_own_crew_meets_the_same_bar(
     server: FakeOpenAIServer,
-    make_llm: Callable[..., LLM],
+    make_llm: MakeLLM,
     bus: EventBus,
     span_exporter: InMemorySpanExporter,
     metric_reader: InMemoryMetricReader,
@@ -51,7 +51,7 @@ def test_own_crew_meets_the_same_bar(
 
 @pytest.mark.usefixtures("own_bridge")
 async def test_own_crews_in_asyncio_tasks_meet_the_same_bar(
-    make_llm: Callable[..., LLM], bus: EventBus, span_exporter: InMemorySpanExporter
+    make_llm: MakeLLM, bus: EventBus, span_exporter: InMemorySpanExporter
 ) -> None:
     crew = two_agent_crew(make_llm, bus, name="team")
     await asyncio.gather(*(crew.kickoff_async(inputs={"topic": f"t{n}"}) for n in range(3)))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable
 
 import pytest
-from tests.conftest import API_KEY
+from tests.support.llms import API_KEY, MakeLLM
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.recording import Recorder
 
@@ -20,8 +19,6 @@ from crewtrace.events import (
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
 )
-
-MakeLLM = Callable[..., LLM]
 
 
 def test_call_streams_and_emits_one_event_per_chunk(
@@ -54,7 +51,7 @@ def test_completed_event_carries_response_usage_from_the_stream_and_timings(
     assert done.response_id == recorder.of(LLMStreamChunkEvent)[0].response_id
     assert done.chunk_count == 3
     assert 0 < done.time_to_first_chunk_s <= done.duration_s
-    assert done.provider == "openai" and done.model == "openai/test-model"
+    assert done.provider == "openai" and done.model == "test-model"
     (request,) = server.requests
     assert request.body["stream"] is True
     assert request.body["stream_options"] == {"include_usage": True}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from litellm.integrations.custom_logger import CustomLogger
-from tests.conftest import API_KEY
+from tests.support.llms import API_KEY
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply, ToolCallReply
 from tests.support.polling import await_until, wait_until
 from tests.support.recording import Recorder
@@ -152,16 +152,18 @@ async def test_cancelling_closes_the_connection_on_both_paths(
     stream = make(server, bus, path).aiter_text("long")
     await stream.__anext__()
     await stream.aclose()  # type: ignore[attr-defined]
-    await await_until(lambda: not server._connections, what="the server saw the connection close")
+    await await_until(lambda: not server.open_connections, what="the server saw the connection close")
     if path == "wrapped":
         return  # litellm's own parsers offer no close for a sync stream: the connection ends with the GC
     sync_stream = make(server, bus, path).iter_text("long")
     server.queue(Reply(chunks=[f"t{i} " for i in range(2000)], delay=0.01))
     next(sync_stream)
     sync_stream.close()
-    await await_until(lambda: not server._connections, what="the server saw the sync connection close")
+    await await_until(lambda: not server.open_connections, what="the server saw the sync connection close")
 
 
+@pytest.mark.slow
+@pytest.mark.soak
 def test_memory_of_a_direct_stream_does_not_grow_with_its_length(server: FakeOpenAIServer, bus: EventBus) -> None:
     """Beyond the text itself: 20,000 chunks keep nothing per chunk but their text."""
     chunks = [f"c{i:05d}" for i in range(20_000)]

@@ -1,4 +1,4 @@
-"""Issue 5, item 5: streams the consumer abandons, closes, drops or cancels, and Ctrl-C mid-run.
+"""Streams the consumer abandons, closes, drops or cancels, and Ctrl-C mid-run.
 
 Each way of walking away from a stream must end its chat span (``error.type=cancelled``,
 the exact number of chunks consumed), bring ``crewtrace.stream.active`` back to 0, and
@@ -8,8 +8,8 @@ handler during ``kickoff`` must propagate, and every span of the run must still 
 Leaks are measured three ways after 1,000 abandoned streams: the SDK's own
 ``otel.sdk.span.live`` up-down counter (``TracerProvider(meter_provider=...)`` with
 ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``), a span processor counting started versus
-ended spans, and the bridge's open state and live bookkeeping objects; plus the bus's
-handler count and the server's open connections.
+ended spans, and the bridge's open spans and live objects; plus the bus's handler count and the
+server's open connections. The ways of walking away are in ``tests/support/walking_away.py``.
 
 Covered elsewhere, not repeated: a cancelled event on break/close/cancel without the bridge
 (tests/llm/test_llm.py) and one dropped stream through the bridge
@@ -26,25 +26,26 @@ from typing import Any
 
 import pytest
 from opentelemetry.trace import StatusCode
-from tests.reliability.conftest import (
-    RELIABILITY_FILTERS,
-    MakeLLM,
-    Pipeline,
-    handler_count,
-    live_bridge_objects,
-    open_calls,
-    small_crew,
-)
 from tests.support.crews import two_agent_crew
+from tests.support.leaks import live_instances, open_calls
+from tests.support.llms import MakeLLM
 from tests.support.openai_server import FakeOpenAIServer, Reply
+from tests.support.pipeline import Pipeline
 from tests.support.polling import await_until, wait_until
+from tests.support.walking_away import (
+    ASYNC_WAYS,
+    CHUNKS,
+    SYNC_WAYS,
+    abandon_async_by_break,
+    abandon_async_by_cancelling_the_consumer,
+    abandon_by_break,
+    abandon_by_close,
+    abandon_by_dropping,
+    settle,
+)
 
 from crewtrace import LLM
 from crewtrace.events import LLMCallStartedEvent, LLMStreamChunkEvent
-
-pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
-
-CHUNKS = [f"c{i} " for i in range(5)]
 
 
 def assert_all_closed(pipeline: Pipeline, handlers_before: int) -> None:
@@ -52,7 +53,7 @@ def assert_all_closed(pipeline: Pipeline, handlers_before: int) -> None:
     assert pipeline.value("crewtrace.stream.active") == 0
     assert pipeline.value("otel.sdk.span.live") == 0, "the SDK counts a span still open"
     assert pipeline.counter.open == 0, f"{pipeline.counter.started} started, {pipeline.counter.ended} ended"
-    assert handler_count(pipeline.bus) == handlers_before
+    assert pipeline.bus.handler_count() == handlers_before
 
 
 def assert_one_cancelled_chat(pipeline: Pipeline, consumed: int) -> None:
@@ -63,93 +64,11 @@ def assert_one_cancelled_chat(pipeline: Pipeline, consumed: int) -> None:
     assert sum(e.attributes["crewtrace.chunk.count"] for e in chat.events) == consumed
 
 
-# -- the ways of walking away, one at a time ---------------------------------------------------
-
-
-def abandon_by_break(llm: LLM) -> int:
-    for n, _ in enumerate(llm.iter_text("x"), start=1):
-        if n == 2:
-            break
-    return 2
-
-
-def abandon_by_close(llm: LLM) -> int:
-    stream = llm.iter_text("x")
-    next(stream)
-    next(stream)
-    stream.close()
-    return 2
-
-
-def abandon_by_dropping(llm: LLM) -> int:
-    stream = llm.iter_text("x")
-    next(stream)
-    next(stream)
-    del stream  # no close(): reference counting finalises the generator
-    return 2
-
-
-def abandon_in_a_reference_cycle(llm: LLM) -> int:
-    holder: dict[str, Any] = {"stream": llm.iter_text("x")}
-    holder["self"] = holder
-    next(holder["stream"])
-    next(holder["stream"])
-    del holder
-    gc.collect()  # only the cycle collector can finalise it
-    return 2
-
-
-async def abandon_async_by_break(llm: LLM) -> int:
-    n = 0
-    async for _ in llm.aiter_text("x"):
-        n += 1
-        if n == 2:
-            break
-    return 2
-
-
-async def abandon_async_by_aclose(llm: LLM) -> int:
-    stream = llm.aiter_text("x")
-    await stream.__anext__()
-    await stream.__anext__()
-    await stream.aclose()  # type: ignore[attr-defined]
-    return 2
-
-
-async def abandon_async_by_cancelling_the_consumer(llm: LLM) -> int:
-    """The consumer task is cancelled while it works on a chunk (not inside the generator)."""
-    got_two = asyncio.Event()
-
-    async def consumer() -> None:
-        n = 0
-        async for _ in llm.aiter_text("x"):
-            n += 1
-            if n == 2:
-                got_two.set()
-                await asyncio.Event().wait()  # busy with the chunk until cancelled
-
-    task = asyncio.create_task(consumer())
-    await got_two.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    return 2
-
-
-SYNC_WAYS = [abandon_by_break, abandon_by_close, abandon_by_dropping, abandon_in_a_reference_cycle]
-ASYNC_WAYS = [abandon_async_by_break, abandon_async_by_aclose, abandon_async_by_cancelling_the_consumer]
-
-
-async def settle(pipeline: Pipeline, timeout: float = 2.0) -> None:
-    """An abandoned async generator is finalised by the event loop (aclose() scheduled by its GC hook)."""
-    await await_until(lambda: not open_calls(pipeline.bridge), timeout, what="every abandoned call ended")
-
-
 @pytest.mark.parametrize("way", SYNC_WAYS, ids=lambda f: f.__name__)
 def test_a_sync_stream_walked_away_from_ends_its_span(
     server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline, way: Callable[[LLM], int]
 ) -> None:
-    handlers = handler_count(pipeline.bus)
+    handlers = pipeline.bus.handler_count()
     server.responder = lambda body: Reply(chunks=CHUNKS)
     consumed = way(make_llm())
     assert_one_cancelled_chat(pipeline, consumed)
@@ -160,12 +79,12 @@ def test_a_sync_stream_walked_away_from_ends_its_span(
 def test_an_async_stream_walked_away_from_ends_its_span(
     server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline, way: Callable[[LLM], Any]
 ) -> None:
-    handlers = handler_count(pipeline.bus)
+    handlers = pipeline.bus.handler_count()
     server.responder = lambda body: Reply(chunks=CHUNKS)
 
     async def main() -> int:
         consumed = await way(make_llm())
-        await settle(pipeline)
+        await settle(pipeline.bridge)
         return consumed
 
     consumed = asyncio.run(main())
@@ -177,7 +96,7 @@ def test_cancelling_a_task_while_it_awaits_the_next_chunk_ends_the_span(
     server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
 ) -> None:
     """Cancellation lands inside the generator (awaiting the network), not in the consumer."""
-    handlers = handler_count(pipeline.bus)
+    handlers = pipeline.bus.handler_count()
     server.responder = lambda body: Reply(chunks=[f"d{i} " for i in range(50)], delay=0.05)
     received: list[str] = []
 
@@ -206,7 +125,7 @@ def test_a_stream_created_but_never_iterated_starts_nothing(
         llm.aiter_text("never read")
     gc.collect()
     assert pipeline.counter.started == 0 and server.requests == []
-    assert_all_closed(pipeline, handler_count(pipeline.bus))
+    assert_all_closed(pipeline, pipeline.bus.handler_count())
 
 
 # -- Ctrl-C --------------------------------------------------------------------------------------
@@ -216,9 +135,9 @@ def test_a_stream_created_but_never_iterated_starts_nothing(
 def test_keyboard_interrupt_from_a_chunk_handler_propagates_and_every_span_ends(
     server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline, kickoff: str
 ) -> None:
-    handlers = handler_count(pipeline.bus)
+    handlers = pipeline.bus.handler_count()
     server.responder = lambda body: Reply(chunks=CHUNKS)
-    crew = small_crew(make_llm, pipeline.bus)
+    crew = two_agent_crew(make_llm, pipeline.bus, name="reliability")
 
     def ctrl_c(source: Any, event: LLMStreamChunkEvent) -> None:
         if event.chunk_index == 2:
@@ -234,14 +153,14 @@ def test_keyboard_interrupt_from_a_chunk_handler_propagates_and_every_span_ends(
 
     spans = {s.name: s for s in pipeline.spans.get_finished_spans()}
     assert sorted(spans) == [
-        "chat openai/test-model",
+        "chat test-model",
         "execute_task research",
         "invoke_agent Researcher",
         "invoke_workflow reliability",
     ], "the run stopped at the first task, and all of its spans ended"
     assert all(s.attributes["error.type"] == "cancelled" for s in spans.values())
     assert all(s.status.status_code is StatusCode.ERROR for s in spans.values())
-    assert spans["chat openai/test-model"].attributes["crewtrace.stream.chunk_count"] == 3
+    assert spans["chat test-model"].attributes["crewtrace.stream.chunk_count"] == 3
     assert_all_closed(pipeline, handlers)
 
 
@@ -250,7 +169,7 @@ def test_keyboard_interrupt_from_a_started_handler_still_ends_the_span(
     server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline, way: str
 ) -> None:
     """The bridge saw "started" before the handler raised: it must see the end too."""
-    handlers = handler_count(pipeline.bus)
+    handlers = pipeline.bus.handler_count()
 
     def ctrl_c(source: Any, event: LLMCallStartedEvent) -> None:
         raise KeyboardInterrupt
@@ -292,7 +211,7 @@ def _close_the_bridge_mid_stream(server: FakeOpenAIServer, make_llm: MakeLLM, pi
 def test_closing_the_bridge_mid_stream_ends_the_span_and_spares_the_stream(
     server: FakeOpenAIServer, make_llm: MakeLLM, pipeline: Pipeline
 ) -> None:
-    handlers = handler_count(pipeline.bus)
+    handlers = pipeline.bus.handler_count()
     assert _close_the_bridge_mid_stream(server, make_llm, pipeline) == CHUNKS, "the consumer is not affected"
     (chat,) = pipeline.chat_spans()
     assert chat.attributes["error.type"] == "bridge_closed"
@@ -300,7 +219,7 @@ def test_closing_the_bridge_mid_stream_ends_the_span_and_spares_the_stream(
     assert pipeline.bridge.open_spans() == ()
     assert pipeline.value("crewtrace.stream.active") == 0, "a MeterProvider that outlives the bridge reads 0"
     assert pipeline.counter.open == 0 and pipeline.value("otel.sdk.span.live") == 0
-    assert handler_count(pipeline.bus) < handlers, "the bridge's handlers are gone"
+    assert pipeline.bus.handler_count() < handlers, "the bridge's handlers are gone"
 
 
 def test_a_run_cut_off_by_closing_the_bridge_is_marked_failed_up_to_its_workflow(
@@ -318,7 +237,7 @@ def test_a_run_cut_off_by_closing_the_bridge_is_marked_failed_up_to_its_workflow
     assert len(rest) == 2 * len(CHUNKS) - 1, "the run itself is not affected"
     spans = pipeline.spans.get_finished_spans()
     assert [s.name for s in spans] == [
-        "chat openai/test-model",
+        "chat test-model",
         "invoke_agent Researcher",
         "execute_task research",
         "invoke_workflow cut-off",
@@ -332,6 +251,7 @@ def test_a_run_cut_off_by_closing_the_bridge_is_marked_failed_up_to_its_workflow
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_a_thousand_abandoned_streams_leave_nothing_behind(
     server: FakeOpenAIServer,
     make_llm: MakeLLM,
@@ -342,8 +262,8 @@ def test_a_thousand_abandoned_streams_leave_nothing_behind(
     llm = make_llm()
     abandon_by_break(llm)  # warm-up, then the baseline
     pipeline.spans.clear()
-    handlers = handler_count(pipeline.bus)
-    objects = live_bridge_objects()
+    handlers = pipeline.bus.handler_count()
+    objects = live_instances()
     ended_before = pipeline.counter.ended
 
     started = time.perf_counter()
@@ -355,7 +275,7 @@ def test_a_thousand_abandoned_streams_leave_nothing_behind(
         async_ways = [abandon_async_by_break, abandon_async_by_cancelling_the_consumer]
         for n in range(400):
             await async_ways[n % 2](llm)
-        await settle(pipeline)
+        await settle(pipeline.bridge)
 
     asyncio.run(abandon_async())
     elapsed = time.perf_counter() - started
@@ -366,11 +286,11 @@ def test_a_thousand_abandoned_streams_leave_nothing_behind(
     assert all(s.attributes["error.type"] == "cancelled" for s in chats)
     assert all(s.attributes["crewtrace.stream.chunk_count"] == 2 for s in chats)
     assert_all_closed(pipeline, handlers)
-    assert live_bridge_objects() == objects, "no per-call bookkeeping survives its call"
-    wait_until(lambda: len(server._connections) <= 2, what="abandoned streams release their HTTP connections")
+    assert not live_instances() - objects, "no per-call bookkeeping survives its call"
+    wait_until(lambda: server.open_connections <= 2, what="abandoned streams release their HTTP connections")
     measure("1,000 abandoned streams (600 sync, 400 async)", f"{elapsed:.1f} s, {elapsed:.1f} ms per stream")
     measure(
         "after 1,000 abandoned streams: live spans / open bridge calls / stream.active / handlers added",
         f"{pipeline.value('otel.sdk.span.live'):.0f} / {len(open_calls(pipeline.bridge))} / "
-        f"{pipeline.value('crewtrace.stream.active'):.0f} / {handler_count(pipeline.bus) - handlers}",
+        f"{pipeline.value('crewtrace.stream.active'):.0f} / {pipeline.bus.handler_count() - handlers}",
     )

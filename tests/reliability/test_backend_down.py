@@ -1,4 +1,4 @@
-"""Issue 5, items 1 and 2: the telemetry backend is down, or too slow for the load.
+"""The telemetry backend is down, or too slow for the load.
 
 A dead collector is either *refused* (a port nobody listens on) or *hanging* (a TCP
 server that accepts and never answers: ``Blackhole``). Both OTLP transports are used.
@@ -30,13 +30,15 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.reliability.conftest import RELIABILITY_FILTERS, Blackhole, MakeLLM, small_crew
+from tests.support.blackhole import Blackhole
+from tests.support.crews import two_agent_crew
+from tests.support.llms import MakeLLM
 from tests.support.polling import wait_until
+from tests.support.synthetic import emit_call
 
-from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent, LLMStreamChunkEvent, TokenUsage
+from crewtrace import Crew
+from crewtrace.events import EventBus, LLMStreamChunkEvent
 from crewtrace.telemetry import Telemetry
-
-pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 20
@@ -50,6 +52,10 @@ def _otel_warnings(records: list[logging.LogRecord]) -> Counter[tuple[str, str]]
         for r in records
         if r.name.startswith("opentelemetry") and r.levelno >= logging.WARNING
     )
+
+
+def small_crew(make_llm: MakeLLM, bus: EventBus) -> Crew:
+    return two_agent_crew(make_llm, bus, name="reliability")
 
 
 def _run_crews(make_llm: MakeLLM, bus: EventBus, runs: int) -> tuple[list[str], float]:
@@ -91,7 +97,8 @@ def test_crews_run_unchanged_and_the_dead_collector_is_reported_once(
     time.sleep(max(0.0, 2.5 - (time.monotonic() - set_up_at)))
 
     assert answers == plain_answers, "telemetry must not change what the crew answers"
-    assert traced_time < 2 * plain_time + 1.0, (
+    # A crew held by its exports would wait for at least one 1 s export timeout per run: 20 s or more.
+    assert traced_time < 2 * plain_time + 5.0, (
         f"{RUNS} runs took {traced_time:.2f} s with a dead collector, {plain_time:.2f} s without telemetry"
     )
     measure(
@@ -136,24 +143,19 @@ def test_shutdown_is_bounded_when_the_collector_hangs(
 
 
 EXIT_SCRIPT = """
-import json, socket, sys, threading, time
+import json, sys, time
 from crewtrace import LLM
 from crewtrace.events import EventBus
 from crewtrace.telemetry import setup_telemetry
+from tests.support.blackhole import Blackhole
 from tests.support.openai_server import FakeOpenAIServer
 
-hole = socket.socket()
-hole.bind(("127.0.0.1", 0))
-hole.listen(16)
-accepted = []
-threading.Thread(target=lambda: [accepted.append(hole.accept()) for _ in iter(int, 1)], daemon=True).start()
-
+hole = Blackhole()  # never closed: it hangs until the process exits
 protocol, call_shutdown = sys.argv[1], sys.argv[2] == "shutdown"
 bus = EventBus()
 with FakeOpenAIServer() as server:
     telemetry = setup_telemetry(
-        "svc-exit", otlp_endpoint=f"http://127.0.0.1:{hole.getsockname()[1]}", otlp_protocol=protocol,
-        set_global=False, bus=bus,
+        "svc-exit", otlp_endpoint=hole.endpoint, otlp_protocol=protocol, set_global=False, bus=bus
     )
     llm = LLM("openai/test-model", stream=True, base_url=server.base_url, api_key="sk-exit-test", bus=bus)
     for _ in range(3):
@@ -164,10 +166,25 @@ with FakeOpenAIServer() as server:
 """
 
 
+# A process that waits for exporters stuck on a hanging collector is held for about their export timeout:
+# 12-13 s with the default 10 s, 40 s with 30 s. The 60 s set here makes that world unmistakable. What
+# crewtrace promises does not depend on it: 1-4 s, up to 11 s on a machine loaded five times over. Each
+# bound sits between the two worlds, clear of both.
+EXPORT_TIMEOUT_S = "60"
+HELD_AFTER_SHUTDOWN_BOUND = 20.0
+HELD_WITHOUT_SHUTDOWN_BOUND = 5.0 + 20.0  # Telemetry.shutdown's default timeout at exit, then the same
+
+
 def _seconds_from_last_line_to_exit(protocol: str, mode: str) -> tuple[dict[str, object], float]:
-    """Run EXIT_SCRIPT against a hanging collector (export timeout 4 s); time from its report to its exit."""
+    """Run EXIT_SCRIPT against a hanging collector; time from its report to its exit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT), "OTEL_EXPORTER_OTLP_TIMEOUT": "4"})
+    env.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "PYTHONPATH": str(ROOT),
+            "OTEL_EXPORTER_OTLP_TIMEOUT": EXPORT_TIMEOUT_S,
+        }
+    )
     with tempfile.TemporaryFile(mode="w+") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(EXIT_SCRIPT), protocol, mode],
@@ -181,7 +198,7 @@ def _seconds_from_last_line_to_exit(protocol: str, mode: str) -> tuple[dict[str,
             assert process.stdout is not None
             line = process.stdout.readline()
             reported = time.monotonic()
-            process.wait(timeout=60)
+            process.wait(timeout=180)
             held = time.monotonic() - reported
         finally:
             if process.poll() is None:
@@ -196,10 +213,10 @@ def _seconds_from_last_line_to_exit(protocol: str, mode: str) -> tuple[dict[str,
 def test_process_exit_is_not_held_after_a_timed_out_shutdown(
     protocol: str, measure: Callable[[str, object], None]
 ) -> None:
-    """The SDK's own exit hooks would re-run an unbounded shutdown on the stuck exporters (~20 s by default)."""
+    """The SDK's own exit hooks would wait for the stuck exporters, for as long as their export timeout."""
     report, held = _seconds_from_last_line_to_exit(protocol, "shutdown")
-    assert report["flushed"] is False and float(report["shutdown_s"]) < 3.0  # type: ignore[arg-type]
-    assert held < 3.0, f"after shutdown(timeout=1) returned, the process took {held:.1f} s more to exit"
+    assert report["flushed"] is False and float(report["shutdown_s"]) < 5.0  # type: ignore[arg-type]
+    assert held < HELD_AFTER_SHUTDOWN_BOUND, f"after shutdown(timeout=1) returned, the process took {held:.1f} s more"
     measure(f"process exit after shutdown(timeout=1), hanging collector ({protocol})", f"{held:.2f} s")
 
 
@@ -209,7 +226,7 @@ def test_process_exit_without_shutdown_is_bounded_by_the_default_timeout(
 ) -> None:
     """An application that never calls shutdown(): the exit hook flushes for at most the default 5 s."""
     _, held = _seconds_from_last_line_to_exit("grpc", "no-shutdown")
-    assert held < 5.0 + 2.5, f"the process took {held:.1f} s to exit"
+    assert held < HELD_WITHOUT_SHUTDOWN_BOUND, f"the process took {held:.1f} s to exit"
     measure("process exit without shutdown(), hanging collector (grpc)", f"{held:.2f} s")
 
 
@@ -254,27 +271,7 @@ def test_export_warnings_stay_deduplicated_through_shutdown(
     assert not repeated, f"repeated after shutdown started: {repeated}"
 
 
-# -- item 2: a burst larger than the export queue -----------------------------------------------
-
-
-def _emit_calls(bus: EventBus, calls: int, chunks: int) -> None:
-    """What an LLM call emits, fed straight into the bus (the bridge sees only events)."""
-    for n in range(calls):
-        base = {"call_id": f"burst-{n}", "model": "openai/m", "provider": "openai", "agent_role": "A", "task_name": "T"}
-        bus.emit(None, LLMCallStartedEvent(**base, messages=[], stream=True))
-        for index in range(chunks):
-            bus.emit(None, LLMStreamChunkEvent(**base, chunk=f"c{index} ", chunk_index=index))
-        bus.emit(
-            None,
-            LLMCallCompletedEvent(
-                **base,
-                response="",
-                usage=TokenUsage(input_tokens=3, output_tokens=chunks),
-                chunk_count=chunks,
-                duration_s=0.01,
-                time_to_first_chunk_s=0.001,
-            ),
-        )
+# -- a burst larger than the export queue ------------------------------------------------------
 
 
 def _series(text: str, family: str) -> list[tuple[dict[str, str], float]]:
@@ -297,13 +294,15 @@ def test_a_burst_beyond_the_export_queue_is_dropped_without_blocking_and_counted
     calls, chunks = 500, 3
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "16")  # the batch size (512 by default) is clamped to it
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "10")  # the first export hangs for the whole test
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")  # the SDK's switch for counting drops
     caplog.set_level(logging.WARNING)
     telemetry = telemetries(
         "svc-burst", otlp_endpoint=blackhole.endpoint, otlp_protocol="grpc", prometheus_port=0, bus=bus
     )
 
     started = time.perf_counter()
-    _emit_calls(bus, calls, chunks)
+    for n in range(calls):
+        emit_call(bus, f"burst-{n}", chunks=chunks, agent_role="A", task_name="T")
     burst = time.perf_counter() - started
     assert burst < 5.0, f"{calls} calls took {burst:.2f} s: the application was blocked by the export queue"
     measure(f"burst of {calls} calls ({calls * (chunks + 2)} events) with a full export queue", f"{burst:.3f} s")

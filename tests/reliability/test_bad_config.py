@@ -1,4 +1,4 @@
-"""Issue 5, item 10: bad configuration fails at setup, clearly, and leaves nothing behind.
+"""Bad configuration fails at setup, clearly, and leaves nothing behind.
 
 Already covered in tests/telemetry/test_setup.py (not repeated): malformed OTLP endpoints
 (argument and variables) and unknown protocols raise ValueError naming the value and a good
@@ -25,15 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, export_log_filters, handler_count, small_crew
+from tests.support.crews import two_agent_crew
+from tests.support.llms import MakeLLM
+from tests.support.log_filters import export_log_filters
+from tests.support.otlp_decode import decode_spans
+from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
+from tests.support.synthetic import emit_call
 
 from crewtrace.errors import MetricsServerError
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent
 from crewtrace.telemetry import Telemetry, setup_telemetry
-
-pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
 
 def background_threads() -> set[str]:
@@ -145,12 +148,20 @@ def test_a_configuration_error_names_what_to_change(
 def test_a_queue_smaller_than_the_default_batch_is_accepted(
     bus: EventBus, telemetries: Callable[..., Telemetry], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """OTEL_BSP_MAX_QUEUE_SIZE=16 alone: the SDK would refuse its default batch of 512; crewtrace clamps it."""
+    """OTEL_BSP_MAX_QUEUE_SIZE=16 alone: the SDK would refuse its default batch of 512; crewtrace clamps it.
+
+    A full batch goes out at once, without waiting for the schedule delay (a minute here): so 16 spans
+    reaching the collector in one export of 16 show the batch size is the queue's.
+    """
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "16")
-    telemetry = telemetries("svc-queue", otlp_endpoint=f"http://127.0.0.1:{free_port()}", bus=bus)
-    (processor,) = telemetry.tracer_provider._active_span_processor._span_processors
-    batching = processor._batch_processor  # type: ignore[attr-defined]
-    assert (batching._max_queue_size, batching._max_export_batch_size) == (16, 16)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+    with OTLPHttpReceiver() as receiver:
+        telemetry = telemetries("svc-queue", otlp_endpoint=receiver.endpoint, otlp_protocol="http/protobuf", bus=bus)
+        for n in range(16):
+            emit_call(bus, f"queued-{n}")
+        receiver.wait_for_spans(16, timeout=30.0)
+        assert [len(decode_spans(request)) for request in receiver.trace_requests] == [16]
+        assert telemetry.shutdown(timeout=10.0) is True
 
 
 def test_a_port_in_use_is_refused_at_setup_without_leaking_the_log_filter(bus: EventBus) -> None:
@@ -192,7 +203,8 @@ def test_non_fatal_misconfiguration_never_breaks_a_run(
         message = str(error)
         assert variable in message or value in message, message
         return
-    answers = [small_crew(make_llm, bus).kickoff(inputs={"topic": f"t{n}"}).raw for n in range(3)]
+    crew = two_agent_crew(make_llm, bus, name="reliability")
+    answers = [crew.kickoff(inputs={"topic": f"t{n}"}).raw for n in range(3)]
     assert all(a.startswith("Answer for:") for a in answers)
     started = time.monotonic()
     telemetry.shutdown(timeout=2.0)
@@ -201,7 +213,7 @@ def test_non_fatal_misconfiguration_never_breaks_a_run(
 
 def test_setup_and_shutdown_cycles_accumulate_nothing(make_llm: MakeLLM, bus: EventBus, tmp_path: Path) -> None:
     threads, filters = background_threads(), export_log_filters()
-    handlers = handler_count(bus)
+    handlers = bus.handler_count()
     for cycle in range(5):
         telemetry = setup_telemetry(
             "svc-cycle", prometheus_port=0, usage_log=tmp_path / "usage.jsonl", set_global=False, bus=bus
@@ -210,7 +222,7 @@ def test_setup_and_shutdown_cycles_accumulate_nothing(make_llm: MakeLLM, bus: Ev
         assert telemetry.shutdown(timeout=2.0) is True
     wait_until(lambda: background_threads() <= threads, 3.0, what="no thread left by the cycles")
     assert export_log_filters() == filters
-    assert handler_count(bus) == handlers
+    assert bus.handler_count() == handlers
     assert (tmp_path / "usage.jsonl").read_text().count("\n") == 5
 
 

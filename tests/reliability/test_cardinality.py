@@ -1,4 +1,4 @@
-"""Issue 5, item 9: metric cardinality stays capped, and so does the size of ``/metrics``.
+"""Metric cardinality stays capped, and so does the size of ``/metrics``.
 
 10,000 tasks without names and with distinct descriptions (each labelled by the first words
 of its description, as ``Task.label`` does), 1,000 distinct error types: every label keeps
@@ -23,20 +23,13 @@ from collections.abc import Callable
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.reliability.conftest import RELIABILITY_FILTERS
+from tests.support.synthetic import emit_call
 
 from crewtrace import Task
 from crewtrace.events import (
     EventBus,
-    LLMCallCompletedEvent,
-    LLMCallFailedEvent,
-    LLMCallStartedEvent,
-    LLMStreamChunkEvent,
-    TokenUsage,
 )
 from crewtrace.telemetry import Telemetry
-
-pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
 CAP = 100  # OTelBridge's default max_label_values
 METRICS_BOUND = 6_000_000  # bytes of /metrics (text format) once every label is at its cap, one agent
@@ -47,37 +40,19 @@ def feed_calls(
 ) -> None:
     """One streamed call per n: started, two chunks, then completed (every 10th fails with its own error type)."""
     for n in range(first, last):
-        base = {
-            "call_id": f"call-{n}",
-            "model": "openai/gpt-4o-mini",
-            "provider": "openai",
-            "run_id": f"run-{n}",
-            "task_id": f"task-{n}",
-            "task_name": task(n),
-            "agent_id": f"agent-id-{n}",
-            "agent_role": agent(n),
-        }
-        bus.emit(None, LLMCallStartedEvent(**base, messages=[], stream=True))
-        bus.emit(None, LLMStreamChunkEvent(**base, chunk="Hel", chunk_index=0))
-        bus.emit(None, LLMStreamChunkEvent(**base, chunk="lo", chunk_index=1))
-        if n % 10 == 0:
-            bus.emit(
-                None,
-                LLMCallFailedEvent(**base, error="boom", error_type=f"ProviderError{n}", chunk_count=2, duration_s=0.2),
-            )
-        else:
-            bus.emit(
-                None,
-                LLMCallCompletedEvent(
-                    **base,
-                    response="Hello",
-                    usage=TokenUsage(input_tokens=12, output_tokens=2),
-                    cost_usd=0.0001,
-                    chunk_count=2,
-                    duration_s=0.2,
-                    time_to_first_chunk_s=0.05,
-                ),
-            )
+        emit_call(
+            bus,
+            f"call-{n}",
+            chunks=2,
+            error_type=f"ProviderError{n}" if n % 10 == 0 else None,
+            cost_usd=0.0001,
+            model="openai/gpt-4o-mini",
+            run_id=f"run-{n}",
+            task_id=f"task-{n}",
+            task_name=task(n),
+            agent_id=f"agent-id-{n}",
+            agent_role=agent(n),
+        )
 
 
 def unnamed_task_label(n: int) -> str:

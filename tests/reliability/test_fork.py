@@ -1,10 +1,12 @@
-"""Issue 10.11: a forked child (gunicorn --preload, Celery prefork) keeps events flowing and exports its telemetry."""
+"""A forked child (gunicorn --preload, Celery prefork) keeps events flowing and exports its telemetry."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -65,9 +67,45 @@ def test_a_forked_child_delivers_to_coroutine_handlers_and_exports_its_spans(
                 "exported": True,
             }, report
             child_spans = wait_until(
-                lambda: [s for s in receiver.spans() if s.name == "chat openai/test-model"],
+                lambda: [s for s in receiver.spans() if s.name == "chat test-model"],
                 what="the child's chat span at the receiver",
             )
             assert child_spans
         finally:
             assert telemetry.shutdown(timeout=10) is True
+
+
+def test_a_process_that_forks_while_serving_metrics_keeps_the_port_to_itself_and_says_so_once(
+    bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gunicorn --preload or a fork pool: the children must not hold the port, nor answer on it."""
+    telemetry = setup_telemetry("svc-fork-port", prometheus_port=0, set_global=False, bus=bus)
+    url, port = telemetry.metrics_url, telemetry.metrics_server.port if telemetry.metrics_server else 0
+    children: list[tuple[int, int]] = []
+    try:
+        for _ in range(2):
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child waits, holding whatever it inherited, until the parent lets it go
+                os.close(write_end)
+                os.read(read_end, 1)
+                os._exit(0)
+            os.close(read_end)
+            children.append((pid, write_end))
+        warnings = [r.getMessage() for r in caplog.records if "forked while serving" in r.getMessage()]
+        assert len(warnings) == 1 and url is not None and url in warnings[0], warnings
+        assert "docs/deployment.md" in warnings[0]
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200, "the parent still serves"
+    finally:
+        assert telemetry.shutdown(timeout=10) is True
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as again:
+            again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            again.bind(("127.0.0.1", port))  # EADDRINUSE if a child still held the listening socket
+            again.listen()
+    finally:
+        for pid, write_end in children:
+            os.write(write_end, b"x")
+            os.close(write_end)
+            os.waitpid(pid, 0)

@@ -3,7 +3,7 @@
 - The export log filter lets each distinct message through once a minute and says how many
   repeats it held back (test_backend_down checks that no message repeats within a run).
 - Every way of walking away from a stream releases its HTTP connection (test_abandoned_streams
-  checks this once, after 1,000 streams of mixed ways).
+  checks this once, after 1,000 streams of mixed ways; the ways are in tests/support/walking_away.py).
 - The SDK's own span metrics (the queue_full drop counter among them) are exported over OTLP,
   not only on ``/metrics``.
 - The agent, model and tool labels are capped like the task and error labels.
@@ -22,24 +22,22 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from tests.conftest import API_KEY
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline, metric_points
-from tests.reliability.test_abandoned_streams import ASYNC_WAYS, CHUNKS, SYNC_WAYS, settle
+from tests.support.llms import API_KEY, MakeLLM
+from tests.support.metrics import metric_points
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.otlp_receiver import OTLPHttpReceiver
+from tests.support.pipeline import Pipeline
 from tests.support.polling import wait_until
+from tests.support.synthetic import emit_call
+from tests.support.walking_away import ASYNC_WAYS, CHUNKS, SYNC_WAYS, settle
 
 from crewtrace import LLM, LLMCallError
 from crewtrace.events import (
     EventBus,
-    LLMCallCompletedEvent,
-    LLMCallStartedEvent,
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
 from crewtrace.telemetry import OTelBridge, Telemetry, _log_filter
-
-pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
 EVERY_WAY: list[Callable[[LLM], Any]] = [*SYNC_WAYS, *ASYNC_WAYS]
 # One of the SDK's export loggers that the SDK gives no filter of its own (its DuplicateFilter would
@@ -91,7 +89,7 @@ def test_every_way_of_walking_away_releases_the_http_connection(
     async def abandon_async() -> None:
         for _ in range(5):
             await way(llm)
-        await settle(pipeline)
+        await settle(pipeline.bridge)
 
     if way in ASYNC_WAYS:
         asyncio.run(abandon_async())
@@ -99,13 +97,14 @@ def test_every_way_of_walking_away_releases_the_http_connection(
         for _ in range(5):
             way(llm)
     assert len(server.requests) == 5
-    wait_until(lambda: len(server._connections) <= 1, what=f"released connections, {len(server._connections)} open")
+    wait_until(lambda: server.open_connections <= 1, what=f"released connections, {server.open_connections} open")
     assert len(pipeline.chat_spans()) == 5
 
 
 def test_the_sdks_own_span_metrics_are_exported_over_otlp(
-    make_llm: MakeLLM, bus: EventBus, telemetries: Callable[..., Telemetry]
+    make_llm: MakeLLM, bus: EventBus, telemetries: Callable[..., Telemetry], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")  # the SDK's own switch
     with OTLPHttpReceiver() as receiver:
         telemetry = telemetries(
             "svc-sdk-metrics", otlp_endpoint=receiver.endpoint, otlp_protocol="http/protobuf", bus=bus
@@ -126,13 +125,10 @@ def test_agent_model_and_tool_labels_are_capped_too(
 ) -> None:
     bridge = OTelBridge(tracer_provider, meter_provider, max_label_values=3, bus=bus)
     for n in range(10):
-        base: dict[str, Any] = {"call_id": f"c{n}", "provider": "openai", "task_name": "T", "agent_role": f"Agent {n}"}
-        bus.emit(None, LLMCallStartedEvent(**base, model=f"openai/model-{n}", messages=[], stream=False))
-        bus.emit(
-            None, LLMCallCompletedEvent(**base, model=f"openai/model-{n}", response="r", chunk_count=0, duration_s=0.1)
-        )
+        emit_call(bus, f"c{n}", stream=False, model=f"openai/model-{n}", task_name="T", agent_role=f"Agent {n}")
     for n in range(10):  # by an agent/task pair already admitted, so that only the tool label overflows
-        tool: dict[str, Any] = {"tool_name": f"tool_{n}", "tool_call_id": f"t{n}", "arguments": "{}", "iteration": 0}
+        tool: dict[str, Any] = {"tool_name": f"tool_{n}", "declared": True, "tool_call_id": f"t{n}", "arguments": "{}"}
+        tool["iteration"] = 0
         bus.emit(None, ToolUsageStartedEvent(**tool, agent_role="Agent 0", task_name="T"))
         bus.emit(
             None, ToolUsageFinishedEvent(**tool, agent_role="Agent 0", task_name="T", output="ok", duration_s=0.01)
@@ -164,5 +160,8 @@ def test_a_failed_call_chains_a_sanitised_stand_in_for_the_providers_exception(
     cause = caught.value.__cause__
     assert type(cause).__name__ == "ProviderError"
     assert str(cause).startswith("RateLimitError: "), "the stand-in names the provider's exception"
-    assert cause is not None and cause.__traceback__ is not None, "with the original traceback"
-    assert API_KEY not in str(cause)
+    assert cause is not None and cause.__traceback__ is None, "no frame of the provider's: their locals hold the key"
+    provider_traceback = getattr(cause, "provider_traceback", "")
+    assert "Traceback (most recent call last)" in provider_traceback, "the original traceback, as text"
+    assert "RateLimitError" in provider_traceback
+    assert API_KEY not in str(cause) and API_KEY not in provider_traceback

@@ -1,4 +1,4 @@
-"""Issue 5, item 4: LLM faults against the local server, through the bridge, sync and async.
+"""LLM faults against the local server, through the bridge, sync and async.
 
 Every fault is injected by ``tests.support.openai_server`` (HTTP 429/500 before the first
 chunk, TCP reset / malformed SSE event / stall after two chunks, an empty stream, a
@@ -31,15 +31,15 @@ from typing import Any
 
 import pytest
 from opentelemetry.trace import StatusCode
-from tests.conftest import API_KEY
-from tests.reliability.conftest import RELIABILITY_FILTERS, Blackhole, MakeLLM, Pipeline, open_state
+from tests.support.blackhole import Blackhole
+from tests.support.leaks import open_state
+from tests.support.llms import API_KEY, MakeLLM
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
+from tests.support.pipeline import Pipeline
 from tests.support.recording import Recorder
 
 from crewtrace import LLM, LLMCallError, LLMStreamError
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallFailedEvent
-
-pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
 CHUNKS = ["a1", "b2", "c3", "d4"]
 MODES = ["call", "acall", "stream", "astream"]
@@ -119,8 +119,8 @@ def test_a_fault_gives_a_clear_error_a_failed_span_and_leaves_nothing_open(
         assert (error.partial_text, error.chunks_received) == ("a1b2", 2)
     if mode in ("stream", "astream"):
         assert received == CHUNKS[: expected.chunks], "what arrived before the fault reached the consumer, in order"
-    if fault == "stall":
-        assert 0.9 < elapsed < 4.0, f"timeout=1 must end a stalled stream, took {elapsed:.2f} s"
+    if fault == "stall":  # without the timeout, the stream would wait out the server's 30 s stall
+        assert 0.9 < elapsed < 10.0, f"timeout=1 must end a stalled stream, took {elapsed:.2f} s"
         measure(f"stalled stream with timeout=1 ({mode})", f"{elapsed:.2f} s")
 
     (failed,) = recorder.of(LLMCallFailedEvent)

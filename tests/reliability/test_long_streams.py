@@ -1,4 +1,4 @@
-"""Issue 5, item 7: long streams keep the span within its event limit, exact, and bounded in memory.
+"""Long streams keep the span within its event limit, exact, and bounded in memory.
 
 A real 100,000-chunk stream through litellm takes ~45 s here async (~440 us per chunk in
 litellm's stream wrapper; ~70 s sync), too slow for the suite. So: a real 10,000-chunk
@@ -28,13 +28,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests.reliability.conftest import RELIABILITY_FILTERS, MakeLLM, Pipeline
+from tests.support.llms import MakeLLM
 from tests.support.openai_server import FakeOpenAIServer, Reply, numbered_chunks
+from tests.support.pipeline import Pipeline
+from tests.support.synthetic import emit_call
 
-from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent, LLMStreamChunkEvent, TokenUsage
+from crewtrace.events import EventBus
 from crewtrace.telemetry import OTelBridge
-
-pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
 
 REAL_CHUNKS = 10_000
 LONG = 100_000
@@ -94,24 +94,6 @@ class StreamMemory:
     span: ReadableSpan
 
 
-def feed_one_stream(bus: EventBus, chunks: int, call_id: str) -> None:
-    base = {"call_id": call_id, "model": "openai/test-model", "provider": "openai", "agent_role": "A", "task_name": "T"}
-    bus.emit(None, LLMCallStartedEvent(**base, messages=[], stream=True))
-    for index in range(chunks):
-        bus.emit(None, LLMStreamChunkEvent(**base, chunk=f"w{index} ", chunk_index=index))
-    bus.emit(
-        None,
-        LLMCallCompletedEvent(
-            **base,
-            response="",
-            usage=TokenUsage(input_tokens=1, output_tokens=chunks),
-            chunk_count=chunks,
-            duration_s=1.0,
-            time_to_first_chunk_s=0.001,
-        ),
-    )
-
-
 @pytest.fixture(scope="module")
 def long_stream_memory() -> Iterator[dict[int, StreamMemory]]:
     """The bridge alone, fed one stream of 10,000 and one of 100,000 chunk events under tracemalloc."""
@@ -121,7 +103,7 @@ def long_stream_memory() -> Iterator[dict[int, StreamMemory]]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()], exemplar_filter=AlwaysOffExemplarFilter())
     bridge = OTelBridge(tracer_provider, meter_provider, bus=bus)
-    feed_one_stream(bus, 1_000, "warm-up")
+    emit_call(bus, "warm-up", chunks=1_000, agent_role="A", task_name="T")
     results: dict[int, StreamMemory] = {}
     tracemalloc.start()
     try:
@@ -131,7 +113,7 @@ def long_stream_memory() -> Iterator[dict[int, StreamMemory]]:
             baseline = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
             started = time.perf_counter()
-            feed_one_stream(bus, chunks, f"stream-{chunks}")
+            emit_call(bus, f"stream-{chunks}", chunks=chunks, agent_role="A", task_name="T")
             seconds = time.perf_counter() - started
             (span,) = spans.get_finished_spans()
             spans.clear()
@@ -148,6 +130,7 @@ def long_stream_memory() -> Iterator[dict[int, StreamMemory]]:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_a_100000_chunk_stream_uses_bounded_memory_and_keeps_first_and_last(
     long_stream_memory: dict[int, StreamMemory], measure: Callable[[str, object], None]
 ) -> None:
@@ -165,6 +148,7 @@ def test_a_100000_chunk_stream_uses_bounded_memory_and_keeps_first_and_last(
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_the_bridges_memory_per_stream_does_not_grow_with_its_length(
     long_stream_memory: dict[int, StreamMemory],
 ) -> None:

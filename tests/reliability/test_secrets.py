@@ -1,4 +1,4 @@
-"""Issue 5, item 8: the API key never leaves the process, and content only on opt-in.
+"""The API key never leaves the process, and content only on opt-in.
 
 A key in the environment (``OPENAI_API_KEY``) or passed as ``LLM(api_key=...)``, content
 capture on and off. Everything crewtrace can emit is collected and searched for the key:
@@ -19,26 +19,29 @@ outputs stay clean with both, and so does litellm's own DEBUG log (crewtrace fil
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import socket
 import traceback
 import urllib.request
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.reliability.conftest import RELIABILITY_FILTERS, stop_exporters
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from tests.support.openai_server import FakeOpenAIServer, Reply, last_user_text
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.recording import Recorder
 
 from crewtrace import LLM, Agent, Crew, CrewtraceError, Task
-from crewtrace.events import BaseEvent, EventBus
-from crewtrace.telemetry import setup_telemetry
-
-pytestmark = [pytest.mark.filterwarnings(f) for f in RELIABILITY_FILTERS]
+from crewtrace.events import BaseEvent, EventBus, LLMCallFailedEvent
+from crewtrace.telemetry import OTelBridge, setup_telemetry
 
 # Two keys: one in the common "sk-..." shape, one in no recognisable shape (only knowing it can redact it).
 SHAPED_KEY = "sk-reliability-5eCr3t-9f8e7d6c5b4a3210"
@@ -110,6 +113,13 @@ def key_source(request: pytest.FixtureRequest, key: str, monkeypatch: pytest.Mon
     return request.param
 
 
+def keyed_llm(server: FakeOpenAIServer, key: str, key_source: str, bus: EventBus, **kwargs: Any) -> LLM:
+    """An LLM on the local server with ``key`` given as an argument (``arg``) or left to the environment."""
+    kwargs.setdefault("stream", True)
+    api_key = key if key_source == "arg" else None
+    return LLM("openai/test-model", base_url=server.base_url, api_key=api_key, bus=bus, num_retries=0, **kwargs)
+
+
 def run_scenario(
     *,
     key: str,
@@ -137,14 +147,7 @@ def run_scenario(
             bus=bus,
         )
         try:
-            llm = LLM(
-                "openai/test-model",
-                stream=True,
-                base_url=server.base_url,
-                api_key=key if key_source == "arg" else None,
-                bus=bus,
-                num_retries=0,
-            )
+            llm = keyed_llm(server, key, key_source, bus)
             agent = Agent(role="Keeper", goal="Guard {question}.", backstory="Discreet.", llm=llm)
             crew = Crew(
                 name="secrets",
@@ -175,7 +178,6 @@ def run_scenario(
                 metrics_openmetrics = response.read().decode()
         finally:
             assert telemetry.shutdown(timeout=10.0) is True, "the receiver is up: everything is delivered"
-            stop_exporters(telemetry)
         otlp = b"".join(r.SerializeToString() for r in [*receiver.trace_requests, *receiver.metric_requests])
         assert receiver.spans(), "spans were exported"
 
@@ -258,16 +260,9 @@ def test_a_key_echoed_in_a_provider_error_never_reaches_any_log(
 def test_a_key_echoed_by_the_provider_is_in_no_printed_exception_chain(
     key: str, key_source: str, stream: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Issue 10.2: a traceback or ``logger.exception`` prints ``__cause__`` and ``__context__`` too."""
+    """A traceback or ``logger.exception`` prints ``__cause__`` and ``__context__`` too: neither may hold the key."""
     with FakeOpenAIServer(responder_for(key)) as server:
-        llm = LLM(
-            "openai/test-model",
-            stream=stream,
-            base_url=server.base_url,
-            api_key=key if key_source == "arg" else None,
-            bus=EventBus(),
-            num_retries=0,
-        )
+        llm = keyed_llm(server, key, key_source, EventBus(), stream=stream)
         with pytest.raises(CrewtraceError) as caught:
             llm.call(FAIL_MARK)
     error = caught.value
@@ -284,3 +279,200 @@ def test_a_key_echoed_by_the_provider_is_in_no_printed_exception_chain(
     assert caplog.text and "Traceback" in caplog.text
     assert absent(key, {"traceback": printed, "logger.exception": caplog.text}) == [], "the API key leaked"
     assert error.__context__ is None or error.__suppress_context__
+
+
+# -- nothing reachable from a raised error holds the key, frame locals included -----------------------
+
+
+def shown(value: object, depth: int = 0) -> Iterator[str]:
+    """What a locals printer shows of ``value``: containers item by item (as Sentry does), the rest by repr."""
+    if depth > 4:
+        return
+    if isinstance(value, dict):
+        for item_key, item in value.items():
+            yield repr(item_key)
+            yield from shown(item, depth + 1)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from shown(item, depth + 1)
+    else:
+        yield repr(value)
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and every exception reachable from it through ``__cause__`` and ``__context__``."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [current.__cause__, current.__context__]
+
+
+def frame_locals(error: BaseException) -> Iterator[tuple[str, str]]:
+    """(frame and name, text shown) of every local of every traceback frame reachable from ``error``."""
+    for exc in chain(error):
+        tb = exc.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            for name, value in tb.tb_frame.f_locals.items():
+                for text in shown(value):
+                    yield f"{type(exc).__name__} / {code.co_filename}:{code.co_name} / {name}", text
+            tb = tb.tb_next
+
+
+def raised(attempt: Callable[[], object]) -> BaseException:
+    """The crewtrace error ``attempt`` raised (caught here, so the traceback starts in this frame)."""
+    try:
+        attempt()
+    except CrewtraceError as error:
+        return error
+    raise AssertionError("the call did not fail")
+
+
+def failing_ways(llm: LLM, bus: EventBus) -> dict[str, Callable[[], object]]:
+    """Every way an application meets a failed call: direct calls, streams, crews."""
+    agent = Agent(role="Keeper", goal="Guard.", backstory="Discreet.", llm=llm)
+
+    def crew(stream: bool = False) -> Crew:
+        task = Task(name="answer", description=f"Answer {FAIL_MARK}", expected_output="Short.", agent=agent)
+        return Crew(name="locals", agents=[agent], tasks=[task], bus=bus, stream=stream)
+
+    return {
+        "call": lambda: llm.call(FAIL_MARK),
+        "invoke without streaming": lambda: llm.invoke(FAIL_MARK, stream=False),
+        "acall": lambda: asyncio.run(llm.acall(FAIL_MARK)),
+        "iter_text": lambda: list(llm.iter_text(FAIL_MARK)),
+        "kickoff": lambda: crew().kickoff(),
+        "Crew(stream=True)": lambda: list(crew(stream=True).kickoff()),
+    }
+
+
+@pytest.mark.parametrize("key_source", ["env", "arg"], indirect=True)
+def test_no_frame_local_reachable_from_a_raised_error_holds_the_key(key: str, key_source: str) -> None:
+    """What ``capture_locals``, loguru's diagnose mode and Sentry print: every local of every frame."""
+    bus = EventBus()
+    with FakeOpenAIServer(responder_for(key)) as server:
+        llm = keyed_llm(server, key, key_source, bus)
+        for way, attempt in failing_ways(llm, bus).items():
+            error = raised(attempt)
+            leaks = [where for where, text in frame_locals(error) if key in text]
+            assert leaks == [], f"{way}: the key is in these frames' locals"
+            printed = "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+            assert "upstream refused the credentials" in printed, way
+            assert key not in printed, f"{way}: the key is in the traceback printed with its locals"
+
+
+# -- credentials in a base URL ----------------------------------------------------------------------
+
+URL_USER = "urluser-quokka"
+URL_PASSWORD = "urlpass-Wombat-7x"  # no key shape: only knowing it, or the URL's shape, can redact it
+URL_QUERY_SECRET = "urlquery-Numbat-3y"
+
+
+def refused_url() -> str:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://{URL_USER}:{URL_PASSWORD}@127.0.0.1:{port}/v1?api-key={URL_QUERY_SECRET}"
+
+
+def everything_recorded(spans: Sequence[ReadableSpan], recorder: Recorder, caplog: pytest.LogCaptureFixture) -> str:
+    parts = [e.model_dump_json() for e in recorder.events]
+    for span in spans:
+        parts += [span.name, span.status.description or "", repr(dict(span.attributes or {}))]
+        parts += [f"{e.name} {dict(e.attributes or {})}" for e in span.events]
+    parts += [f"{r.getMessage()} {r.__dict__}" for r in caplog.records]
+    return "\n".join(parts)
+
+
+@dataclass
+class Captured:
+    """A bus, what reached it, and the spans of a bridge on it with capture on (the span status is the message)."""
+
+    bus: EventBus
+    recorder: Recorder
+    exporter: InMemorySpanExporter
+    bridge: OTelBridge
+
+    def chat_span(self) -> ReadableSpan:
+        self.bridge.close()
+        (chat,) = self.exporter.get_finished_spans()
+        return chat
+
+
+@pytest.fixture
+def captured(caplog: pytest.LogCaptureFixture) -> Iterator[Captured]:
+    caplog.set_level(logging.DEBUG)
+    bus = EventBus()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bridge = OTelBridge(provider, capture_content=True, bus=bus)
+    yield Captured(bus, Recorder(bus), exporter, bridge)
+    bridge.close()
+    provider.shutdown()
+
+
+def test_credentials_in_a_base_url_are_in_nothing_crewtrace_prints_or_records(
+    captured: Captured,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    url = refused_url()
+    llm = LLM("openai/local", stream=True, base_url=url, timeout=5, bus=captured.bus, num_retries=0, max_retries=0)
+    error = raised(lambda: llm.call("hi"))
+    message = str(error)
+    assert "(tried http://***@127.0.0.1:" in message and "/v1?api-key=***)" in message, message
+    (failed,) = captured.recorder.of(LLMCallFailedEvent)
+    chat = captured.chat_span()
+    assert "tried http://***@127.0.0.1:" in (chat.status.description or ""), "capture on: the status is the message"
+    assert chat.attributes is not None and chat.attributes["server.address"] == "127.0.0.1"
+    stdout, stderr = capsys.readouterr()
+    outputs = {
+        "str(error)": message,
+        "printed traceback with locals": "".join(
+            traceback.TracebackException.from_exception(error, capture_locals=True).format()
+        ),
+        "frame locals": "\n".join(text for _, text in frame_locals(error)),
+        "LLMCallFailedEvent": failed.model_dump_json(),
+        "events, spans and log records (DEBUG)": everything_recorded([chat], captured.recorder, caplog),
+        "stdout/stderr": stdout + stderr,
+    }
+    for secret in (URL_USER, URL_PASSWORD, URL_QUERY_SECRET):
+        assert absent(secret, outputs) == [], f"{secret} leaked"
+
+
+def test_a_call_through_a_base_url_with_credentials_records_only_its_host(
+    captured: Captured, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeOpenAIServer(responder_for(SHAPED_KEY)) as server:
+        port = server.port
+        url = f"http://{URL_USER}:{URL_PASSWORD}@127.0.0.1:{port}/v1"
+        llm = LLM("openai/test-model", stream=True, base_url=url, api_key=SHAPED_KEY, bus=captured.bus, num_retries=0)
+        assert llm.call("hello").startswith(REPLY_MARK)
+    chat = captured.chat_span()
+    assert chat.attributes is not None
+    assert (chat.attributes["server.address"], chat.attributes["server.port"]) == ("127.0.0.1", port)
+    recorded = {"events, spans and log records (DEBUG)": everything_recorded([chat], captured.recorder, caplog)}
+    assert absent(URL_USER, recorded) == [] and absent(URL_PASSWORD, recorded) == []
+
+
+def test_a_secret_passed_in_the_llms_settings_is_redacted_too() -> None:
+    """A key passed on to litellm under another name (a header, a cloud credential) is known by value too."""
+    header_key = f"zz{uuid.uuid4().hex}"  # no key shape, new to this process: only registering it can redact it
+    bus = EventBus()
+    recorder = Recorder(bus)
+    with FakeOpenAIServer(responder_for(header_key)) as server:
+        llm = keyed_llm(server, SHAPED_KEY, "arg", bus, extra_headers={"api-key": header_key})
+        error = raised(lambda: llm.call(FAIL_MARK))
+    (failed,) = recorder.of(LLMCallFailedEvent)
+    outputs = {"str(error)": str(error), "traceback": "".join(traceback.format_exception(error))}
+    outputs["LLMCallFailedEvent"] = failed.model_dump_json()
+    assert "upstream refused the credentials" in outputs["str(error)"]
+    assert absent(header_key, outputs) == [], "the header's key leaked"

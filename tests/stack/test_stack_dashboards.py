@@ -14,6 +14,7 @@ from tests.stack.dashboard_queries import PanelQuery, VariableQuery, iter_panels
 # The contract: what crewtrace's own /metrics and the collector's prometheus exporter both serve.
 _COMMON = {
     "service_name",
+    "gen_ai_workflow_name",
     "gen_ai_operation_name",
     "gen_ai_provider_name",
     "gen_ai_request_model",
@@ -34,17 +35,40 @@ SERIES: dict[str, set[str]] = {
     "crewtrace_stream_active": _COMMON,
 }
 # Tool metrics: per agent, task and tool; a tool call has no model or provider.
-_TOOL_COMMON = {"service_name", "gen_ai_operation_name", "gen_ai_agent_name", "crewtrace_task_name", "gen_ai_tool_name"}
-TOOL_SERIES: dict[str, set[str]] = {
-    "crewtrace_tool_calls_total": _TOOL_COMMON | {"error_type"},
-    "crewtrace_tool_errors_total": _TOOL_COMMON | {"error_type"},
-    **{f"crewtrace_tool_duration_seconds_{suffix}": _TOOL_COMMON | {"error_type"} for suffix in ("sum", "count")},
-    "crewtrace_tool_duration_seconds_bucket": _TOOL_COMMON | {"error_type", "le"},
+_TOOL_COMMON = {
+    "service_name",
+    "gen_ai_workflow_name",
+    "gen_ai_operation_name",
+    "gen_ai_agent_name",
+    "crewtrace_task_name",
+    "gen_ai_tool_name",
+    "error_type",
 }
-SERIES.update(TOOL_SERIES)
-# Every panel follows the dashboard's variables.
+# The runs and agent invocations: a run has only its crew; an agent its crew, task, model and provider.
+_WORKFLOW = {"service_name", "gen_ai_operation_name", "gen_ai_workflow_name", "error_type"}
+_AGENT = _COMMON | {"error_type"}
+
+
+def _histogram(name: str, labels: set[str]) -> dict[str, set[str]]:
+    return {
+        **{f"{name}_{suffix}": labels for suffix in ("sum", "count")},
+        f"{name}_bucket": labels | {"le"},
+    }
+
+
+SERIES.update(
+    {
+        "crewtrace_tool_calls_total": _TOOL_COMMON,
+        "crewtrace_tool_errors_total": _TOOL_COMMON,
+        **_histogram("gen_ai_execute_tool_duration_seconds", _TOOL_COMMON),
+        **_histogram("gen_ai_invoke_agent_duration_seconds", _AGENT),
+        **_histogram("gen_ai_workflow_duration_seconds", _WORKFLOW),
+    }
+)
+# Every panel follows the dashboard's variables (those whose label its series carry).
 VARIABLE_FILTERS = (
     'service_name=~"$service"',
+    'gen_ai_workflow_name=~"$crew"',
     'gen_ai_agent_name=~"$agent"',
     'crewtrace_task_name=~"$task"',
     'gen_ai_request_model=~"$model"',
@@ -109,7 +133,7 @@ def test_panel_query_uses_only_emitted_series_and_labels(panel_query: PanelQuery
     for metric, matchers in _selectors(panel_query.expr):
         assert metric in SERIES, f"crewtrace does not emit {metric}"
         assert set(_MATCHER_LABEL.findall(matchers)) <= SERIES[metric], f"{metric}{{{matchers}}}"
-        filters = VARIABLE_FILTERS[:3] if metric in TOOL_SERIES else VARIABLE_FILTERS
+        filters = [f for f in VARIABLE_FILTERS if f.split("=~")[0] in SERIES[metric]]
         assert all(f in matchers for f in filters), f"{metric}{{{matchers}}} ignores the dashboard variables"
         labels |= SERIES[metric]
     for grouping in _GROUPING.findall(panel_query.expr):
@@ -134,7 +158,7 @@ def test_dashboards_have_fixed_uids_and_a_current_schema(dashboards: dict[str, d
     for name, dashboard in dashboards.items():
         assert dashboard["uid"] == name  # file name = uid, so links and the home path are predictable
         assert 39 <= dashboard["schemaVersion"] <= 42
-        assert [v["name"] for v in dashboard["templating"]["list"]] == ["service", "agent", "task", "model"]
+        assert [v["name"] for v in dashboard["templating"]["list"]] == ["service", "crew", "agent", "task", "model"]
 
 
 def test_every_panel_has_a_query(dashboards: dict[str, dict[str, Any]]) -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.stack_checks import check_promtool_config
 
 
 @pytest.mark.parametrize("config", ["prometheus.yml", "deploy/prometheus-local.yml"])
 def test_promtool_accepts_config(promtool: str, root: Path, config: str) -> None:
-    result = subprocess.run([promtool, "check", "config", config], cwd=root, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    check_promtool_config(promtool, root, config)
 
 
 def test_scrapes_the_collectors_prometheus_exporter(scrape_targets: set[str], stack_collector: dict[str, Any]) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tests.support.llms import MakeLLM
 from tests.support.openai_server import Reply, ToolCallReply, chop
 
-from crewtrace import LLM, Agent, Crew, Task, Tool, tool
+from crewtrace import Agent, Crew, Task, Tool, tool
+from crewtrace.events import EventBus
 
 TOOL_ARGUMENTS = '{"topic": "tracing streams"}'
 
 
-def two_agent_crew(make_llm: Callable[..., LLM], bus: Any, *, name: str, **llm_kwargs: Any) -> Crew:
+def two_agent_crew(make_llm: MakeLLM, bus: Any, *, name: str, **llm_kwargs: Any) -> Crew:
     """Researcher then Writer, tasks ``research`` and ``write``: one trace with 2 chat spans per run."""
     researcher, writer = _agents(make_llm, [], llm_kwargs)
     return Crew(
@@ -46,8 +48,21 @@ def scripted(body: dict[str, Any]) -> Reply:
     return Reply(chunks=chop("Reviewed: the draft holds up."))
 
 
+def answer_after_tools(calls: list[ToolCallReply]) -> Callable[[dict[str, Any]], Reply]:
+    """The model asks for `calls` first, then answers with the tool results it got."""
+
+    def respond(body: dict[str, Any]) -> Reply:
+        messages = body["messages"]
+        if messages[-1]["role"] != "tool":
+            return Reply(tool_calls=calls)
+        results = [m["content"] for m in messages if m["role"] == "tool"]
+        return Reply(chunks=chop("Final: " + " | ".join(results)))
+
+    return respond
+
+
 def three_task_crew(
-    make_llm: Callable[..., LLM], bus: Any, *, name: str = "three-tasks", streaming: bool = False, **llm_kwargs: Any
+    make_llm: MakeLLM, bus: Any, *, name: str = "three-tasks", streaming: bool = False, **llm_kwargs: Any
 ) -> Crew:
     """Researcher (with ``lookup``) does tasks 0 and 2, Writer task 1; ``streaming`` is the crew's ``stream=``."""
     researcher, writer = _agents(make_llm, [lookup], llm_kwargs)
@@ -64,8 +79,25 @@ def three_task_crew(
     )
 
 
-def _agents(make_llm: Callable[..., LLM], tools: list[Tool], llm_kwargs: dict[str, Any]) -> tuple[Agent, Agent]:
+def _agents(make_llm: MakeLLM, tools: list[Tool], llm_kwargs: dict[str, Any]) -> tuple[Agent, Agent]:
     researcher = Agent(
         role="Researcher", goal="Find facts.", backstory="Careful.", llm=make_llm(**llm_kwargs), tools=tools
     )
     return researcher, Agent(role="Writer", goal="Write.", backstory="Clear.", llm=make_llm(**llm_kwargs))
+
+
+@tool
+def add(a: int, b: int = 1) -> int:
+    """Add two integers.
+
+    Args:
+        a: the first number
+        b: the second number
+    """
+    return a + b
+
+
+def tool_crew(make_llm: MakeLLM, bus: EventBus, tools: list[Any], **agent_kwargs: Any) -> Crew:
+    agent = Agent(role="Calculator", goal="Compute.", backstory="Precise.", llm=make_llm(), tools=tools, **agent_kwargs)
+    task = Task(name="compute", description="Compute things.", expected_output="A number.", agent=agent)
+    return Crew(name="tools-crew", agents=[agent], tasks=[task], bus=bus)

@@ -11,7 +11,7 @@ Usage::
 
 API:
 
-- ``run_demo(*args, env=None, log_dir=None, startup_timeout=60.0)``: context manager that starts
+- ``run_demo(*args, env=None, log_dir=None, startup_timeout=STARTUP_TIMEOUT)``: context manager that starts
   ``python -m crewtrace demo *args`` (``LITELLM_LOCAL_MODEL_COST_MAP=True`` and unbuffered output are
   set for it; ``env`` adds or overrides variables). When ``--metrics-port`` is among ``args`` it waits
   until the demo prints its metrics line, so the endpoint is up when the block starts. On leaving the
@@ -42,6 +42,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["DemoError", "DemoProcess", "run_demo"]
+
+# A deadline, not a wait: generous, because a cold start on a loaded machine (litellm's import, bytecode
+# compiled on first use in a fresh environment) can take a minute.
+STARTUP_TIMEOUT = 180.0
 
 _METRICS_LINE = re.compile(r"^metrics: (http://(\[[^\]]+\]|[^:/\s]+):(\d+)/metrics)$", re.MULTILINE)
 
@@ -76,7 +80,7 @@ class DemoProcess:
     def stderr_text(self) -> str:
         return self._cached[1] if self._cached else self._stderr_path.read_text(errors="replace")
 
-    def wait_for_output(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+    def wait_for_output(self, pattern: str, timeout: float = STARTUP_TIMEOUT) -> re.Match[str]:
         """Wait until stdout matches ``pattern`` (a regex, multiline); raise DemoError if it exits first."""
         regex = re.compile(pattern, re.MULTILINE)
         deadline = time.monotonic() + timeout
@@ -127,7 +131,7 @@ def run_demo(
     *args: str,
     env: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
-    startup_timeout: float = 60.0,
+    startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Iterator[DemoProcess]:
     """Start ``crewtrace demo *args``; stop it on leaving the block (see the module docstring)."""
     own_dir = log_dir is None

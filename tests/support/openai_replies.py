@@ -41,7 +41,8 @@ class Reply:
     """What the server answers to one request.
 
     ``usage="auto"`` derives (prompt words, completion chunks) from the request;
-    ``None`` sends no usage at all.  ``finish_reason=None`` means "stop", or
+    ``None`` sends no usage at all; a dict is sent as written (odd provider data: counts
+    that are not integers, a ``cost`` that is not a number).  ``finish_reason=None`` means "stop", or
     "tool_calls" when ``tool_calls`` is non-empty.  ``fault_after`` counts the
     content/tool-call chunks sent (after the role chunk) before a mid-stream fault.
     ``delay`` is slept between SSE events, so streams can be paced or made slow.
@@ -50,7 +51,7 @@ class Reply:
     """
 
     chunks: list[str] = field(default_factory=list)
-    usage: tuple[int, int] | Literal["auto"] | None = "auto"
+    usage: tuple[int, int] | dict[str, Any] | Literal["auto"] | None = "auto"
     finish_reason: str | None = None
     delay: float = 0.0
     model: str | None = None
@@ -111,14 +112,16 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     return max(1, words)
 
 
-def resolve_usage(reply: Reply, body: dict[str, Any]) -> tuple[int, int] | None:
-    """(prompt, completion) tokens to report; "auto" counts words and chunks."""
+def resolve_usage(reply: Reply, body: dict[str, Any]) -> tuple[int, int] | dict[str, Any] | None:
+    """(prompt, completion) tokens to report, or a usage object as written; "auto" counts words and chunks."""
     if reply.usage == "auto":
         return prompt_tokens(body), len(reply.reasoning) + len(reply.chunks) + len(reply.tool_calls)
     return reply.usage
 
 
-def usage_json(usage: tuple[int, int]) -> dict[str, int]:
+def usage_json(usage: tuple[int, int] | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(usage, dict):
+        return usage
     prompt, completion = usage
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 

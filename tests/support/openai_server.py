@@ -13,6 +13,7 @@ import array
 import contextlib
 import fcntl
 import json
+import select
 import socket
 import struct
 import sys
@@ -265,11 +266,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._write_frame(b"data: {not json\n\n")
             self.wfile.write(b"0\r\n\r\n")
         elif fault is Fault.STALL:
-            self.server.fake._stopping.wait(_STALL_SECONDS)
+            self._stall()
         elif fault is Fault.RESET:
             self._wait_acked()
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
+
+    def _stall(self) -> None:
+        """Send nothing more until the client hangs up (a real server notices), the stall ends or the server stops."""
+        deadline = time.monotonic() + _STALL_SECONDS
+        stopping = self.server.fake._stopping
+        while not stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                return
+            if readable:  # the client sent something: not a hang-up
+                stopping.wait(0.05)
 
     def _wait_acked(self) -> None:
         """Wait until the peer has ACKed all we sent: an RST discards unsent data, which
@@ -352,6 +364,12 @@ class FakeOpenAIServer:
         """Snapshot of the embedding requests received so far (not in :attr:`requests`)."""
         with self._lock:
             return list(self._embedding_requests)
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open on the server now: a stream whose client let go closes its own."""
+        with self._lock:
+            return len(self._connections)
 
     def queue(self, *replies: Reply) -> None:
         """Answer the next requests with these replies (FIFO) before using `responder`."""

@@ -55,6 +55,7 @@ class ReceivedLog:
     trace_id: str | None
     span_id: str | None
     resource: dict[str, Any]
+    event_name: str = ""
 
 
 def any_value(value: AnyValue) -> Any:
@@ -179,6 +180,7 @@ def decode_logs(request: LogsRequest) -> list[ReceivedLog]:
                     _hex(r.trace_id),
                     _hex(r.span_id),
                     resource,
+                    r.event_name,
                 )
                 for r in sl.log_records
             )

@@ -8,11 +8,11 @@ events of a stream.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
+from tests.support.metrics import metric_points
 
 CHUNK_EVENT = "crewtrace.stream.chunk"
 AGENT = "gen_ai.agent.name"
@@ -33,18 +33,6 @@ ATTRIBUTED_METRICS = (
     "gen_ai.client.operation.time_per_output_chunk",
     "crewtrace.stream.chunks",
 )
-
-
-def metric_points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    return [
-        point
-        for resource_metrics in (data.resource_metrics if data else [])
-        for scope_metrics in resource_metrics.scope_metrics
-        for metric in scope_metrics.metrics
-        if metric.name == name
-        for point in metric.data.data_points
-    ]
 
 
 def chat_spans(spans: Iterable[ReadableSpan]) -> list[ReadableSpan]:

@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,31 +14,23 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from tests.conftest import API_KEY
 from tests.support.crews import two_agent_crew
+from tests.support.llms import API_KEY, MakeLLM
+from tests.support.metrics import metric_points
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
+from tests.support.synthetic import emit_call
 from tests.support.trace_assertions import assert_separate_runs
 
-from crewtrace import LLM, Crew, LLMCallError
+from crewtrace import Crew, LLMCallError
 from crewtrace.events import (
     BaseEventListener,
     EventBus,
-    LLMCallCompletedEvent,
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
-    TokenUsage,
 )
 from crewtrace.telemetry import OTelBridge
 
-MakeLLM = Callable[..., LLM]
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
-
-
-@pytest.fixture
-def bridge(tracer_provider: TracerProvider, meter_provider: MeterProvider, bus: EventBus) -> Iterator[OTelBridge]:
-    bridge = OTelBridge(tracer_provider, meter_provider, capture_content=False, bus=bus)
-    yield bridge
-    bridge.close()
 
 
 def crew_of_two(make_llm: MakeLLM, bus: EventBus) -> Crew:
@@ -53,17 +44,6 @@ def spans_by_name(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan
     return out
 
 
-def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    found = []
-    for resource_metrics in data.resource_metrics if data else []:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                if metric.name == name:
-                    found.extend(metric.data.data_points)
-    return found
-
-
 def test_one_trace_per_run_with_the_workflow_task_agent_chat_tree(
     make_llm: MakeLLM, bus: EventBus, bridge: OTelBridge, span_exporter: InMemorySpanExporter
 ) -> None:
@@ -75,7 +55,7 @@ def test_one_trace_per_run_with_the_workflow_task_agent_chat_tree(
     for task, role in (("research", "Researcher"), ("write", "Writer")):
         (task_span,) = spans[f"execute_task {task}"]
         (agent_span,) = list(spans[f"invoke_agent {role}"])
-        chat = next(s for s in spans["chat openai/test-model"] if s.attributes["crewtrace.task.name"] == task)
+        chat = next(s for s in spans["chat test-model"] if s.attributes["crewtrace.task.name"] == task)
         assert task_span.parent.span_id == workflow.context.span_id
         assert agent_span.parent.span_id == task_span.context.span_id
         assert chat.parent.span_id == agent_span.context.span_id
@@ -97,10 +77,10 @@ def test_chat_span_attributes_follow_the_genai_conventions(
     make_llm(temperature=0.5, max_tokens=64).call("hello")
     (chat,) = span_exporter.get_finished_spans()
     attributes = dict(chat.attributes)
-    assert chat.name == "chat openai/test-model"
+    assert chat.name == "chat test-model"
     assert attributes["gen_ai.operation.name"] == "chat"
     assert attributes["gen_ai.provider.name"] == "openai"
-    assert attributes["gen_ai.request.model"] == "openai/test-model"
+    assert attributes["gen_ai.request.model"] == "test-model"
     assert attributes["gen_ai.response.model"] == "test-model", "as the server answered"
     assert attributes["gen_ai.request.stream"] is True
     assert attributes["gen_ai.request.temperature"] == 0.5 and attributes["gen_ai.request.max_tokens"] == 64
@@ -132,28 +112,9 @@ def test_chunk_span_events_carry_index_size_and_elapsed_without_text(
     assert chat.start_time <= events[0].timestamp <= events[-1].timestamp <= chat.end_time
 
 
-def feed_stream(bus: EventBus, chunks: int, *, call_id: str = "long-call") -> None:
-    """Emit one call's events directly: the bridge sees only events, so this is its real input."""
-    start = 1_700_000_000_000_000_000
-    base = {"call_id": call_id, "model": "m", "provider": "openai", "agent_role": "A", "task_name": "T"}
-    bus.emit(None, LLMCallStartedEvent(**base, messages=[], stream=True, timestamp_ns=start))
-    for index in range(chunks):
-        bus.emit(
-            None,
-            LLMStreamChunkEvent(**base, chunk=f"w{index} ", chunk_index=index, timestamp_ns=start + (index + 1) * 1000),
-        )
-    bus.emit(
-        None,
-        LLMCallCompletedEvent(
-            **base,
-            response="...",
-            usage=TokenUsage(input_tokens=1, output_tokens=chunks),
-            chunk_count=chunks,
-            duration_s=chunks * 1e-6,
-            time_to_first_chunk_s=1e-6,
-            timestamp_ns=start + (chunks + 1) * 1000,
-        ),
-    )
+def feed_stream(bus: EventBus, chunks: int) -> None:
+    """One call's events, emitted directly with their own timestamps: the bridge sees only events."""
+    emit_call(bus, "long-call", chunks=chunks, start_ns=1_700_000_000_000_000_000, agent_role="A", task_name="T")
 
 
 def test_a_100000_chunk_stream_stays_within_the_event_limit_and_keeps_first_and_last(
@@ -223,9 +184,9 @@ def test_failed_call_ends_its_span_with_error_status_and_type(
     (chat,) = span_exporter.get_finished_spans()
     assert chat.status.status_code is StatusCode.ERROR
     assert chat.attributes["error.type"] == "RateLimitError"
-    (duration,) = points(metric_reader, "gen_ai.client.operation.duration")
+    (duration,) = metric_points(metric_reader, "gen_ai.client.operation.duration")
     assert duration.attributes["error.type"] == "RateLimitError"
-    (active,) = points(metric_reader, "crewtrace.stream.active")
+    (active,) = metric_points(metric_reader, "crewtrace.stream.active")
     assert active.value == 0
 
 
@@ -237,7 +198,7 @@ def test_failed_crew_ends_every_span_with_error(
         crew_of_two(make_llm, bus).kickoff(inputs={"topic": "t"})
     spans = span_exporter.get_finished_spans()
     assert sorted(s.name for s in spans) == [
-        "chat openai/test-model",
+        "chat test-model",
         "execute_task research",
         "invoke_agent Researcher",
         "invoke_workflow team",
@@ -258,13 +219,13 @@ def test_abandoned_stream_ends_its_span_as_cancelled_and_active_returns_to_zero(
     stream = make_llm().iter_text("x")
     assert next(stream) == "c0 "
     next(stream)
-    (active,) = points(metric_reader, "crewtrace.stream.active")
+    (active,) = metric_points(metric_reader, "crewtrace.stream.active")
     assert active.value == 1
     del stream  # dropped, not closed: garbage collection ends it
     (chat,) = span_exporter.get_finished_spans()
     assert chat.attributes["error.type"] == "cancelled"
     assert chat.attributes["crewtrace.stream.chunk_count"] == 2
-    (active,) = points(metric_reader, "crewtrace.stream.active")
+    (active,) = metric_points(metric_reader, "crewtrace.stream.active")
     assert active.value == 0
 
 
@@ -276,7 +237,7 @@ def test_metrics_have_semconv_names_buckets_and_agent_task_attributes(
     span_exporter: InMemorySpanExporter,
 ) -> None:
     crew_of_two(make_llm, bus).kickoff(inputs={"topic": "m"})
-    durations: list[HistogramDataPoint] = points(metric_reader, "gen_ai.client.operation.duration")
+    durations: list[HistogramDataPoint] = metric_points(metric_reader, "gen_ai.client.operation.duration")
     assert {(p.attributes["gen_ai.agent.name"], p.attributes["crewtrace.task.name"]) for p in durations} == {
         ("Researcher", "research"),
         ("Writer", "write"),
@@ -286,11 +247,12 @@ def test_metrics_have_semconv_names_buckets_and_agent_task_attributes(
         assert point.count == 1
         assert point.attributes["gen_ai.operation.name"] == "chat"
         assert point.attributes["gen_ai.provider.name"] == "openai"
-        assert point.attributes["gen_ai.request.model"] == "openai/test-model"
+        assert point.attributes["gen_ai.request.model"] == "test-model"
         assert set(point.attributes) == {
             "gen_ai.operation.name",
             "gen_ai.provider.name",
             "gen_ai.request.model",
+            "gen_ai.workflow.name",
             "gen_ai.agent.name",
             "crewtrace.task.name",
         }, "no ids or other high-cardinality labels"
@@ -301,14 +263,14 @@ def test_metrics_have_semconv_names_buckets_and_agent_task_attributes(
             if s.name.startswith("chat") and s.attributes["gen_ai.agent.name"] == point.attributes["gen_ai.agent.name"]
         )
         assert exemplar.trace_id == chat.context.trace_id and exemplar.span_id == chat.context.span_id
-    tokens = points(metric_reader, "gen_ai.client.token.usage")
+    tokens = metric_points(metric_reader, "gen_ai.client.token.usage")
     assert {p.attributes["gen_ai.token.type"] for p in tokens} == {"input", "output"}
-    chunks: list[NumberDataPoint] = points(metric_reader, "crewtrace.stream.chunks")
+    chunks: list[NumberDataPoint] = metric_points(metric_reader, "crewtrace.stream.chunks")
     chat_spans = [s for s in span_exporter.get_finished_spans() if s.name.startswith("chat")]
     assert sum(p.value for p in chunks) == sum(s.attributes["crewtrace.stream.chunk_count"] for s in chat_spans)
-    per_chunk = points(metric_reader, "gen_ai.client.operation.time_per_output_chunk")
+    per_chunk = metric_points(metric_reader, "gen_ai.client.operation.time_per_output_chunk")
     assert sum(p.count for p in per_chunk) == sum(p.value for p in chunks) - 2, "one point per chunk after the first"
-    ttfc = points(metric_reader, "gen_ai.client.operation.time_to_first_chunk")
+    ttfc = metric_points(metric_reader, "gen_ai.client.operation.time_to_first_chunk")
     assert sum(p.count for p in ttfc) == 2 and tuple(ttfc[0].explicit_bounds) == DURATION_BUCKETS
 
 
@@ -317,11 +279,11 @@ def test_label_values_are_capped_with_an_other_overflow(
 ) -> None:
     bridge = OTelBridge(tracer_provider, meter_provider, max_label_values=3, bus=bus)
     for n in range(10):
-        base = {"call_id": f"c{n}", "model": "m", "provider": "openai", "agent_role": "A", "task_name": f"task {n}"}
-        bus.emit(None, LLMCallStartedEvent(**base, messages=[], stream=False))
-        bus.emit(None, LLMCallCompletedEvent(**base, response="r", chunk_count=0, duration_s=0.1))
+        emit_call(bus, f"c{n}", stream=False, agent_role="A", task_name=f"task {n}")
     bridge.close()
-    names = {p.attributes["crewtrace.task.name"] for p in points(metric_reader, "gen_ai.client.operation.duration")}
+    names = {
+        p.attributes["crewtrace.task.name"] for p in metric_points(metric_reader, "gen_ai.client.operation.duration")
+    }
     assert names == {"task 0", "task 1", "task 2", "_OTHER"}
 
 

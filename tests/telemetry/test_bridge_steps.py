@@ -48,6 +48,7 @@ from crewtrace.events import (
 from crewtrace.telemetry import OTelBridge
 
 FLOW = ExecutionScope(flow_name="Pipeline", flow_run_id="flow-1")
+RUN = {"gen_ai.operation.name": "invoke_workflow"}
 METHOD = FLOW.within(flow_method="gather")
 AGENT = ExecutionScope(run_id="run-1", crew_name="team", task_id="t-1", task_name="research", agent_id="a-1",
                        agent_role="Researcher")  # fmt: skip
@@ -101,8 +102,9 @@ def test_a_flow_holds_its_methods_and_what_they_run(
         assert point.attributes["crewtrace.flow.name"] == "Pipeline"
         assert point.attributes["crewtrace.flow.method"] == "gather"
         assert "crewtrace.flow.run.id" not in point.attributes, "ids are never labels"
-    (duration,) = metric_points(metric_reader, "crewtrace.flow.duration")
-    assert dict(duration.attributes) == {"crewtrace.flow.name": "Pipeline"} and duration.sum == pytest.approx(0.3)
+    (duration,) = metric_points(metric_reader, "gen_ai.workflow.duration")  # a flow run is a workflow run
+    assert dict(duration.attributes) == {**RUN, "crewtrace.flow.name": "Pipeline", "gen_ai.workflow.name": "Pipeline"}
+    assert duration.sum == pytest.approx(0.3)
     assert bridge.open_spans() == ()
 
 
@@ -122,9 +124,10 @@ def test_failed_and_paused_flows_say_so(
     for name in ("invoke_workflow Review", "execute_flow_method draft"):
         span = by_name(span_exporter, name)
         assert span.attributes["crewtrace.flow.outcome"] == "paused" and span.status.status_code is StatusCode.UNSET
-    labels = [dict(p.attributes) for p in metric_points(metric_reader, "crewtrace.flow.duration")]
-    assert {"crewtrace.flow.name": "Pipeline", "error.type": "LookupError"} in labels
-    assert {"crewtrace.flow.name": "Review"} in labels
+    labels = [dict(p.attributes) for p in metric_points(metric_reader, "gen_ai.workflow.duration")]
+    pipeline = {**RUN, "crewtrace.flow.name": "Pipeline", "gen_ai.workflow.name": "Pipeline"}
+    assert {**pipeline, "error.type": "LookupError"} in labels
+    assert {**RUN, "crewtrace.flow.name": "Review", "gen_ai.workflow.name": "Review"} in labels
 
 
 def test_steps_hold_the_calls_made_for_them_and_a_save_can_outlive_its_agent(
@@ -170,14 +173,18 @@ def test_a_guardrail_rejection_is_counted_by_agent_and_task(
     assert all("crewtrace.guardrail.feedback" not in s.attributes for s in checks), "feedback is content"
     (rejected,) = metric_points(metric_reader, "crewtrace.guardrail.rejections")
     assert rejected.value == 1
-    assert dict(rejected.attributes) == {"crewtrace.task.name": "research", "gen_ai.agent.name": "Researcher"}
+    assert dict(rejected.attributes) == {
+        "gen_ai.workflow.name": "team",
+        "crewtrace.task.name": "research",
+        "gen_ai.agent.name": "Researcher",
+    }
 
 
 def test_a_delegated_agent_sits_under_the_tool_call_that_started_it(
     bus: EventBus, bridge: OTelBridge, span_exporter: InMemorySpanExporter
 ) -> None:
     bus.emit(None, AGENT.stamp(AgentExecutionStartedEvent, role="Manager", goal="g"))
-    tool = {"tool_name": "delegate", "tool_call_id": "tc-1", "arguments": "{}", "iteration": 0}
+    tool = {"tool_name": "delegate", "declared": True, "tool_call_id": "tc-1", "arguments": "{}", "iteration": 0}
     bus.emit(None, AGENT.stamp(ToolUsageStartedEvent, **tool))
     coworker = AGENT.within(agent_id="a-2", agent_role="Writer")
     bus.emit(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,13 +10,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from tests.support.llms import MakeLLM
+from tests.support.metrics import points_by_name
 from tests.support.openai_server import FakeOpenAIServer, Reply, ToolCallReply, chop
 
-from crewtrace import LLM, Agent, Crew, Task, tool
+from crewtrace import Agent, Crew, Task, tool
 from crewtrace.events import EventBus
 from crewtrace.telemetry import OTelBridge
-
-MakeLLM = Callable[..., LLM]
 
 
 @tool
@@ -43,16 +42,6 @@ def run_tool_crew(server: FakeOpenAIServer, make_llm: MakeLLM, bus: EventBus) ->
     agent = Agent(role="Forecaster", goal="g", backstory="b", llm=make_llm(), tools=[lookup])
     task = Task(name="forecast", description="Forecast.", expected_output="x", agent=agent)
     Crew(name="weather", agents=[agent], tasks=[task], bus=bus).kickoff()
-
-
-def metric_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
-    """One collection (the SDK hands out exemplars once per collection), by instrument name."""
-    points: dict[str, list[Any]] = {}
-    for resource_metrics in reader.get_metrics_data().resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                points.setdefault(metric.name, []).extend(metric.data.data_points)
-    return points
 
 
 @pytest.mark.parametrize("capture", [False, True], ids=["capture-off", "capture-on"])
@@ -128,12 +117,12 @@ def test_tool_metrics_count_calls_and_errors_per_agent_task_and_tool(
     bridge = OTelBridge(tracer_provider, meter_provider, bus=bus)
     run_tool_crew(server, make_llm, bus)
     bridge.close()
-    points = metric_points(metric_reader)
+    points = points_by_name(metric_reader)
     calls = {p.attributes.get("error.type"): p.value for p in points["crewtrace.tool.calls"]}
     assert calls == {None: 1, "LookupError": 1}
     (errors,) = points["crewtrace.tool.errors"]
     assert errors.value == 1 and errors.attributes["error.type"] == "LookupError"
-    durations = points["crewtrace.tool.duration"]
+    durations = points["gen_ai.execute_tool.duration"]
     assert sum(p.count for p in durations) == 2
     for point in durations:
         assert point.attributes["gen_ai.agent.name"] == "Forecaster"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from tests.conftest import API_KEY
+from tests.support.llms import API_KEY
 from tests.support.openai_server import FakeOpenAIServer, Reply, chop
 from tests.support.otlp_decode import attributes as decode_attributes
 from tests.support.otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver, ReceivedSpan
@@ -35,7 +35,8 @@ METRICS = (
     "crewtrace.stream.active",
 )
 CREW = "wire-crew"
-REQUEST_MODEL = "openai/test-model"
+MODEL = "openai/test-model"
+REQUEST_MODEL = "test-model"  # as the provider names it
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ _OTEL_ENV = (
 
 def build_crew(server: FakeOpenAIServer, bus: EventBus) -> Crew:
     def llm() -> LLM:
-        return LLM(REQUEST_MODEL, stream=True, base_url=server.base_url, api_key=API_KEY, timeout=10, bus=bus)
+        return LLM(MODEL, stream=True, base_url=server.base_url, api_key=API_KEY, timeout=10, bus=bus)
 
     researcher = Agent(role="Researcher", goal="Find facts.", backstory="Methodical.", llm=llm())
     writer = Agent(role="Writer", goal="Explain.", backstory="Concise.", llm=llm())

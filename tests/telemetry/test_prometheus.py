@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,18 +14,25 @@ from dataclasses import dataclass
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import format_span_id, format_trace_id
+from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.samples import Sample
+from tests.support.polling import wait_until
 
 from crewtrace.errors import CrewtraceError, MetricsServerError
+from crewtrace.events import EventBus
 from crewtrace.telemetry import (
     MetricsServer,
+    PrometheusCollector,
     PrometheusReader,
+    metrics_server,
+    setup_telemetry,
     start_metrics_server,
 )
 
@@ -330,3 +338,96 @@ def test_shutdown_frees_the_port_and_is_idempotent(stack: Stack) -> None:
 def test_invalid_port_is_rejected() -> None:
     with pytest.raises(ValueError, match="65535"):
         start_metrics_server(PrometheusReader(), port=70000)
+
+
+# -- what registering checks, and the first scrape -------------------------------------------
+
+
+def test_registering_the_collector_runs_no_collection_and_refuses_a_duplicate() -> None:
+    reader = PrometheusReader()
+    collections: list[int] = []
+
+    def observe(options: CallbackOptions) -> list[Observation]:
+        collections.append(1)
+        return [Observation(1)]
+
+    meters = MeterProvider(metric_readers=[reader])
+    meters.get_meter("m").create_observable_gauge("probe", callbacks=[observe])
+    try:
+        registry = CollectorRegistry(auto_describe=True)  # prometheus_client's REGISTRY is made like this
+        PrometheusCollector(reader, registry=registry)
+        assert collections == [], "registering asked the SDK for nothing"
+        with pytest.raises(ValueError, match="target_info"):
+            PrometheusCollector(reader, registry=registry)  # its families would be written twice
+        with pytest.raises(ValueError, match="target_info"):
+            PrometheusCollector(reader, registry=CollectorRegistry(target_info={"env": "prod"}))
+    finally:
+        meters.shutdown()
+
+
+def test_the_first_scrape_of_a_fresh_telemetry_shows_its_target_info() -> None:
+    telemetry = setup_telemetry("svc-fresh", prometheus_port=0, set_global=False, bus=EventBus())
+    try:
+        assert telemetry.metrics_url is not None
+        _, text = scrape(telemetry.metrics_url)
+    finally:
+        telemetry.shutdown()
+    (target,) = find(text, "target_info")
+    assert target.labels["service_name"] == "svc-fresh"
+
+
+# -- connections: bounded in time and number, ended by shutdown ------------------------------
+
+
+def idle_connection(server: MetricsServer) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    connection.settimeout(10)
+    return connection
+
+
+def closed_by_the_server(connection: socket.socket) -> bool:
+    """True once the server closed it (reads end); False if it answered something first."""
+    try:
+        return connection.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_silent_connection_is_closed_after_the_connection_timeout(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert metrics_server.CONNECTION_TIMEOUT <= 60
+    monkeypatch.setattr(metrics_server, "CONNECTION_TIMEOUT", 0.5)
+    with idle_connection(stack.server) as connection:
+        started = time.monotonic()
+        assert closed_by_the_server(connection)
+        assert time.monotonic() - started < 8
+    scrape(stack.server.url)  # and the endpoint still serves
+
+
+def test_connections_beyond_the_limit_get_a_503_at_once(stack: Stack) -> None:
+    held = [idle_connection(stack.server) for _ in range(metrics_server.MAX_CONNECTIONS)]
+    try:
+        wait_until(lambda: len(stack.server._httpd._connections) == metrics_server.MAX_CONNECTIONS)
+        with idle_connection(stack.server) as extra:
+            assert extra.recv(1024).startswith(b"HTTP/1.0 503")
+    finally:
+        for connection in held:
+            connection.close()
+    wait_until(lambda: scrape(stack.server.url), what="the endpoint serves again once they are gone")
+
+
+def test_shutdown_ends_open_connections_and_their_threads(stack: Stack) -> None:
+    held = [idle_connection(stack.server) for _ in range(3)]
+    wait_until(lambda: len(connection_threads()) >= 3)
+    started = time.monotonic()
+    stack.server.shutdown()
+    assert time.monotonic() - started < 4
+    for connection in held:
+        with connection:
+            assert closed_by_the_server(connection)
+    assert connection_threads() == []
+
+
+def connection_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "crewtrace-metrics-connection" and t.is_alive()]

@@ -83,18 +83,19 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     started = time.time()
     with run_demo("--metrics-port", str(port), "--keep-alive", log_dir=tmp) as demo:
         assert demo.port == port and demo.metrics_url == f"http://127.0.0.1:{port}/metrics"
-        demo.wait_for_output(r"^keeping telemetry alive", timeout=60)  # the crew ran; the table is printed
+        demo.wait_for_output(r"^keeping telemetry alive")  # the crew ran; the table is printed
         rows = parse_summary(demo.stdout_text())
         assert {a: r.task for a, r in rows.items()} == AGENT_TASKS, demo.stdout_text()
         with PrometheusServer([f"127.0.0.1:{port}"], tmp_path=tmp) as prometheus:
             prometheus.wait_for(f'gen_ai_client_operation_duration_seconds_count{{service_name="{SERVICE}"}}', TIMEOUT)
             yield Live(demo, prometheus, rows, started)
-        # SIGTERM while it keeps telemetry alive: a clean shutdown, exit 0, promptly.
+        # SIGTERM while it keeps telemetry alive: a clean shutdown, exit 0, promptly (a demo that does not
+        # react is killed after a minute; one second or a few, on a loaded machine, is what it takes).
         stopping = time.monotonic()
-        code = demo.stop(timeout=10)
+        code = demo.stop(timeout=60)
         elapsed = time.monotonic() - stopping
     assert code == 0, f"demo exited with {code}:\n{demo.stderr_text()[-3000:]}"
-    assert elapsed < 5.0, f"demo took {elapsed:.1f} s to exit after SIGTERM"
+    assert elapsed < 30.0, f"demo took {elapsed:.1f} s to exit after SIGTERM"
 
 
 def by_label(live: Live, expr: str, label: str) -> dict[str, float]:
@@ -136,6 +137,9 @@ def test_series_carry_agent_task_and_service_name(live: Live) -> None:
     for s in series:
         labels = s["metric"]
         assert labels.get("service_name") == SERVICE, labels
+        assert labels["gen_ai_workflow_name"] == "demo-crew", labels
+        if labels["__name__"].startswith("gen_ai_workflow_duration"):
+            continue  # a whole run's: no agent or task
         assert AGENT_TASKS[labels["gen_ai_agent_name"]] == labels["crewtrace_task_name"], labels
         if labels["__name__"].startswith("gen_ai_client_"):
             assert labels["gen_ai_operation_name"] == "chat" and labels.get("gen_ai_provider_name"), labels

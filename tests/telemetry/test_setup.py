@@ -21,21 +21,23 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
-from tests.conftest import API_KEY, sdk_threads
-from tests.support.otlp_receiver import OTLPHttpReceiver
+from tests.support.blackhole import Blackhole
+from tests.support.llms import API_KEY, MakeLLM
+from tests.support.otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver
 from tests.support.polling import wait_until
 from tests.support.ports import free_port
+from tests.support.threads import sdk_threads
 
-from crewtrace import LLM, Agent, Crew, Task
+from crewtrace import Agent, Crew, Task
 from crewtrace.errors import CrewtraceError, MetricsServerError
 from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent, LLMStreamChunkEvent
 from crewtrace.telemetry import Telemetry, setup_telemetry
 
-MakeLLM = Callable[..., LLM]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -216,7 +218,7 @@ def test_shutdown_flushes_returns_true_and_is_idempotent(make_llm: MakeLLM, bus:
         assert receiver.spans() == [], "nothing exported before the flush (batch delay is 5 s)"
 
         assert telemetry.shutdown() is True
-        assert [s.name for s in receiver.spans()] == ["chat openai/test-model"], "shutdown flushed the span"
+        assert [s.name for s in receiver.spans()] == ["chat test-model"], "shutdown flushed the span"
         assert "gen_ai.client.operation.duration" in receiver.metric_names(), "and the metrics"
         exports = (len(receiver.trace_requests), len(receiver.metric_requests))
 
@@ -268,12 +270,11 @@ def test_shutdown_stops_the_exporter_threads_even_when_the_flush_times_out(
     # A collector that accepts connections and never answers: every export takes the exporter's
     # whole timeout (1 s), so a 0.3 s shutdown budget is always used up by the flush.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blackhole:
-        blackhole.bind(("127.0.0.1", 0))
-        blackhole.listen(64)
-        endpoint = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
+    with Blackhole() as blackhole:
         before = set(threading.enumerate())
-        telemetry = setup_telemetry("svc-hang", otlp_endpoint=endpoint, otlp_protocol="grpc", set_global=False, bus=bus)
+        telemetry = setup_telemetry(
+            "svc-hang", otlp_endpoint=blackhole.endpoint, otlp_protocol="grpc", set_global=False, bus=bus
+        )
         try:
             ours = sdk_threads() - before
             assert ours, "the exporters started their worker threads"
@@ -359,7 +360,7 @@ def test_application_providers_stay_global_and_the_bridge_uses_its_own() -> None
         from crewtrace.events import EventBus
         from crewtrace.telemetry import setup_telemetry
         from tests.support.openai_server import FakeOpenAIServer
-        from tests.support.otlp_receiver import OTLPHttpReceiver
+        from tests.support.otlp_receiver import OTLPGrpcReceiver, OTLPHttpReceiver
 
         app_spans = InMemorySpanExporter()
         app_tracer_provider = TracerProvider(resource=Resource.create({{"service.name": "the-app"}}))
@@ -406,7 +407,7 @@ def test_application_providers_stay_global_and_the_bridge_uses_its_own() -> None
     # (The SDK's own otel.sdk.* self-metrics do go to the global meter provider: not crewtrace's doing.)
     ours = [name for name in out["app_metrics"] if not name.startswith("otel.sdk.")]  # type: ignore[attr-defined]
     assert ours == [], "nor its metrics"
-    assert out["received_spans"] == ["chat openai/test-model"], "the bridge exports through crewtrace's providers"
+    assert out["received_spans"] == ["chat test-model"], "the bridge exports through crewtrace's providers"
     assert out["received_services"] == ["crewtrace-own"]
     assert "gen_ai.client.operation.duration" in out["received_metrics"]  # type: ignore[operator]
 
@@ -446,3 +447,166 @@ def test_setting_up_again_after_a_shutdown_warns_once_that_the_globals_are_stale
     assert out["global_is_first"] is True, "the globals cannot be replaced (OpenTelemetry's rule)"
     (warning,) = out["warnings"]  # type: ignore[misc]
     assert "shut down" in warning and "set_global=False" in warning and "tracer_provider=" in warning
+
+
+# -- OpenTelemetry's own export settings, per signal ------------------------------------------
+
+
+class HeaderRecorder:
+    """An OTLP/HTTP endpoint that answers 200 and keeps each request's path and headers."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("switched_off", ["traces", "metrics"])
+def test_otel_signal_exporter_none_switches_that_signal_off(
+    make_llm: MakeLLM, bus: EventBus, monkeypatch: pytest.MonkeyPatch, switched_off: str
+) -> None:
+    monkeypatch.setenv(f"OTEL_{switched_off.upper()}_EXPORTER", "none")
+    with OTLPHttpReceiver() as receiver:
+        telemetry = setup_telemetry(
+            otlp_endpoint=receiver.endpoint, otlp_protocol="http/protobuf", console=True, set_global=False, bus=bus
+        )
+        make_llm().call("hello")
+        assert telemetry.shutdown() is True
+    spans, metric_names = receiver.spans(), receiver.metric_names()
+    if switched_off == "traces":
+        assert spans == [] and "gen_ai.client.operation.duration" in metric_names
+    else:
+        assert [s.name for s in spans] == ["chat test-model"] and metric_names == set()
+
+
+def test_per_signal_protocol_and_endpoint_win_over_the_general_ones(
+    make_llm: MakeLLM, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OTLPHttpReceiver() as http, OTLPGrpcReceiver() as grpc:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", http.traces_url)  # a full URL, as the SDK takes it
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+        telemetry = setup_telemetry(set_global=False, bus=bus)
+        make_llm().call("hello")
+        assert telemetry.shutdown() is True
+    assert [s.name for s in http.spans()] == ["chat test-model"] and http.metric_requests == []
+    assert grpc.trace_requests == [] and "gen_ai.client.operation.duration" in grpc.metric_names()
+
+
+def test_a_signal_without_an_endpoint_is_not_exported_to_a_default_one(
+    make_llm: MakeLLM, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OTLPHttpReceiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", receiver.traces_url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+        telemetry = setup_telemetry(set_global=False, bus=bus)
+        make_llm().call("hello")
+        assert telemetry.shutdown() is True, "no metric exporter tried localhost:4317"
+    assert [s.name for s in receiver.spans()] == ["chat test-model"]
+
+
+def test_per_signal_headers_win_over_the_general_ones(
+    make_llm: MakeLLM, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = HeaderRecorder()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=general")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=traces")
+        telemetry = setup_telemetry(
+            otlp_endpoint=recorder.endpoint, otlp_protocol="http/protobuf", set_global=False, bus=bus
+        )
+        make_llm().call("hello")
+        assert telemetry.shutdown() is True
+    finally:
+        recorder.close()
+    tenants = {path: headers.get("x-tenant") for path, headers in recorder.requests}
+    assert tenants == {"/v1/traces": "traces", "/v1/metrics": "general"}
+
+
+def test_a_per_signal_timeout_wins_over_the_general_one(
+    make_llm: MakeLLM, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "60")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blackhole:  # accepts, never answers
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(64)
+        endpoint = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
+        telemetry = setup_telemetry(otlp_endpoint=endpoint, otlp_protocol="http/protobuf", set_global=False, bus=bus)
+        make_llm().call("hello")
+        started = time.monotonic()
+        assert telemetry.shutdown(timeout=40) is False
+        elapsed = time.monotonic() - started
+    # The traces' own 1 s, not the general 60 s: a bound between the two worlds.
+    assert elapsed < 20, f"shutdown waited {elapsed:.1f} s on the export"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ("OTEL_METRICS_EXPORTER", "otlp,none"),
+        ("OTEL_TRACES_EXPORTER", "prometheus"),
+    ],
+)
+def test_an_exporter_name_crewtrace_cannot_honour_is_refused(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError) as caught:
+        setup_telemetry(set_global=False, bus=bus)
+    assert variable in str(caught.value) and repr(value) in str(caught.value) and "otlp" in str(caught.value)
+    assert not bus.has_handlers(LLMCallStartedEvent)
+
+
+def test_otel_metrics_exporter_prometheus_serves_on_the_sdks_port_variable(
+    telemetries: Callable[..., Telemetry], bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus")
+    monkeypatch.setenv("OTEL_EXPORTER_PROMETHEUS_PORT", str(port))
+    telemetry = telemetries("svc-env-prometheus", bus=bus)
+    assert telemetry.metrics_url == f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(telemetry.metrics_url, timeout=5) as response:
+        assert 'service_name="svc-env-prometheus"' in response.read().decode()
+
+
+def test_setup_never_changes_the_process_environment_while_it_runs(bus: EventBus) -> None:
+    """Another thread (or a subprocess started meanwhile) must never see an environment crewtrace changed."""
+    seen: set[str] = set()
+    before = dict(os.environ)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(k for k, v in list(os.environ.items()) if before.get(k) != v)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        for _ in range(5):
+            setup_telemetry("svc-env", prometheus_port=0, set_global=False, bus=bus).shutdown()
+    finally:
+        done.set()
+        watcher.join(5)
+    assert seen == set()

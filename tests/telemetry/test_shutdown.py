@@ -1,5 +1,5 @@
 """``Telemetry.shutdown``: its timeout is checked before anything is torn down, and a shutdown that
-did not finish can be called again and still exports what it holds (issue 10, item 7).
+did not finish can be called again and still exports what it holds.
 
 Real OTLP/HTTP exporters against a local endpoint; the LLM events are emitted straight onto a
 private bus (the bridge sees only events).
@@ -14,15 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from tests.support.otlp_receiver import OTLPHttpReceiver
+from tests.support.synthetic import emit_call
 
-from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent
+from crewtrace.errors import ConfigurationError
+from crewtrace.events import EventBus, LLMCallStartedEvent
 from crewtrace.telemetry import Telemetry
-
-
-def emit_call(bus: EventBus) -> None:
-    call = {"call_id": "c-1", "model": "openai/test-model", "provider": "openai"}
-    bus.emit(None, LLMCallStartedEvent(**call, messages=[], stream=True))
-    bus.emit(None, LLMCallCompletedEvent(**call, response="ok", chunk_count=2, duration_s=0.1))
 
 
 class GatedCollector:
@@ -72,7 +68,13 @@ def gated() -> Iterator[GatedCollector]:
 
 @pytest.mark.parametrize(
     ("timeout", "error"),
-    [(None, TypeError), ("5", TypeError), (True, TypeError), (-1, ValueError), (math.nan, ValueError)],
+    [
+        (None, ConfigurationError),
+        ("5", ConfigurationError),
+        (True, ConfigurationError),
+        (-1, ConfigurationError),
+        (math.nan, ConfigurationError),
+    ],
 )
 def test_a_bad_timeout_is_refused_before_anything_is_torn_down(
     telemetries: Callable[..., Telemetry], bus: EventBus, timeout: object, error: type[Exception]
@@ -82,7 +84,7 @@ def test_a_bad_timeout_is_refused_before_anything_is_torn_down(
         with pytest.raises(error, match="timeout"):
             telemetry.shutdown(timeout=timeout)  # type: ignore[arg-type]
         assert bus.has_handlers(LLMCallStartedEvent), "the bridge still listens"
-        emit_call(bus)
+        emit_call(bus, "c-1", chunks=2)
         assert telemetry.shutdown() is True
         assert [s.name for s in receiver.spans()] == ["chat openai/test-model"], "the retry exported the span"
 
@@ -91,7 +93,7 @@ def test_a_shutdown_that_ran_out_of_time_can_be_called_again_and_exports_what_it
     telemetries: Callable[..., Telemetry], bus: EventBus, gated: GatedCollector
 ) -> None:
     telemetry = telemetries(otlp_endpoint=gated.endpoint, otlp_protocol="http/protobuf", bus=bus)
-    emit_call(bus)
+    emit_call(bus, "c-1", chunks=2)
     assert telemetry.shutdown(timeout=0.3) is False, "the collector holds the export"
     assert not bus.has_handlers(LLMCallStartedEvent), "listening stopped at the first call"
     gated.release()

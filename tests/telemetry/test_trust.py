@@ -1,11 +1,11 @@
-"""Issue 10 (telemetry side): what careless or hostile input must never do to telemetry.
+"""What careless or hostile input must never do to telemetry.
 
-Error messages stay out of spans unless content capture is on (10.4); capture fails closed
-(10.5); ``/metrics`` never listens beyond loopback unless a host is named (10.6); a bad
-label value costs that value, never the endpoint (10.8); ports and ``OTEL_*`` numbers are
-checked with messages that name them (10.20, 10.21). Shutdown and the global providers are
-in ``test_shutdown_and_globals.py``. Everything is real: the SDK with in-memory exporters,
-events emitted on a private bus, prometheus_client's HTTP server scraped over HTTP.
+Error messages stay out of spans unless content capture is on; capture fails closed;
+``/metrics`` never listens beyond loopback unless a host is named; a bad label value costs
+that value, never the endpoint; ports and ``OTEL_*`` numbers are checked with messages that
+name them. Shutdown is in ``test_shutdown.py``, the global providers in ``test_setup.py``.
+Everything is real: the SDK with in-memory exporters, events emitted on a private bus,
+prometheus_client's HTTP server scraped over HTTP.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from crewtrace.errors import ConfigurationError
 from crewtrace.events import (
     EventBus,
     LLMCallCompletedEvent,
@@ -58,7 +59,8 @@ def emit_failures(bus: EventBus, message: str) -> None:
     """A task, a tool call and an LLM call that fail with ``message``."""
     agent = {**SCOPE, "agent_role": "Researcher"}
     bus.emit(None, TaskStartedEvent(**SCOPE, description="Research {topic}", expected_output="Facts."))
-    tool = {**agent, "tool_name": "lookup", "tool_call_id": "t-1", "arguments": '{"q": "x"}', "iteration": 0}
+    tool = {**agent, "tool_name": "lookup", "declared": True, "tool_call_id": "t-1", "arguments": '{"q": "x"}'}
+    tool["iteration"] = 0
     bus.emit(None, ToolUsageStartedEvent(**tool))
     bus.emit(None, ToolUsageErrorEvent(**tool, error=message, error_type="KeyError", duration_s=0.01))
     call = {**agent, "call_id": "c-1", "model": "openai/test-model", "provider": "openai"}
@@ -115,9 +117,9 @@ def test_with_capture_on_the_status_is_the_message_bounded(
 
 @pytest.mark.parametrize("value", ["false", "true", 0, 1, "", []])
 def test_a_capture_argument_that_is_not_a_bool_is_a_type_error(bus: EventBus, value: object) -> None:
-    with pytest.raises(TypeError, match="capture_content"):
+    with pytest.raises(ConfigurationError, match="capture_content"):
         OTelBridge(capture_content=value, bus=bus)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="capture_content"):
+    with pytest.raises(ConfigurationError, match="capture_content"):
         setup_telemetry(capture_content=value, set_global=False, bus=bus)  # type: ignore[arg-type]
     assert not bus.has_handlers(LLMCallStartedEvent), "nothing was installed"
 
@@ -233,9 +235,9 @@ def test_a_lone_surrogate_in_a_label_costs_only_that_value(
 @pytest.mark.parametrize(
     ("port", "error", "says"),
     [
-        (8000.5, TypeError, "8000.5 (float)"),
-        ("9464", TypeError, "pass prometheus_port=9464"),
-        (True, TypeError, "True (bool)"),
+        (8000.5, ConfigurationError, "8000.5 (float)"),
+        ("9464", ConfigurationError, "pass prometheus_port=9464"),
+        (True, ConfigurationError, "True (bool)"),
         (-1, ValueError, "prometheus_port=-1 is not a TCP port"),
         (70000, ValueError, "prometheus_port=70000 is not a TCP port"),
     ],

@@ -15,7 +15,9 @@ from typing import Any
 
 import litellm
 import pytest
-from tests.conftest import API_KEY
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.support.llms import API_KEY
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 
 from crewtrace import LLM, Agent, Crew, CrewOutput, LLMCallError, LLMStreamError, Task
@@ -28,7 +30,7 @@ FIELDS = {
     "timestamp", "call_id", "flow", "flow_run_id", "flow_method", "run_id", "crew", "agent", "agent_id", "task",
     "task_id", "step_id", "model", "provider",
     "input_tokens", "output_tokens", "cost_usd", "duration_s", "time_to_first_chunk_s", "chunk_count",
-    "outcome", "error_type",
+    "outcome", "error_type", "trace_id", "span_id",
 }  # fmt: skip
 
 # Distinctive content: none of it may reach a usage record.
@@ -103,7 +105,7 @@ def check_crew_records(records: list[dict[str, Any]], output: CrewOutput, crew: 
         assert record["run_id"] == output.run_id and record["crew"] == "usage-crew"
         assert record["agent_id"] == agent.id
         assert (record["task"], record["task_id"]) == (task.name, task.id)
-        assert record["model"] == PRICED_MODEL and record["provider"] == "openai"
+        assert record["model"] == "gpt-4o-mini" and record["provider"] == "openai"
         tokens = usage[record["agent"]]
         assert (record["input_tokens"], record["output_tokens"]) == tokens
         assert record["cost_usd"] == pytest.approx(expected_cost(*tokens), rel=1e-9)
@@ -154,7 +156,7 @@ def test_a_call_failing_before_the_first_chunk_is_an_error_record(
     assert record["outcome"] == "error" and record["error_type"] == "InternalServerError"
     assert record["chunk_count"] == 0 and record["time_to_first_chunk_s"] is None
     assert record["input_tokens"] is None and record["output_tokens"] is None and record["cost_usd"] is None
-    assert record["model"] == PRICED_MODEL and record["duration_s"] > 0
+    assert record["model"] == "gpt-4o-mini" and record["duration_s"] > 0
 
 
 def test_a_stream_broken_mid_way_is_an_error_record_with_its_chunks(
@@ -220,18 +222,17 @@ def test_usage_log_file_gets_one_json_line_per_call(
     check_crew_records(parsed[:2], output, crew)
     assert parsed[2]["outcome"] == "error" and parsed[2]["error_type"] == "InternalServerError"
     assert set(parsed[2]) == FIELDS
-    # The same records went to the logger: the file is their JSON form, field for field.
-    logged = [json.loads(json.dumps(fields(r), default=str)) for r in caplog.records if r.name == USAGE_LOGGER]
-    assert logged == parsed, "and nothing was logged after shutdown"
+    # The application logs at WARNING: the file has the records, its logging (and console) none of them.
+    assert [r for r in caplog.records if r.name == USAGE_LOGGER] == []
 
 
-def test_shutdown_restores_the_usage_logger_level(tmp_path: Path, bus: EventBus) -> None:
+def test_a_usage_file_leaves_the_usage_loggers_level_alone(tmp_path: Path, bus: EventBus) -> None:
     logger = logging.getLogger(USAGE_LOGGER)
     saved = logger.level
     logger.setLevel(logging.WARNING)
     try:
         telemetry = setup_telemetry("usage-level", usage_log=tmp_path / "u.jsonl", set_global=False, bus=bus)
-        assert logger.isEnabledFor(logging.INFO), "while the file is attached, INFO records are made"
+        assert logger.level == logging.WARNING and not logger.isEnabledFor(logging.INFO)
         telemetry.shutdown()
         assert logger.level == logging.WARNING
     finally:
@@ -274,3 +275,26 @@ def test_no_prompt_completion_or_api_key_in_records(
     for secret in SECRETS:
         assert all(secret not in text for text in rendered), f"{secret!r} in a log record"
         assert secret not in file_text, f"{secret!r} in the usage file"
+
+
+def test_each_record_names_the_trace_and_span_of_its_call(
+    tmp_path: Path, server: FakeOpenAIServer, priced_llm: Callable[..., LLM], bus: EventBus
+) -> None:
+    """From a log line to its trace: the record carries its chat span's trace and span ids."""
+    path = tmp_path / "usage.jsonl"
+    spans = InMemorySpanExporter()
+    telemetry = setup_telemetry("usage-trace", usage_log=path, set_global=False, bus=bus)
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    try:
+        queue_crew_replies(server)
+        crew_of_two(priced_llm, bus).kickoff()
+    finally:
+        assert telemetry.shutdown() is True
+    chats = {
+        s.attributes["gen_ai.agent.name"]: s.context for s in spans.get_finished_spans() if s.name.startswith("chat")
+    }
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == len(chats) == 2
+    for record in records:
+        context = chats[record["agent"]]
+        assert (record["trace_id"], record["span_id"]) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")

@@ -15,11 +15,13 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from crewtrace.cli.stack import compose_up_command
+from crewtrace.cli.terminal import visible
 
-__all__ = ["HeldTelemetryLogs", "nothing_listens_at", "undelivered_message"]
+__all__ = ["HeldTelemetryLogs", "jaeger_trace_url", "nothing_listens_at", "undelivered_message"]
 
 _HELD_LOGGERS = ("opentelemetry", "crewtrace.telemetry")
 _EXPORTER_LOGGERS = "opentelemetry.exporter"
+_JAEGER_UI_PORT = 16686  # the stack's Jaeger (docker-compose.yml), next to its collector
 
 
 def nothing_listens_at(endpoint: str, timeout: float = 0.5) -> bool:
@@ -27,20 +29,58 @@ def nothing_listens_at(endpoint: str, timeout: float = 0.5) -> bool:
 
     Lets the demo skip waiting on exporters that retry a dead collector with backoff.
     """
-    parts = urlsplit(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
+        with _connect(endpoint, timeout):
             return False
     except OSError:
         return True
 
 
-def undelivered_message(endpoint: str) -> str:
-    return (
-        f"telemetry could not be delivered to {endpoint}: no collector answered there. "
-        f"Start the local stack with: crewtrace stack crewtrace-stack && {compose_up_command('crewtrace-stack')}"
-    )
+def speaks_http1(endpoint: str, timeout: float = 0.5) -> bool:
+    """Whether the endpoint answers an HTTP/1.1 request as HTTP/1.1 (OTLP/HTTP does; gRPC, HTTP/2 only, does not)."""
+    try:
+        with _connect(endpoint, timeout) as connection:
+            connection.sendall(b"GET / HTTP/1.1\r\nHost: crewtrace\r\nConnection: close\r\n\r\n")
+            return connection.recv(8).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+def _connect(endpoint: str, timeout: float) -> socket.socket:
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return socket.create_connection((parts.hostname or "localhost", port), timeout=timeout)
+
+
+def undelivered_message(endpoint: str, protocol: str, *, listening: bool) -> str:
+    """One line on what to change when telemetry did not reach ``endpoint``.
+
+    A collector that answers in the other protocol (OTLP/HTTP on 4318, gRPC on 4317) is the usual
+    reason when something listens; nothing listening means no collector runs there.
+    """
+    if not listening:
+        return (
+            f"telemetry could not be delivered to {endpoint}: no collector answered there. Start the local "
+            f"stack with: crewtrace stack crewtrace-stack && {compose_up_command('crewtrace-stack')}"
+        )
+    http = speaks_http1(endpoint)
+    if protocol == "grpc" and http:
+        return (
+            f"telemetry could not be delivered to {endpoint}: it answers OTLP/HTTP, not gRPC "
+            "(4318 is OTLP/HTTP's port, 4317 gRPC's): add --otlp-protocol http/protobuf, or use port 4317"
+        )
+    if protocol == "http/protobuf" and not http:
+        return (
+            f"telemetry could not be delivered to {endpoint}: it does not answer HTTP/1.1, as an OTLP/gRPC "
+            "port does (4317 is gRPC's, 4318 OTLP/HTTP's): use --otlp-protocol grpc, or port 4318"
+        )
+    return f"telemetry could not be delivered to {endpoint} over {protocol}: the collector did not take it"
+
+
+def jaeger_trace_url(endpoint: str, trace_id: str) -> str:
+    """Where Jaeger shows the trace, if it runs beside the collector at ``endpoint`` (as in ``crewtrace stack``)."""
+    host = urlsplit(endpoint).hostname or "localhost"
+    return f"http://{f'[{host}]' if ':' in host else host}:{_JAEGER_UI_PORT}/trace/{trace_id}"
 
 
 class _Holder(logging.Handler):
@@ -84,7 +124,7 @@ class HeldTelemetryLogs:
         """Print what was held (each distinct message once), after the demo's own output."""
         seen: set[str] = set()
         for record in self._holder.records:
-            line = f"{record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+            line = f"{record.levelname.lower()}: {visible(' '.join(record.getMessage().split()))}"
             if line not in seen:
                 seen.add(line)
                 print(line, file=sys.stderr)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from crewtrace.cli.waterfall import format_seconds
-from crewtrace.crew import StreamChunk
+from crewtrace.cli.table import UsageTable
+from crewtrace.cli.terminal import clip, terminal_width, text_width, visible
 from crewtrace.events import (
     BaseEventListener,
     EventBus,
@@ -20,50 +18,57 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
 )
 
+if TYPE_CHECKING:
+    from crewtrace.crew import StreamChunk
+
 __all__ = ["LiveChunkPrinter", "SummaryCollector"]
 
 _INDENT = "  "
-_WIDTH = 80
-_WORDS = re.compile(r"\s+|\S+")
+_WORDS = re.compile(r"[ \n]+|[^ \n]+")  # other whitespace is a control character, made visible in a word
 
 
 class _Lines:
-    """Writes streamed text wrapped at word boundaries to 80 columns, never leaving spaces at a line end."""
+    """Writes streamed text wrapped at word boundaries to the width, never leaving spaces at a line end.
 
-    def __init__(self, out: TextIO) -> None:
+    Text is printed with its control characters made visible; only spaces and newlines lay it out.
+    """
+
+    def __init__(self, out: TextIO, width: int, ellipsis: str) -> None:
         self._out = out
+        self._width = width
+        self._ellipsis = ellipsis
         self._column = 0
-        self._space = ""  # whitespace held back until the next word shows it is not at a line end
+        self._space = ""  # spaces held back until the next word shows they are not at a line end
 
     def newline(self, text: str = "") -> None:
         """Start a new indented line with ``text`` on it unwrapped (clipped to the width)."""
-        line = f"{_INDENT}{text}"
-        if len(line) > _WIDTH:
-            line = line[: _WIDTH - 1] + "…"
-        stripped = line.rstrip()
+        line = _INDENT + clip(text, self._width - len(_INDENT), self._ellipsis)
+        stripped = line.rstrip(" ")
         self._out.write(f"\n{stripped}")
-        self._column = len(stripped)
+        self._column = text_width(stripped)
         self._space = line[len(stripped) :]  # the indent, or a trailing space, until a word follows
 
     def header(self, text: str) -> None:
-        self._space = ""
-        self._out.write(f"\n\n{text}")
-        self._column = len(text)
+        shown = clip(text, self._width, self._ellipsis)
+        self._out.write(f"\n\n{shown}")
+        self._column = text_width(shown)
         self._space = " "
 
     def write(self, text: str) -> None:
-        for piece in _WORDS.findall(text):
-            if piece.isspace():
+        for piece in _WORDS.findall(text.replace("\r\n", "\n").replace("\t", " ")):
+            if piece[0] in " \n":
                 if "\n" in piece:
                     self.newline()
                 else:
                     self._space += piece
                 continue
-            if self._column + len(self._space) + len(piece) > _WIDTH and self._column >= len(_INDENT):
+            word = visible(piece)
+            cells = text_width(word)
+            if self._column + len(self._space) + cells > self._width and self._column >= len(_INDENT):
                 self._out.write(f"\n{_INDENT}")
                 self._column, self._space = len(_INDENT), ""
-            self._out.write(self._space + piece)
-            self._column += len(self._space) + len(piece)
+            self._out.write(self._space + word)
+            self._column += len(self._space) + cells
             self._space = ""
 
     def flush(self) -> None:
@@ -73,14 +78,18 @@ class _Lines:
 class LiveChunkPrinter(BaseEventListener):
     """Prints a streaming crew's chunks (:class:`~crewtrace.crew.StreamChunk`) and the tool results between them.
 
-    A header comes whenever the agent or task changes; text follows on the same line, wrapped to 80 columns.
+    A header comes whenever the agent or task changes; text follows on the same line, wrapped to the
+    terminal's width (:func:`~crewtrace.cli.terminal.terminal_width` unless ``width`` is given), with
+    control characters made visible.
     Each tool call and tool result gets an indented line of its own, and text after them starts on a fresh
     indented line. Tool results are events, not chunks: they are held until the next LLM call's first chunk
     (or :meth:`finish`), so they print where they happened even when the reader lags behind the run.
     """
 
-    def __init__(self, bus: EventBus | None = None, out: TextIO = sys.stdout) -> None:
-        self._lines = _Lines(out)
+    def __init__(
+        self, bus: EventBus | None = None, out: TextIO = sys.stdout, *, width: int | None = None, ellipsis: str = "…"
+    ) -> None:
+        self._lines = _Lines(out, width or terminal_width(), ellipsis)
         self._last: tuple[str, str] | None = None
         self._call_id = ""
         self._tool_call: tuple[str, int] | None = None
@@ -129,80 +138,31 @@ class LiveChunkPrinter(BaseEventListener):
             self._text_needs_line = True
 
 
-@dataclass
-class _Row:
-    calls: int = 0
-    failed: int = 0
-    tool_calls: int = 0
-    chunks: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    first_chunk_s: float = 0.0
-    duration_s: float = 0.0
-
-
 class SummaryCollector(BaseEventListener):
-    """Totals per agent and task, from the completed and failed events alone."""
+    """Totals per agent and task (:class:`~crewtrace.cli.table.UsageTable`), from the completed and failed events."""
 
     def __init__(self, bus: EventBus | None = None) -> None:
-        self.rows: dict[tuple[str, str], _Row] = {}
-        self._lock = threading.Lock()
+        self.table = UsageTable()
         super().__init__(bus)
 
     def setup_listeners(self, crewtrace_event_bus: EventBus) -> None:
         @crewtrace_event_bus.on(LLMCallCompletedEvent)
         @crewtrace_event_bus.on(LLMCallFailedEvent)
         def on_end(source: Any, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:
-            key = (event.agent_role or "-", event.task_name or "-")
-            with self._lock:
-                row = self.rows.setdefault(key, _Row())
-                row.calls += 1
-                row.chunks += event.chunk_count
-                row.duration_s += event.duration_s
-                row.first_chunk_s += event.time_to_first_chunk_s or 0.0
-                if isinstance(event, LLMCallFailedEvent):
-                    row.failed += 1
-                    return
-                if event.usage is not None:
-                    row.input_tokens += event.usage.input_tokens
-                    row.output_tokens += event.usage.output_tokens
-                row.cost_usd += event.cost_usd or 0.0
+            completed = event if isinstance(event, LLMCallCompletedEvent) else None
+            usage = completed.usage if completed is not None else None
+            self.table.add_call(
+                event.agent_role,
+                event.task_name,
+                failed=completed is None,
+                chunks=event.chunk_count,
+                input_tokens=usage.input_tokens if usage is not None else 0,
+                output_tokens=usage.output_tokens if usage is not None else 0,
+                first_chunk_s=event.time_to_first_chunk_s,
+                cost_usd=completed.cost_usd if completed is not None else None,
+            )
 
         @crewtrace_event_bus.on(ToolUsageFinishedEvent)
         @crewtrace_event_bus.on(ToolUsageErrorEvent)
         def on_tool(source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
-            with self._lock:
-                self.rows.setdefault((event.agent_role or "-", event.task_name or "-"), _Row()).tool_calls += 1
-
-    def table(self) -> str:
-        """Totals per agent and task and the mean time to first chunk per call; fits 80 columns.
-
-        Columns are found by their heading (tests and scripts parse them); notes follow a blank line.
-        """
-        header = ("agent", "task", "calls", "failed", "chunks", "tokens in", "tokens out", "ttfc")
-        lines = [header]
-        for (agent, task), row in sorted(self.rows.items()):
-            lines.append(
-                (
-                    agent,
-                    task,
-                    str(row.calls),
-                    str(row.failed),
-                    str(row.chunks),
-                    str(row.input_tokens),
-                    str(row.output_tokens),
-                    format_seconds(row.first_chunk_s / max(row.calls, 1)),
-                )
-            )
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        rendered = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
-        rendered.insert(1, "  ".join("-" * w for w in widths))
-        rows = self.rows.values()
-        rendered += [
-            "",
-            f"ttfc: mean time to first chunk per call; tool calls: {sum(r.tool_calls for r in rows)}",
-            f"total: {sum(r.input_tokens for r in rows)} tokens in, {sum(r.output_tokens for r in rows)} out, "
-            f"cost ${sum(r.cost_usd for r in rows):.6f} (litellm's prices)",
-        ]
-        return "\n".join(rendered)
+            self.table.add_tool_call(event.agent_role, event.task_name)

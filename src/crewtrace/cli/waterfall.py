@@ -1,8 +1,11 @@
-"""A text waterfall of finished OpenTelemetry spans: the span tree, with bars on one shared time axis.
+"""A text waterfall of finished spans: the span tree, with bars on one shared time axis.
 
-The demo draws it from the spans its in-memory exporter received, so what it shows is what Jaeger
-would show: names, nesting, timing, time to first chunk and chunk counts on chat spans, and
-failures. It fits 80 columns.
+``crewtrace demo`` draws it from the spans its in-memory exporter received, ``crewtrace watch`` from
+the spans other processes export to it, so what it shows is what Jaeger would show: names, nesting,
+timing, time to first chunk and chunk counts on chat spans, and failures. Spans of any
+instrumentation draw the same way; unknown names are just names. It fits 80 columns, and uses
+whatever width more it is given for the bars. Names are printed with their control characters made
+visible (:func:`crewtrace.cli.terminal.clip`).
 """
 
 from __future__ import annotations
@@ -12,18 +15,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
-
+from crewtrace.cli.spans import SpanRecord
+from crewtrace.cli.terminal import DEFAULT_WIDTH, clip, text_width
 from crewtrace.telemetry import names
 
-__all__ = ["Glyphs", "format_seconds", "render_waterfall"]
+__all__ = ["Glyphs", "format_seconds", "legend", "render_trace", "render_waterfall"]
 
-WIDTH = 80
 _LABEL = 33
 _DURATION = 8
 _NOTE = 21  # room for "✗ InternalServerError"
-_BAR = WIDTH - _LABEL - 1 - 2 - _DURATION - 1 - _NOTE  # label, space, bar in |...|, duration, space, note
+_MAX_INDENT = 12  # levels; deeper spans line up at the deepest, so their names keep some room
+_FIXED = _LABEL + 1 + 2 + _DURATION + 1 + _NOTE  # label, space, bar in |...|, duration, space, note
 
 
 @dataclass(frozen=True)
@@ -44,84 +46,93 @@ class Glyphs:
         return cls()
 
 
-def render_waterfall(spans: Iterable[ReadableSpan], glyphs: Glyphs | None = None) -> str:
-    """One block per trace: a header line, one line per span (children by start time), and a legend."""
+def render_waterfall(spans: Iterable[SpanRecord], glyphs: Glyphs | None = None, width: int = DEFAULT_WIDTH) -> str:
+    """One block per trace (:func:`render_trace`), oldest first, then the legend."""
     glyphs = glyphs or Glyphs()
-    traces: dict[int, list[ReadableSpan]] = defaultdict(list)
+    traces: dict[str, list[SpanRecord]] = defaultdict(list)
     for span in spans:
-        if span.context is not None and span.start_time is not None and span.end_time is not None:
-            traces[span.context.trace_id].append(span)
-    blocks = [_trace(trace_spans, glyphs) for trace_spans in sorted(traces.values(), key=_trace_start)]
+        traces[span.trace_id].append(span)
+    blocks = [render_trace(trace, glyphs, width) for trace in sorted(traces.values(), key=_trace_start)]
     if not blocks:
         return "no spans were recorded"
-    legend = (
+    return "\n\n".join([*blocks, legend(glyphs)])
+
+
+def legend(glyphs: Glyphs) -> str:
+    return (
         f"{glyphs.waiting} waiting for the first chunk   {glyphs.busy} running   {glyphs.failed} failed (error.type)\n"
         "ttfc: time to first chunk   ch: chunks streamed"
     )
-    return "\n\n".join([*blocks, legend])
 
 
-def _trace_start(spans: Sequence[ReadableSpan]) -> int:
-    return min(_start(span) for span in spans)
+def render_trace(spans: Sequence[SpanRecord], glyphs: Glyphs | None = None, width: int = DEFAULT_WIDTH) -> str:
+    """A header line, then one line per span: parents before children, siblings by start time.
 
-
-def _trace(spans: Sequence[ReadableSpan], glyphs: Glyphs) -> str:
-    ids = {_span_id(span) for span in spans}
-    children: dict[int | None, list[ReadableSpan]] = defaultdict(list)
+    A span whose parent is not among ``spans`` (it lives in another process, or has not arrived)
+    is drawn at the top level, as is one caught in a cycle of parents. ``width`` below 80 is taken as 80.
+    """
+    glyphs = glyphs or Glyphs()
+    bar = max(width, DEFAULT_WIDTH) - _FIXED
+    ids = {span.span_id for span in spans}
+    children: dict[str | None, list[SpanRecord]] = defaultdict(list)
     for span in spans:
-        parent = span.parent.span_id if span.parent is not None else None
-        children[parent if parent in ids else None].append(span)
-    start = min(_start(span) for span in spans)
-    end = max(_end(span) for span in spans)
-    total = max(end - start, 1)
-    trace_id = format(spans[0].context.trace_id if spans[0].context else 0, "032x")
-    lines = [f"trace {trace_id}  {len(spans)} spans  {_duration(total)}"]
+        children[span.parent_id if span.parent_id in ids else None].append(span)
+    start = _trace_start(spans)
+    total = max(max(span.end_ns for span in spans) - start, 1)
+    lines = [f"trace {spans[0].trace_id}  {len(spans)} spans  {_duration(total)}"]
 
-    def walk(parent: int | None, depth: int) -> None:
-        for span in sorted(children.get(parent, []), key=_start):
-            lines.append(_line(span, depth, start, total, glyphs))
-            walk(_span_id(span), depth + 1)
-
-    walk(None, 0)
+    drawn: set[int] = set()
+    # Depth first, iteratively (a trace may nest deeper than Python recurses); a span in a parent cycle,
+    # which no walk from the top reaches, is drawn at the top level after the rest.
+    pending = [(span, 0) for span in _by_start(children.get(None, []), reverse=True)]
+    unreached = _by_start(spans, reverse=True)
+    while pending or unreached:
+        span, depth = pending.pop() if pending else (unreached.pop(), 0)
+        if id(span) in drawn:
+            continue
+        drawn.add(id(span))
+        lines.append(_line(span, depth, start, total, bar, glyphs))
+        pending += [(child, depth + 1) for child in _by_start(children.get(span.span_id, []), reverse=True)]
     return "\n".join(lines)
 
 
-def _line(span: ReadableSpan, depth: int, origin: int, total: int, glyphs: Glyphs) -> str:
-    label = _clip("  " * depth + span.name, _LABEL, glyphs)
-    first = math.floor((_start(span) - origin) / total * _BAR)
-    last = max(math.ceil((_end(span) - origin) / total * _BAR), first + 1)
-    first = min(first, _BAR - 1)
-    last = min(last, _BAR)
-    attributes = span.attributes or {}
-    ttfc = attributes.get(names.RESPONSE_TIME_TO_FIRST_CHUNK)
+def _by_start(spans: Sequence[SpanRecord], *, reverse: bool = False) -> list[SpanRecord]:
+    return sorted(spans, key=lambda span: span.start_ns, reverse=reverse)
+
+
+def _line(span: SpanRecord, depth: int, origin: int, total: int, bar: int, glyphs: Glyphs) -> str:
+    indent = "  " * min(depth, _MAX_INDENT)
+    label = indent + clip(span.name, _LABEL - len(indent), glyphs.ellipsis)
+    first = math.floor((span.start_ns - origin) / total * bar)
+    last = max(math.ceil((span.end_ns - origin) / total * bar), first + 1)
+    first = min(first, bar - 1)
+    last = min(last, bar)
+    ttfc = span.number(names.RESPONSE_TIME_TO_FIRST_CHUNK)
     waiting_cells = 0
-    if isinstance(ttfc, (int, float)):
+    if ttfc is not None:
         # At least one cell of waiting whenever the bar has room for both parts, so it always shows.
-        waiting_cells = min(max(round(ttfc * 1e9 / total * _BAR), 1), last - first - 1)
-    cells = [" "] * _BAR
+        waiting_cells = min(max(round(ttfc * 1e9 / total * bar), 1), last - first - 1)
+    elif span.attributes.get(names.REQUEST_STREAM) is True:  # a stream that ended before its first chunk
+        waiting_cells = last - first
+    cells = [" "] * bar
     for cell in range(first, last):
         cells[cell] = glyphs.waiting if cell - first < waiting_cells else glyphs.busy
-    note = _note(span, glyphs)
-    row = f"{label:<{_LABEL}} |{''.join(cells)}|{_duration(_end(span) - _start(span)):>{_DURATION}} {note}"
+    padding = " " * max(_LABEL - text_width(label), 0)
+    row = f"{label}{padding} |{''.join(cells)}|{_duration(span.duration_ns):>{_DURATION}} {_note(span, glyphs)}"
     return row.rstrip()
 
 
-def _note(span: ReadableSpan, glyphs: Glyphs) -> str:
-    attributes = span.attributes or {}
-    if span.status.status_code is StatusCode.ERROR:
-        return _clip(f"{glyphs.failed} {attributes.get(names.ERROR_TYPE, 'error')}", _NOTE, glyphs)
+def _note(span: SpanRecord, glyphs: Glyphs) -> str:
+    error_type = span.error_type
+    if error_type is not None:
+        return f"{glyphs.failed} {clip(error_type, _NOTE - 2, glyphs.ellipsis)}"
     parts = []
-    ttfc = attributes.get(names.RESPONSE_TIME_TO_FIRST_CHUNK)
-    if isinstance(ttfc, (int, float)):
+    ttfc = span.number(names.RESPONSE_TIME_TO_FIRST_CHUNK)
+    if ttfc is not None:
         parts.append(f"ttfc {_duration(round(ttfc * 1e9), compact=True)}")
-    chunks = attributes.get(names.STREAM_CHUNK_COUNT)
-    if isinstance(chunks, int):
-        parts.append(f"{chunks} ch")
-    return _clip(" ".join(parts), _NOTE, glyphs)
-
-
-def _clip(text: str, width: int, glyphs: Glyphs) -> str:
-    return text if len(text) <= width else text[: width - 1] + glyphs.ellipsis
+    if names.STREAM_CHUNK_COUNT in span.attributes:
+        parts.append(f"{span.count(names.STREAM_CHUNK_COUNT)} ch")
+    return " ".join(parts)
 
 
 def _duration(nanoseconds: int, *, compact: bool = False) -> str:
@@ -138,13 +149,5 @@ def format_seconds(seconds: float, *, compact: bool = False) -> str:
     return f"{seconds * 1000:.0f}{separator}ms"
 
 
-def _start(span: ReadableSpan) -> int:
-    return span.start_time or 0
-
-
-def _end(span: ReadableSpan) -> int:
-    return span.end_time or 0
-
-
-def _span_id(span: ReadableSpan) -> int:
-    return span.context.span_id if span.context is not None else 0
+def _trace_start(spans: Sequence[SpanRecord]) -> int:
+    return min(span.start_ns for span in spans)

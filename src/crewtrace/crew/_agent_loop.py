@@ -4,6 +4,8 @@ Bad tool calls (unknown tool, arguments that are not JSON or fail the
 schema, a tool that raises, overruns its timeout or returns what cannot be
 sent back as text) never end the run: the error goes back to the model as the
 tool's result, so it can correct itself, and a ``ToolUsageErrorEvent`` records it.
+Nor does a result or an error holding text the model's API cannot carry (a lone
+surrogate): it goes back escaped.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class _ToolIdentity(TypedDict):
     """The fields every event of one tool call shares, beside its scope."""
 
     tool_name: str
+    declared: bool
     tool_call_id: str
     arguments: str
     iteration: int
@@ -36,8 +39,8 @@ class _ToolIdentity(TypedDict):
 
 def agent_loop(
     bus: EventBus, scope: ExecutionScope, agent: Agent, messages: list[dict[str, Any]]
-) -> Generator[Request, Any, tuple[str, TokenUsage]]:
-    """Returns the final answer and the token usage of every call it took."""
+) -> Generator[Request, Any, tuple[str, TokenUsage, int]]:
+    """Returns the final answer, the token usage of every call it took, and how many calls that was."""
     tools = {tool.name: tool for tool in agent.tools}
     schemas = [tool.schema for tool in agent.tools] or None
     usage = TokenUsage()
@@ -45,11 +48,11 @@ def agent_loop(
         result: CallResult = yield LLMRequest(agent.llm, messages, schemas, bus)
         usage = usage + (result.usage or TokenUsage())
         if not result.tool_calls:
-            return result.text, usage
+            return result.text, usage, iteration + 1
         messages = [*messages, _assistant_turn(result)]
         for call in result.tool_calls:
             output = yield from _call_tool(bus, scope, agent, tools.get(call.function.name or ""), call, iteration)
-            messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": _sendable(output)})
     raise MaxIterationsError(agent.role, agent.max_iterations)
 
 
@@ -60,6 +63,7 @@ def _call_tool(
     source = tool or agent
     identity = _ToolIdentity(
         tool_name=call.function.name or "",
+        declared=tool is not None,  # a name not among the agent's tools was made up by the model: content
         tool_call_id=call.id or "",
         arguments=call.function.arguments,
         iteration=iteration,
@@ -108,6 +112,14 @@ def _outcome(agent: Agent, tool: Tool | None, call: ToolCall) -> Generator[Reque
         return ToolOutcome(None, str(exc), ErrorType.INVALID_ARGUMENTS, 0.0)
     outcome: ToolOutcome = yield ToolRequest(tool, arguments)
     return outcome
+
+
+def _sendable(text: str) -> str:
+    """``text`` as a model's API can carry it: a lone surrogate (a file name that is not UTF-8, in a tool's
+    result or error) would fail the next request, so it goes as its ``\\udcxx`` escape."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _assistant_turn(result: CallResult) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """The base of ``Agent``, ``Task`` and ``Crew``: unknown and unsupported arguments are refused.
 
-CrewAI code ports by changing imports, so an argument crewtrace does not
-implement must say so, never be accepted and silently ignored (a hierarchical
-process that quietly runs sequentially changes what the program means).
+CrewAI code ports by changing imports, so CrewAI's spelling of what crewtrace
+does is accepted (``Agent(max_iter=...)``), and so is an argument crewtrace
+does not implement when its value asks for nothing (``allow_delegation=False``,
+``memory=None``, ``tools=[]``: off, empty or None). Any other value of such an
+argument is refused, saying so, never accepted and silently ignored (a
+hierarchical process that quietly runs sequentially changes what the program means).
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     unsupported: ClassVar[Mapping[str, str]] = {}
-    """CrewAI arguments crewtrace does not implement, with what to do instead."""
+    """CrewAI arguments crewtrace does not implement, with what to do instead (accepted when off or empty)."""
+
+    spellings: ClassVar[Mapping[str, str]] = {}
+    """CrewAI's names for crewtrace's fields: ``{crewai_name: field}``."""
 
     def __init__(self, /, **data: Any) -> None:
         try:
@@ -48,11 +54,21 @@ class StrictModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_unknown_arguments(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in data:
-                if key not in cls.model_fields:
-                    raise ConfigurationError(cls._explain(str(key)))
-        return data
+        if not isinstance(data, dict):
+            return data
+        accepted: dict[Any, Any] = {}
+        given: dict[Any, Any] = {}  # field -> the name it was given as
+        for key, value in data.items():
+            field = cls.spellings.get(key, key)
+            if field in cls.model_fields:
+                if field in accepted:
+                    raise ConfigurationError(
+                        f"{cls.__name__}() got both {given[field]!r} and {key!r}: they are one setting, give one"
+                    )
+                accepted[field], given[field] = value, key
+            elif key not in cls.unsupported or value:
+                raise ConfigurationError(cls._explain(str(key)))
+        return accepted
 
     @classmethod
     def _explain(cls, key: str) -> str:

@@ -1,5 +1,11 @@
 """One crew run as a flow (see ``_flow``): tasks in order, each by its agent, with events and scopes.
 
+:func:`prepare` fills every template and picks the run's id; :meth:`Run.flow`
+is the run itself, returning the :class:`~crewtrace.crew.outputs.CrewOutput`.
+Whoever drives it (``kickoff``, ``kickoff_async``, the streaming engine) hands
+it the run's :class:`~crewtrace.events.scope.RunSink`: every LLM call made while
+it runs, in a tool too, sends its events there.
+
 Every phase (crew, task, agent) emits its started event inside the guard that
 emits its failed event, so whatever is interrupted where (a handler raising
 ``KeyboardInterrupt`` on the started event included), each started phase ends
@@ -21,11 +27,12 @@ from crewtrace.crew._progress import progress_logger
 from crewtrace.crew._prompt import task_messages
 from crewtrace.crew._template import fill
 from crewtrace.crew.agent import Agent
-from crewtrace.crew.task import Task, TaskOutput
+from crewtrace.crew.outputs import CrewOutput, TaskOutput, UsageMetrics
+from crewtrace.crew.task import Task
 from crewtrace.errors import error_type_of
 from crewtrace.events.base import BaseEvent, TokenUsage
 from crewtrace.events.bus import EventBus
-from crewtrace.events.scope import ExecutionScope, use_scope
+from crewtrace.events.scope import ExecutionScope, RunSink, use_scope, use_sink
 from crewtrace.events.types.agent import (
     AgentExecutionCompletedEvent,
     AgentExecutionErrorEvent,
@@ -38,13 +45,6 @@ from crewtrace.events.types.crew import (
 )
 from crewtrace.events.types.task import TaskCompletedEvent, TaskFailedEvent, TaskStartedEvent
 from crewtrace.redaction import error_message
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    run_id: str
-    tasks_output: list[TaskOutput]
-    token_usage: TokenUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +61,30 @@ class _Step:
     verbose: bool
 
 
-RunFlow = Flow[RunResult]
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One kickoff, prepared: templates filled, id chosen. Nothing happens until :meth:`flow` is driven."""
+
+    run_id: str
+    crew_name: str
+    source: Any
+    """The ``Crew``: the source of the run's events."""
+    bus: EventBus
+    steps: tuple[_Step, ...]
+    inputs: dict[str, Any]
+
+    def task_positions(self) -> dict[str, int]:
+        """Each task's 0-based position in the crew, by task id."""
+        return {step.task.id: position for position, step in enumerate(self.steps)}
+
+    def flow(self, sink: RunSink | None = None) -> Flow[CrewOutput]:
+        """The run; ``sink`` is where its LLM calls send their events (by default: the crew's bus)."""
+        return _run(self, sink or RunSink(self.bus))
 
 
-def plan(tasks: Sequence[Task], inputs: Mapping[str, Any], *, verbose: bool = False) -> list[_Step]:
+def prepare(
+    source: Any, crew_name: str, bus: EventBus, tasks: Sequence[Task], inputs: Mapping[str, Any], *, verbose: bool
+) -> Run:
     """Fill every template up front, so a missing input fails before any LLM call."""
     steps = []
     for task in tasks:
@@ -83,33 +103,39 @@ def plan(tasks: Sequence[Task], inputs: Mapping[str, Any], *, verbose: bool = Fa
                 verbose=verbose or agent.verbose,
             )
         )
-    return steps
+    return Run(
+        run_id=uuid.uuid4().hex, crew_name=crew_name, source=source, bus=bus, steps=tuple(steps), inputs=dict(inputs)
+    )
 
 
-def run(
-    bus: EventBus, crew: Any, crew_name: str, steps: list[_Step], inputs: Mapping[str, Any], run_id: str | None = None
-) -> RunFlow:
-    scope = ExecutionScope(run_id=run_id or uuid.uuid4().hex, crew_name=crew_name)
-    with use_scope(scope), _phase(bus, crew, scope, CrewKickoffFailedEvent) as elapsed:
-        bus.emit(crew, scope.stamp(CrewKickoffStartedEvent, inputs=dict(inputs)))
+def _run(run: Run, sink: RunSink) -> Flow[CrewOutput]:
+    bus, crew = run.bus, run.source
+    scope = ExecutionScope(run_id=run.run_id, crew_name=run.crew_name)
+    with use_sink(sink), use_scope(scope), _phase(bus, crew, scope, CrewKickoffFailedEvent) as elapsed:
+        bus.emit(crew, scope.stamp(CrewKickoffStartedEvent, inputs=dict(run.inputs)))
         outputs: dict[str, TaskOutput] = {}
-        usage = TokenUsage()
-        for step in steps:
+        usage, requests = TokenUsage(), 0
+        for step in run.steps:
             sources = step.task.context
             context = [o.raw for o in outputs.values()] if sources is None else [outputs[t.id].raw for t in sources]
-            output, step_usage = yield from _run_task(bus, scope, step, context)
+            output, step_usage, step_requests = yield from _run_task(bus, scope, step, context)
             outputs[step.task.id] = output
-            usage = usage + step_usage
-        result = RunResult(run_id=scope.run_id or "", tasks_output=list(outputs.values()), token_usage=usage)
-        final = result.tasks_output[-1].raw if result.tasks_output else ""
-        completed = scope.stamp(CrewKickoffCompletedEvent, output=final, token_usage=usage, duration_s=elapsed())
+            usage, requests = usage + step_usage, requests + step_requests
+        tasks_output = list(outputs.values())
+        result = CrewOutput(
+            raw=tasks_output[-1].raw,
+            tasks_output=tasks_output,
+            token_usage=UsageMetrics.of(usage, requests),
+            run_id=run.run_id,
+        )
+        completed = scope.stamp(CrewKickoffCompletedEvent, output=result.raw, token_usage=usage, duration_s=elapsed())
     bus.emit(crew, completed)
     return result
 
 
 def _run_task(
     bus: EventBus, crew_scope: ExecutionScope, step: _Step, context: list[str]
-) -> Flow[tuple[TaskOutput, TokenUsage]]:
+) -> Flow[tuple[TaskOutput, TokenUsage, int]]:
     task, agent = step.task, step.agent
     # Attribution carries the role as written: filled-in inputs are content, never labels or span names.
     scope = crew_scope.within(task_id=task.id, task_name=task.label, agent_id=agent.id, agent_role=agent.label)
@@ -122,7 +148,14 @@ def _run_task(
                 scope.stamp(TaskStartedEvent, description=step.description, expected_output=step.expected_output),
             )
             with _phase(bus, agent, scope, AgentExecutionErrorEvent) as agent_elapsed:
-                bus.emit(agent, scope.stamp(AgentExecutionStartedEvent, role=step.role, goal=step.goal))
+                started = scope.stamp(
+                    AgentExecutionStartedEvent,
+                    role=step.role,
+                    goal=step.goal,
+                    model=agent.llm.request_model,
+                    provider=agent.llm.provider,
+                )
+                bus.emit(agent, started)
                 messages = task_messages(
                     role=step.role,
                     goal=step.goal,
@@ -131,7 +164,7 @@ def _run_task(
                     expected_output=step.expected_output,
                     context=context,
                 )
-                answer, usage = yield from agent_loop(bus, scope, agent, messages)
+                answer, usage, requests = yield from agent_loop(bus, scope, agent, messages)
                 agent_completed = scope.stamp(AgentExecutionCompletedEvent, output=answer, duration_s=agent_elapsed())
             bus.emit(agent, agent_completed)
             task_completed = scope.stamp(TaskCompletedEvent, output=answer, duration_s=task_elapsed())
@@ -147,9 +180,14 @@ def _run_task(
             usage.output_tokens,
         )
     output = TaskOutput(
-        task_id=task.id, name=task.label, description=step.description, agent_role=step.role, raw=answer
+        task_id=task.id,
+        name=task.label,
+        description=step.description,
+        expected_output=step.expected_output,
+        agent=step.role,
+        raw=answer,
     )
-    return output, usage
+    return output, usage, requests
 
 
 @contextmanager

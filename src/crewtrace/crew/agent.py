@@ -27,20 +27,26 @@ class Agent(StrictModel):
     unsupported: ClassVar[Mapping[str, str]] = {
         "allow_delegation": "agents do not delegate; give the work its own Task",
         "memory": "agents keep no memory between tasks; pass earlier outputs with Task(context=[...])",
-        "max_iter": "use max_iterations",
         "function_calling_llm": "tools are called by the agent's own llm",
+        "cache": "tool results are not cached: every tool call runs",
+        "max_rpm": "rate limits are the provider's: set them in litellm",
+        "step_callback": "listen to events with a BaseEventListener",
+        "planning": "there is no planning step; describe the steps in the task",
         "reasoning": "there is no planning step; describe the steps in the task",
         "knowledge_sources": "put the knowledge in the task description or a tool",
         "multimodal": "messages are text",
         "allow_code_execution": "give the agent a tool instead",
     }
+    spellings: ClassVar[Mapping[str, str]] = {"max_iter": "max_iterations"}
 
     role: str
     goal: str
     backstory: str
     llm: LLM = Field(default=None, validate_default=True)
     tools: list[Tool] = Field(default_factory=list)
-    max_iterations: int = Field(default=10, ge=1, description="LLM calls per task before giving up on tool loops.")
+    max_iterations: int = Field(
+        default=10, ge=1, description="LLM calls per task before giving up on tool loops (CrewAI's ``max_iter``)."
+    )
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     verbose: bool = False
 

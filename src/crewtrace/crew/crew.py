@@ -1,38 +1,32 @@
-"""``Crew``: agents working through tasks in order, and what a run returns."""
+"""``Crew``: agents working through tasks in order."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from crewtrace.crew import _run
 from crewtrace.crew._flow import adrive, drive
 from crewtrace.crew._model import StrictModel
 from crewtrace.crew.agent import Agent
+from crewtrace.crew.outputs import CrewOutput
 from crewtrace.crew.streaming import CrewStreamingOutput
-from crewtrace.crew.task import Task, TaskOutput
+from crewtrace.crew.task import Task
 from crewtrace.errors import ConfigurationError
-from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus, crewtrace_event_bus
 from crewtrace.events.labels import label
 
-__all__ = ["Crew", "CrewOutput"]
-
-_SEQUENTIAL = "sequential"
+__all__ = ["Crew", "Process"]
 
 
-class CrewOutput(BaseModel):
-    """A run's result: the last task's answer, every task's output, and summed token usage."""
+class Process(str, Enum):
+    """How a crew works through its tasks, as CrewAI spells it; crewtrace runs ``sequential`` only."""
 
-    raw: str
-    tasks_output: list[TaskOutput]
-    token_usage: TokenUsage
-    run_id: str
-
-    def __str__(self) -> str:
-        return self.raw
+    sequential = "sequential"
+    hierarchical = "hierarchical"
 
 
 class Crew(StrictModel):
@@ -52,6 +46,9 @@ class Crew(StrictModel):
         "embedder": "crews keep no memory, so they need no embedder",
         "knowledge_sources": "put the knowledge in the task descriptions or a tool",
         "max_rpm": "rate limits are the provider's: set them in litellm",
+        "cache": "tool results are not cached: every tool call runs",
+        "function_calling_llm": "tools are called by each agent's own llm",
+        "share_crew": "crewtrace shares nothing with anyone",
         "step_callback": "listen to events with a BaseEventListener",
         "task_callback": "listen to TaskCompletedEvent with a BaseEventListener",
         "output_log_file": "use setup_telemetry(usage_log=...) or a logging handler",
@@ -60,20 +57,20 @@ class Crew(StrictModel):
     agents: list[Agent]
     tasks: list[Task]
     name: str | None = None
-    process: str = _SEQUENTIAL
+    process: Process = Process.sequential
     verbose: bool = False
     stream: bool = Field(default=False, description="kickoff() returns a CrewStreamingOutput of the run's chunks.")
     bus: EventBus = Field(default=crewtrace_event_bus, exclude=True, repr=False)
 
     @field_validator("process", mode="before")
     @classmethod
-    def _sequential_only(cls, value: Any) -> str:
-        name = str(getattr(value, "value", value))  # CrewAI's Process enum or a string
-        if name != _SEQUENTIAL:
+    def _sequential_only(cls, value: Any) -> Process:
+        name = str(getattr(value, "value", value))  # a Process (crewtrace's or CrewAI's) or a string
+        if name != Process.sequential.value:
             raise ConfigurationError(
                 f"Crew(process={name!r}) is not supported by crewtrace: tasks run in order (process='sequential')"
             )
-        return name
+        return Process.sequential
 
     def model_post_init(self, context: Any, /) -> None:
         """Reject crews that cannot run (raised as ConfigurationError, not wrapped by pydantic)."""
@@ -107,29 +104,21 @@ class Crew(StrictModel):
 
         With ``stream=True`` it returns at once: the run starts when the chunks are iterated.
         """
-        inputs = dict(inputs or {})
-        steps = _run.plan(self.tasks, inputs, verbose=self.verbose)
+        run = self._prepare(inputs)
         if self.stream:
-            return self._streaming(steps, inputs, asynchronous=False)
-        return self._output(drive(_run.run(self.bus, self, self.label, steps, inputs)))
+            return CrewStreamingOutput(run, asynchronous=False)
+        return drive(run.flow())
 
     async def kickoff_async(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput | CrewStreamingOutput:
-        inputs = dict(inputs or {})
-        steps = _run.plan(self.tasks, inputs, verbose=self.verbose)
+        """``kickoff()`` for asyncio: async tools run in the caller's loop; a stream is read with ``async for``."""
+        run = self._prepare(inputs)
         if self.stream:
-            return self._streaming(steps, inputs, asynchronous=True)
-        return self._output(await adrive(_run.run(self.bus, self, self.label, steps, inputs)))
+            return CrewStreamingOutput(run, asynchronous=True)
+        return await adrive(run.flow())
 
-    def _streaming(self, steps: list[_run._Step], inputs: dict[str, Any], *, asynchronous: bool) -> CrewStreamingOutput:
-        def factory(run_id: str) -> _run.RunFlow:
-            return _run.run(self.bus, self, self.label, steps, inputs, run_id=run_id)
+    async def akickoff(self, inputs: Mapping[str, Any] | None = None) -> CrewOutput | CrewStreamingOutput:
+        """CrewAI's name for its native asyncio kickoff: :meth:`kickoff_async`."""
+        return await self.kickoff_async(inputs)
 
-        return CrewStreamingOutput(factory, self._output, self.bus, self.tasks, asynchronous=asynchronous)
-
-    def _output(self, result: _run.RunResult) -> CrewOutput:
-        return CrewOutput(
-            raw=result.tasks_output[-1].raw,
-            tasks_output=result.tasks_output,
-            token_usage=result.token_usage,
-            run_id=result.run_id,
-        )
+    def _prepare(self, inputs: Mapping[str, Any] | None) -> _run.Run:
+        return _run.prepare(self, self.label, self.bus, self.tasks, inputs or {}, verbose=self.verbose)

@@ -6,14 +6,14 @@ import uuid
 from collections.abc import Mapping
 from typing import ClassVar
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from crewtrace.crew._model import StrictModel
 from crewtrace.crew._template import placeholders
 from crewtrace.crew.agent import Agent
 from crewtrace.events.labels import label
 
-__all__ = ["Task", "TaskOutput"]
+__all__ = ["Task"]
 
 
 class Task(StrictModel):
@@ -51,16 +51,3 @@ class Task(StrictModel):
     def label(self) -> str:
         """The task in telemetry: its name, or the first words of its description as written."""
         return label(self.name, self.description)
-
-
-class TaskOutput(BaseModel):
-    """One task's result within a run."""
-
-    task_id: str
-    name: str
-    description: str
-    agent_role: str
-    raw: str
-
-    def __str__(self) -> str:
-        return self.raw

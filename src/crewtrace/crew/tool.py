@@ -158,11 +158,16 @@ def _failure(tool: Tool, exc: Exception, started: float) -> ToolOutcome:
 
 
 def _success(result: Any, started: float) -> ToolOutcome:
-    """The tool's result as text for the model; a result that has no text form is a tool failure."""
+    """The tool's result as text for the model; a result that has no text form is a tool failure.
+
+    Whatever turning it into text raises (tuple keys, a cycle, a ``__str__`` that fails, nesting
+    deep enough for ``RecursionError``) goes back to the model as the tool's error: no tool result
+    ends a run. Only the type names are reported: the exception's message may quote the result.
+    """
     try:
         text = _as_text(result)
-    except (TypeError, ValueError) as exc:  # tuple keys, a cycle, NaN handling...
-        message = f"the tool returned a {type(result).__name__} that cannot be sent as JSON ({type(exc).__name__})"
+    except Exception as exc:
+        message = f"the tool returned a {type(result).__name__} that cannot be sent as text ({type(exc).__name__})"
         return ToolOutcome(None, message, ErrorType.INVALID_RESULT, time.perf_counter() - started)
     return ToolOutcome(text, None, None, time.perf_counter() - started)
 

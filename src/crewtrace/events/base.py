@@ -12,13 +12,16 @@ telemetry's table of span attributes, metric labels and usage-log keys).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 from typing_extensions import Self
+
+from crewtrace.redaction import bound, redact
 
 __all__ = ["ATTRIBUTION_FIELDS", "Attribution", "BaseEvent", "FailureMixin", "TokenUsage"]
 
@@ -115,9 +118,56 @@ class TokenUsage(BaseModel):
             output_tokens=self.output_tokens + other.output_tokens,
         )
 
+    @classmethod
+    def reported(cls, input_tokens: object, output_tokens: object) -> TokenUsage | None:
+        """The usage a provider reported, or None when its counts are not token counts.
+
+        Providers send odd data: a count may be missing (``None``: 0), a whole float or a digit
+        string (taken as the number), or anything else (a fraction, a negative number, text, a
+        dict), which makes the usage unknown rather than the call failed.
+        """
+        counts = (_token_count(input_tokens), _token_count(output_tokens))
+        if counts[0] is None or counts[1] is None:
+            return None
+        return cls(input_tokens=counts[0], output_tokens=counts[1])
+
+
+_MAX_TOKENS = 2**63 - 1  # OTLP carries integers as int64: a larger one would make the exporter drop its batch
+
+
+def _token_count(value: object) -> int | None:
+    """A whole number of tokens that fits in int64, or None if ``value`` is not one (``None`` counts as 0)."""
+    if value is None:
+        return 0
+    number: int
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if 0 <= number <= _MAX_TOKENS else None
+
 
 class FailureMixin(BaseModel):
-    """What failure events add: the message and a short, low-cardinality cause."""
+    """What failure events add: the message and a short, low-cardinality cause.
+
+    ``error`` is redacted and bounded as the event is built (:func:`crewtrace.redaction.redact`),
+    whoever builds it: every failure that reaches the bus, and through it telemetry and logs,
+    passes here, so no emitter can forget it.
+    """
 
     error: str
     error_type: str = Field(description="Short cause, e.g. 'RateLimitError', 'Timeout', 'cancelled'.")
+
+    @field_validator("error")
+    @classmethod
+    def _redacted(cls, error: str) -> str:
+        return bound(redact(error))

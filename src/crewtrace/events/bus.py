@@ -24,14 +24,16 @@ import os
 import sys
 import threading
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from crewtrace.errors import ConfigurationError
 from crewtrace.events.base import BaseEvent
+from crewtrace.events.requests import RequestHook, request_context
 
 __all__ = ["EventBus", "Handler", "crewtrace_event_bus"]
 
@@ -73,14 +75,67 @@ def _is_coroutine_handler(handler: Handler) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)
 
 
+class _FailureCounts:
+    """How often each handler failed with each exception type, for the most recent handlers.
+
+    Keyed by the registration's identity; the entry holds the registration, so its id is not reused
+    while counted. Bounded: the least recently failing entries are forgotten first.
+    """
+
+    _MAX_ENTRIES = 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: OrderedDict[tuple[int, type[BaseException]], tuple[_Registration, int]] = OrderedDict()
+
+    def count(self, registration: _Registration, kind: type[BaseException]) -> int:
+        """Count one more failure; returns how many there were, this one included."""
+        key = (id(registration), kind)
+        with self._lock:
+            _, failures = self._counts.pop(key, (registration, 0))
+            self._counts[key] = (registration, failures + 1)
+            if len(self._counts) > self._MAX_ENTRIES:
+                self._counts.popitem(last=False)
+        return failures + 1
+
+
+_failure_counts = _FailureCounts()
+
+
 def _log_failure(registration: _Registration, event: BaseEvent) -> None:
-    """Call in an except block: the traceback, the handler's name and the event's type."""
-    _logger.exception("event handler %s failed on %s", registration.name, event.type)
+    """Call in an except block: the handler's name, the event's type and the traceback.
+
+    A handler that raises an ``Exception`` usually raises it on every event (every chunk): its first
+    failure of each exception type is logged with the traceback, then only a count, at the second
+    failure and at 10, 100, 1000, ... Anything else (an interrupt it swallowed) is logged every time.
+    """
+    kind = sys.exc_info()[0] or BaseException
+    if not issubclass(kind, Exception):
+        _logger.exception("event handler %s failed on %s", registration.name, event.type)
+        return
+    failures = _failure_counts.count(registration, kind)
+    if failures == 1:
+        _logger.exception("event handler %s failed on %s", registration.name, event.type)
+    elif failures == 2 or _is_power_of_ten(failures):
+        _logger.error(
+            "event handler %s has failed %d times with %s (the first traceback is logged above); later failures "
+            "are counted, and the count logged at 10, 100, 1000, ...; the last was on %s",
+            registration.name,
+            failures,
+            kind.__name__,
+            event.type,
+        )
+
+
+def _is_power_of_ten(number: int) -> bool:
+    while number % 10 == 0 and number > 1:
+        number //= 10
+    return number == 1
 
 
 def _check_event_type(event_type: object) -> None:
     if not (isinstance(event_type, type) and issubclass(event_type, BaseEvent)):
-        raise TypeError(f"event_type must be a BaseEvent subclass, got {event_type!r}")
+        raise ConfigurationError(f"event_type must be a BaseEvent subclass, got {event_type!r}")
 
 
 class EventBus:
@@ -101,6 +156,7 @@ class EventBus:
         # Per concrete event class, the handlers that apply, in registration
         # order. Rebuilt lazily after any change so emit stays a dict lookup.
         self._resolved: dict[type[BaseEvent], tuple[_Registration, ...]] = {}
+        self._request_hooks: tuple[RequestHook, ...] = ()
         self._async = _AsyncRunner()
         _buses.add(self)
 
@@ -121,7 +177,7 @@ class EventBus:
     def register_handler(self, event_type: type[E], handler: H) -> H:
         _check_event_type(event_type)
         if not callable(handler):
-            raise TypeError(f"handler must be callable as handler(source, event), got {handler!r}")
+            raise ConfigurationError(f"handler must be callable as handler(source, event), got {handler!r}")
         registration = _Registration(
             seq=next(self._seq),
             event_type=event_type,
@@ -189,6 +245,31 @@ class EventBus:
                 raise interrupt
             finally:
                 interrupt = None  # break the frame <-> traceback cycle
+
+    def on_request(self, hook: RequestHook) -> RequestHook:
+        """Have ``hook`` give the context of every LLM call's request (see :mod:`crewtrace.events.requests`)."""
+        if not callable(hook):
+            raise TypeError(f"hook must be callable as hook(call_id), got {hook!r}")
+        with self._lock:
+            self._request_hooks = (*self._request_hooks, hook)
+        return hook
+
+    def off_request(self, hook: RequestHook) -> None:
+        """Unregister a request hook; an unknown one is ignored."""
+        with self._lock:
+            self._request_hooks = tuple(h for h in self._request_hooks if h != hook)
+
+    def has_request_hooks(self) -> bool:
+        """Whether any listener asked to give requests their context (if not, there is nothing to wait for)."""
+        return bool(self._request_hooks)
+
+    def request_context(self, call_id: str) -> AbstractContextManager[dict[str, str]]:
+        """The context to make call ``call_id``'s request in, as the request hooks give it; yields the headers to send.
+
+        Enter it after emitting the call's started event, around the request only.
+        """
+        hooks = self._request_hooks
+        return request_context(hooks, call_id) if hooks else nullcontext({})
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every coroutine handler scheduled so far has finished.

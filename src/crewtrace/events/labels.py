@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["MAX_LABEL_CHARS", "OTHER", "label"]
+__all__ = ["MAX_LABEL_CHARS", "OTHER", "UNKNOWN", "label"]
 
 OTHER: Final = "_OTHER"
 """The label of every value past a cardinality cap (the GenAI conventions' fallback value)."""
+UNKNOWN: Final = "_UNKNOWN"
+"""The label of a name that is content, not a label: a tool name the model made up."""
 
 MAX_LABEL_CHARS: Final = 48
 _MAX_WORDS = 6

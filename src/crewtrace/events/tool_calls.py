@@ -46,9 +46,7 @@ class ToolCallBuffer:
         known_id, known_name, so_far = self._calls.get(index, (None, None, ""))
         entry = (id or known_id, name or known_name, so_far + arguments)
         self._calls[index] = entry
-        return ToolCall.model_construct(
-            id=entry[0], function=FunctionCall.model_construct(name=entry[1], arguments=entry[2]), index=index
-        )
+        return ToolCall(id=entry[0], function=FunctionCall(name=entry[1], arguments=entry[2]), index=index)
 
     def calls(self) -> list[ToolCall]:
         """Every call, in index order; a call whose id never came gets ``call_{index}``."""

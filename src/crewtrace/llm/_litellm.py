@@ -7,6 +7,7 @@ without a network; the bundled copy is used unless the user chose otherwise.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Any
 
@@ -52,24 +53,46 @@ for _name in _LITELLM_LOGGERS:
     logging.getLogger(_name).addFilter(_RedactKeys())
 
 
-def cost_of(model: str, usage: Any) -> float | None:
-    """USD for ``usage`` of ``model``: litellm's own figure if it attached one, else its price map."""
+def cost_of(model: str, usage: Any, provider: str | None = None) -> float | None:
+    """USD for ``usage`` of ``model``: the figure attached to it if that is a number, else litellm's prices.
+
+    ``model`` is litellm's ``provider/model`` form, or the provider's own name with ``provider`` given.
+    An attached cost that is not a finite, non-negative number (a string, a dict) is odd provider
+    data: it is set aside, with a warning, and never fails a call that arrived whole.
+    """
     if usage is None:
         return None
     cost = getattr(usage, "cost", None)
     if cost is not None:
-        return _dollars(cost)
+        attached = _dollars(cost)
+        if attached is not None:
+            return attached
+        logging.getLogger("crewtrace.llm").warning(
+            "%s: the provider's usage.cost is not a number of dollars (a %s): using litellm's prices",
+            model,
+            type(cost).__name__,
+        )
     try:
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model,
+            custom_llm_provider=provider,
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )
-    except Exception:  # an unpriced model is normal, not an error
+    except Exception:  # an unpriced model is normal, not an error; so are token counts it cannot price
         return None
     return _dollars(prompt_cost + completion_cost)
 
 
-def _dollars(cost: Any) -> float:
-    """12 significant digits: price times tokens leaves float noise (2.5499999999999997e-06) in logs and metrics."""
-    return float(f"{float(cost):.12g}")
+def _dollars(cost: Any) -> float | None:
+    """A cost as a float with 12 significant digits (price times tokens leaves float noise such as
+    2.5499999999999997e-06 in logs and metrics); None if it is not a finite, non-negative number."""
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+        return None
+    try:
+        dollars = float(cost)
+    except OverflowError:  # an int too large for a float
+        return None
+    if not math.isfinite(dollars) or dollars < 0:
+        return None
+    return float(f"{dollars:.12g}")

@@ -2,22 +2,25 @@
 
 The sync and async paths of :class:`~crewtrace.llm.LLM` share it, so both
 emit the same events with the same fields. Everything that can be decided
-once per call (attribution, event base fields, whether anyone listens to
-chunks) is decided here, before the first chunk; chunk events are built
-from already-typed values without validating them again.
+once per call (attribution, the bus and the run's sink, event base fields,
+whether anyone listens to chunks) is decided here, before the first chunk;
+each chunk event is one object shared by the bus and the run's sink.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from crewtrace.errors import LLMError, error_type_of, is_cancellation
+from crewtrace.errors import ErrorType, LLMError, is_cancellation, llm_error_type
 from crewtrace.events.base import TokenUsage
 from crewtrace.events.bus import EventBus
-from crewtrace.events.scope import current_scope
+from crewtrace.events.scope import current_scope, current_sink
 from crewtrace.events.tool_calls import ToolCall, ToolCallBuffer
 from crewtrace.events.types.llm import (
     LLMCallCompletedEvent,
@@ -28,8 +31,9 @@ from crewtrace.events.types.llm import (
 )
 from crewtrace.llm._errors import to_llm_error
 from crewtrace.llm._litellm import cost_of
-from crewtrace.redaction import error_message
+from crewtrace.redaction import error_message, redact
 
+_logger = logging.getLogger("crewtrace.llm")
 _CANCELLED_MESSAGE = "stream abandoned before it finished (break, close, garbage collection or cancellation)"
 
 
@@ -50,10 +54,14 @@ class CallSettings:
     source: object
     """Passed to handlers as the event's source (the ``LLM``)."""
     model: str
+    """litellm's name for the model (``openai/gpt-4o-mini``): what is requested and priced."""
+    request_model: str
+    """The provider's name for it (``gpt-4o-mini``): what events report."""
     provider: str | None
-    bus: EventBus
-    secrets: tuple[str, ...]
-    base_url: str | None = None
+    bus: EventBus | None
+    """``None``: the bus of the crew run the call is made in (see ``RunSink``), else the default bus."""
+    secrets: tuple[str, ...] = field(repr=False)  # a frame that prints its locals may show these settings
+    base_url: str | None = field(default=None, repr=False)  # may hold credentials
     temperature: float | None = None
     max_tokens: int | None = None
     server_address: str | None = None
@@ -81,8 +89,10 @@ class CallRecorder:
         "_base",
         "_bus",
         "_chunk_listeners",
+        "_deliver",
         "_generation",
         "_settings",
+        "_sink",
         "_source",
         "_started",
         "_tool_calls",
@@ -92,6 +102,7 @@ class CallRecorder:
         "response_id",
         "response_model",
         "result",
+        "stopped",
         "time_to_first_chunk",
         "usage",
     )
@@ -99,11 +110,16 @@ class CallRecorder:
     def __init__(self, settings: CallSettings, messages: list[dict[str, Any]], *, stream: bool) -> None:
         self._settings = settings
         self._source = settings.source
-        self._bus: EventBus = settings.bus
+        sink = current_sink()
+        self._sink = sink
+        self._bus: EventBus = sink.bus if settings.bus is None else settings.bus
+        self._deliver = sink.deliver if sink.takes_chunks else None
+        self.stopped: BaseException | None = None
+        """Why the run cut this call's stream (see :meth:`watching`), if it did."""
         self._base: dict[str, Any] = {
             **current_scope().attribution(),
             "call_id": uuid.uuid4().hex,
-            "model": settings.model,
+            "model": settings.request_model,
             "provider": settings.provider,
         }
         self.parts: list[str] = []
@@ -138,6 +154,10 @@ class CallRecorder:
         call_id: str = self._base["call_id"]
         return call_id
 
+    def request(self) -> AbstractContextManager[dict[str, str]]:
+        """The context to make this call's request in, as listeners ask (their headers to send): the request only."""
+        return self._bus.request_context(self.call_id)
+
     def on_chunk(self, raw: Any) -> str | None:
         """Take one raw stream chunk; return its text, if it has any. The hot path."""
         if self.response_id is None:
@@ -167,14 +187,21 @@ class CallRecorder:
             return None
         index = self._next_index()
         self.parts.append(text)
-        if self._listening():
-            self._bus.emit(
-                self._source,
-                LLMStreamChunkEvent.model_construct(
-                    **self._base, chunk=text, chunk_index=index, response_id=self.response_id
-                ),
-            )
+        listening = self._listening()
+        if listening or self._deliver is not None:
+            self._emit_chunk(listening, text, index, StreamChunkType.TEXT, None)
         return text
+
+    def _emit_chunk(self, listening: bool, text: str, index: int, kind: StreamChunkType, call: ToolCall | None) -> None:
+        """One event for the bus (if anyone listens) and the run's sink (if it takes chunks)."""
+        # Built through pydantic's (compiled) validation: model_construct is slower on these models.
+        event = LLMStreamChunkEvent(
+            **self._base, chunk=text, chunk_index=index, response_id=self.response_id, chunk_type=kind, tool_call=call
+        )
+        if listening:
+            self._bus.emit(self._source, event)
+        if self._deliver is not None:
+            self._deliver(event)
 
     def _listening(self) -> bool:
         """Whether anyone listens to chunks now: one int compared per chunk, handlers looked up on change."""
@@ -203,18 +230,24 @@ class CallRecorder:
                 arguments,
             )
             index = self._next_index()
-            if self._listening():
-                self._bus.emit(
-                    self._source,
-                    LLMStreamChunkEvent.model_construct(
-                        **self._base,
-                        chunk=arguments,
-                        chunk_index=index,
-                        response_id=self.response_id,
-                        chunk_type=StreamChunkType.TOOL_CALL,
-                        tool_call=call,
-                    ),
-                )
+            listening = self._listening()
+            if listening or self._deliver is not None:
+                self._emit_chunk(listening, arguments, index, StreamChunkType.TOOL_CALL, call)
+
+    @contextmanager
+    def watching(self, abort_stream: Callable[[], None]) -> Iterator[None]:
+        """While the stream is read, the run may cut it from another thread (its consumer left while the
+        model is silent): ``abort_stream`` closes the connection, :attr:`stopped` then says why."""
+
+        def abort(reason: BaseException) -> None:
+            self.stopped = reason
+            abort_stream()
+
+        unwatch = self._sink.watch(abort)
+        try:
+            yield
+        finally:
+            unwatch()
 
     def on_response(self, response: Any) -> None:
         """Take a non-streamed response."""
@@ -249,7 +282,7 @@ class CallRecorder:
         if self.result is not None:
             return self.result
         try:
-            usage = _token_usage(self.usage)
+            usage = self._usage()
             cost = cost_of(self._settings.model, self.usage)
             tool_calls = self._tool_calls.calls()
             result = CallResult(text="".join(self.parts), usage=usage, cost_usd=cost, tool_calls=tool_calls)
@@ -258,9 +291,9 @@ class CallRecorder:
                 **self._timings(),
                 response=result.text,
                 usage=usage,
-                finish_reason=self.finish_reason,
-                response_id=self.response_id,
-                response_model=self.response_model,
+                finish_reason=_text(self.finish_reason),
+                response_id=_text(self.response_id),
+                response_model=_text(self.response_model),
                 cost_usd=cost,
                 tool_calls=tool_calls,
             )
@@ -283,17 +316,17 @@ class CallRecorder:
         if self.result is not None:
             raise exc
         partial = "".join(self.parts)
-        self.result = CallResult(text=partial, usage=_token_usage(self.usage), cost_usd=None, tool_calls=[])
+        self.result = CallResult(text=partial, usage=self._usage(), cost_usd=None, tool_calls=[])
         cancelled = is_cancellation(exc)
-        secrets = self._settings.secrets
-        message = _CANCELLED_MESSAGE if cancelled else self._describe(exc)
+        error_type = llm_error_type(exc)
+        message = _CANCELLED_MESSAGE if cancelled else self._describe(exc, error_type)
         self._bus.emit(
             self._source,
             LLMCallFailedEvent(
                 **self._base,
                 **self._timings(),
                 error=message,
-                error_type=error_type_of(exc),
+                error_type=error_type,
                 partial_response=partial,
             ),
         )
@@ -305,19 +338,39 @@ class CallRecorder:
             message=message,
             partial_text=partial,
             chunks_received=self.chunk_count,
-            secrets=secrets,
+            secrets=self._settings.secrets,
         )
+        # This frame stays in the error's traceback, where anything that prints locals (capture_locals,
+        # loguru, Sentry) reads it: it must not keep the provider's exception, whose message holds the key.
+        del exc
         try:
             raise error
-        finally:  # raised while handling ``exc``: drop the implicit link to it, printed or not
+        finally:  # raised while handling the provider's exception: drop the implicit link to it, printed or not
             error.__context__ = None
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, exc: BaseException, error_type: str) -> str:
         message = error_message(exc, self._settings.secrets)
         url = self._settings.base_url
-        if url and self.chunk_count == 0 and _could_not_connect(exc) and url not in message:
-            message = f"{message} (tried {url})"
+        if url and self.chunk_count == 0 and error_type == ErrorType.CONNECTION:
+            tried = redact(url)  # the URL as given, less any credentials in it
+            if tried not in message:
+                message = f"{message} (tried {tried})"
         return message
+
+    def _usage(self) -> TokenUsage | None:
+        """The provider's usage as TokenUsage; counts that are not token counts leave it out, with a warning."""
+        usage = self.usage
+        if usage is None:
+            return None
+        reported = TokenUsage.reported(getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+        if reported is None:
+            _logger.warning(
+                "%s: the provider's usage has token counts that are not whole numbers (%s, %s): usage left out",
+                self._settings.model,
+                type(getattr(usage, "prompt_tokens", None)).__name__,
+                type(getattr(usage, "completion_tokens", None)).__name__,
+            )
+        return reported
 
     def _timings(self) -> dict[str, Any]:
         return {
@@ -327,22 +380,6 @@ class CallRecorder:
         }
 
 
-def _could_not_connect(exc: BaseException) -> bool:
-    """Whether a connection failure is in the cause chain (litellm reports a refused one as a server error)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionError) or "Connect" in type(current).__name__:
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _token_usage(usage: Any) -> TokenUsage | None:
-    if usage is None:
-        return None
-    return TokenUsage(
-        input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
-    )
+def _text(value: object) -> str | None:
+    """A text field of the provider's reply (an id, a model name, a finish reason) as text, whatever it sent."""
+    return value if value is None or isinstance(value, str) else str(value)

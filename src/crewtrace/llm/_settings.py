@@ -11,6 +11,7 @@ from numbers import Real
 from urllib.parse import urlsplit
 
 from crewtrace.errors import ConfigurationError
+from crewtrace.redaction import redact
 
 MAX_TEMPERATURE = 2.0
 """The widest range a provider accepts (OpenAI's 0-2)."""
@@ -42,12 +43,12 @@ def validated(
     if base_url is not None:
         if not isinstance(base_url, str):
             raise ConfigurationError(
-                f"base_url must be a string like 'http://127.0.0.1:8000/v1' or None, got {base_url!r}"
+                f"base_url must be a string like 'http://127.0.0.1:8000/v1' or None, got a {type(base_url).__name__}"
             )
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError(
-                f"base_url must be an http:// or https:// URL like 'http://127.0.0.1:8000/v1', got {base_url!r}"
+            raise ConfigurationError(  # the URL as written, less any credentials in it
+                f"base_url must be an http:// or https:// URL like 'http://127.0.0.1:8000/v1', got {redact(base_url)!r}"
             )
 
 

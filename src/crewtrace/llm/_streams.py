@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import socket
 import traceback
 from typing import Any
 
@@ -111,6 +112,22 @@ class ProviderStream:
         except Exception:
             _logger.debug("closing an abandoned stream failed", exc_info=True)
 
+    def abort(self) -> None:
+        """Cut the connection from any thread, so that a read waiting on a silent server returns at once.
+
+        Closing the response from another thread would leave a read blocked in ``recv`` waiting;
+        shutting the socket down wakes it. A stream whose socket cannot be reached (one that
+        litellm parses itself) is not cut: it stops at its next chunk.
+        """
+        response = getattr(getattr(self._wrapper, "completion_stream", None), "response", None)
+        network = (getattr(response, "extensions", None) or {}).get("network_stream")
+        try:
+            sock = network.get_extra_info("socket") if network is not None else None
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except Exception:  # already closed
+            _logger.debug("cutting an abandoned stream's connection failed", exc_info=True)
+
     async def aclose(self) -> None:
         try:
             await self._wrapper.aclose()
@@ -137,7 +154,7 @@ class ProviderStream:
             if reply.time_to_first_chunk is not None and self._logging.completion_start_time is None:
                 first = self._logging.start_time + datetime.timedelta(seconds=reply.time_to_first_chunk)
                 self._logging.update_completion_start_time(completion_start_time=first)
-            dumped = usage.model_dump(exclude_none=True) if hasattr(usage, "model_dump") else {}
+            dumped = usage.model_dump(exclude_none=True, warnings=False) if hasattr(usage, "model_dump") else {}
             tool_calls = [call.model_dump(exclude={"index"}) for call in reply.tool_calls]
             message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
             if tool_calls:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from crewtrace.errors import ConfigurationError
-from crewtrace.events.bus import EventBus, crewtrace_event_bus
+from crewtrace.events.bus import EventBus
 from crewtrace.llm._litellm import SKIP_MCP_GATEWAY, litellm
 from crewtrace.llm._recorder import CallRecorder, CallResult, CallSettings
 from crewtrace.llm._settings import validated
 from crewtrace.llm._streams import ProviderStream
-from crewtrace.redaction import register_secrets
+from crewtrace.redaction import provider_key, register_secrets, secrets_in_settings, secrets_in_url
 
 __all__ = ["LLM", "Messages"]
 
@@ -32,6 +31,10 @@ class LLM:
     chunk; :meth:`iter_text` and :meth:`aiter_text` always stream and hand the
     text chunks to the caller as they arrive. Token usage is taken from the
     stream itself.
+
+    ``request_model`` and ``provider`` are the model as its provider names it and the
+    provider (``gpt-4o-mini`` and ``openai`` for ``openai/gpt-4o-mini``): what its events,
+    spans and metrics report.
 
     Streams from providers that litellm serves through the OpenAI SDK
     (``openai/`` and other OpenAI-compatible ones) are read directly from the
@@ -67,12 +70,18 @@ class LLM:
         self.base_url = base_url
         self.api_key = api_key
         self.timeout = timeout
-        self.bus = crewtrace_event_bus if bus is None else bus
+        self.bus = bus
+        """Where its events go; ``None``: the bus of the crew run it is called in, else ``crewtrace_event_bus``."""
         self.litellm_kwargs = litellm_kwargs
-        self.provider = _provider_of(model, base_url)
-        # Keys to scrub from error messages: the one given, and the provider's from the environment.
-        env_key = os.environ.get(f"{self.provider.upper()}_API_KEY") if self.provider else None
-        self.secrets: tuple[str, ...] = tuple(key for key in (api_key, env_key) if key)
+        self.request_model, self.provider = _split_model(model, base_url)
+        # Secrets to scrub from everything recorded: the key given, the provider's from the environment,
+        # the credentials in the base URL and the secret-looking settings passed on to litellm.
+        env_key = provider_key(self.provider)
+        self.secrets: tuple[str, ...] = tuple(
+            secret
+            for secret in (api_key, env_key, *secrets_in_url(base_url), *secrets_in_settings(litellm_kwargs))
+            if secret
+        )
         register_secrets(self.secrets)
         self._request_key = api_key
         if api_key is None and base_url is not None and not (env_key or litellm.api_key):
@@ -90,7 +99,7 @@ class LLM:
         Without it the first call's time to first chunk includes about a second of it.
         Sends nothing over the network and reports nothing to litellm's callbacks.
         """
-        request = {**self._request([{"role": "user", "content": "warm-up"}], stream=True), "mock_response": "ok"}
+        request = {**self._request([{"role": "user", "content": "warm-up"}], {}, stream=True), "mock_response": "ok"}
         request["no-log"] = True
         for _ in litellm.completion(**request):
             pass
@@ -121,7 +130,7 @@ class LLM:
 
         Streams (chunk events as they arrive) when ``stream`` says so, or if it is ``None`` when the LLM
         was built with ``stream=True``. ``bus`` overrides the LLM's own for this call (a crew sends its
-        LLM calls to its bus).
+        agents' LLM calls to its bus).
         """
         normalised = _normalise(messages)
         streamed = self.stream if stream is None else stream
@@ -131,7 +140,9 @@ class LLM:
                 pass
         else:
             try:
-                recorder.on_response(litellm.completion(**self._request(normalised, stream=False, tools=tools)))
+                with recorder.request() as headers:
+                    response = litellm.completion(**self._request(normalised, headers, stream=False, tools=tools))
+                recorder.on_response(response)
             except BaseException as exc:
                 recorder.fail(exc)
         return recorder.completed()
@@ -153,7 +164,11 @@ class LLM:
                 pass
         else:
             try:
-                recorder.on_response(await litellm.acompletion(**self._request(normalised, stream=False, tools=tools)))
+                with recorder.request() as headers:
+                    response = await litellm.acompletion(
+                        **self._request(normalised, headers, stream=False, tools=tools)
+                    )
+                recorder.on_response(response)
             except BaseException as exc:
                 recorder.fail(exc)
         return recorder.completed()
@@ -171,21 +186,20 @@ class LLM:
             recorder = CallRecorder(self._settings(), messages, stream=True)
         stream: ProviderStream | None = None
         try:
-            stream = ProviderStream(
-                litellm.completion(**self._request(messages, stream=True, tools=tools)),
-                is_async=False,
-                model=self.model,
-            )
-            on_chunk = recorder.on_chunk
-            for raw in stream.chunks:
-                text = on_chunk(raw)
-                if text is not None:
-                    yield text
+            with recorder.request() as headers:
+                response = litellm.completion(**self._request(messages, headers, stream=True, tools=tools))
+            stream = ProviderStream(response, is_async=False, model=self.model)
+            with recorder.watching(stream.abort):
+                on_chunk = recorder.on_chunk
+                for raw in stream.chunks:
+                    text = on_chunk(raw)
+                    if text is not None:
+                        yield text
             recorder.counted(stream.finish(recorder.reply(), messages))
         except BaseException as exc:
             if stream is not None:
                 stream.close()
-                exc = stream.error(exc, received=recorder.chunk_count > 0)
+                exc = recorder.stopped or stream.error(exc, received=recorder.chunk_count > 0)
             recorder.fail(exc)
         recorder.completed()
 
@@ -199,18 +213,20 @@ class LLM:
             recorder = CallRecorder(self._settings(), messages, stream=True)
         stream: ProviderStream | None = None
         try:
-            response = await litellm.acompletion(**self._request(messages, stream=True, tools=tools))
+            with recorder.request() as headers:
+                response = await litellm.acompletion(**self._request(messages, headers, stream=True, tools=tools))
             stream = ProviderStream(response, is_async=True, model=self.model)
-            on_chunk = recorder.on_chunk
-            async for raw in stream.chunks:
-                text = on_chunk(raw)
-                if text is not None:
-                    yield text
+            with recorder.watching(stream.abort):
+                on_chunk = recorder.on_chunk
+                async for raw in stream.chunks:
+                    text = on_chunk(raw)
+                    if text is not None:
+                        yield text
             recorder.counted(await stream.afinish(recorder.reply(), messages))
         except BaseException as exc:
             if stream is not None:
                 await stream.aclose()
-                exc = stream.error(exc, received=recorder.chunk_count > 0)
+                exc = recorder.stopped or stream.error(exc, received=recorder.chunk_count > 0)
             recorder.fail(exc)
         recorder.completed()
 
@@ -218,6 +234,7 @@ class LLM:
         return CallSettings(
             source=self,
             model=self.model,
+            request_model=self.request_model,
             provider=self.provider,
             bus=self.bus if bus is None else bus,
             secrets=self.secrets,
@@ -229,9 +246,20 @@ class LLM:
         )
 
     def _request(
-        self, messages: list[dict[str, Any]], *, stream: bool, tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        headers: dict[str, str],
+        *,
+        stream: bool,
+        tools: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """litellm's arguments; ``headers`` (a listener's, e.g. W3C trace context) go with the user's ``extra_headers``.
+
+        Given to litellm rather than left to an HTTP instrumentation: its async path uses aiohttp, which none covers.
+        """
         request: dict[str, Any] = {**self.litellm_kwargs, "model": self.model, "messages": messages}
+        if headers:
+            request["extra_headers"] = {**(self.litellm_kwargs.get("extra_headers") or {}), **headers}
         if tools:
             request["tools"] = tools
             request.update(SKIP_MCP_GATEWAY)
@@ -264,15 +292,18 @@ def _normalise(messages: Messages) -> list[dict[str, Any]]:
     return normalised
 
 
-def _provider_of(model: str, base_url: str | None) -> str | None:
-    """litellm's provider for ``model``; a bare name litellm cannot place is refused here, not deep in a call."""
+def _split_model(model: str, base_url: str | None) -> tuple[str, str | None]:
+    """The model as its provider names it, and litellm's provider for it.
+
+    A bare name litellm cannot place is refused here, not deep in a call; an unknown prefix is kept as it is.
+    """
     try:
-        provider: str = litellm.get_llm_provider(model=model, api_base=base_url)[1]
+        request_model, provider = litellm.get_llm_provider(model=model, api_base=base_url)[:2]
     except Exception:
         if "/" not in model:
             hint = f"'openai/{model}' for an OpenAI-compatible server" if base_url else f"'openai/{model}'"
             raise ConfigurationError(
                 f"model {model!r} needs its provider prefix, e.g. {hint} (litellm's provider/model form)"
             ) from None
-        return None  # an unknown prefix: the call itself fails with litellm's message (and an event)
-    return provider
+        return model, None  # an unknown prefix: the call itself fails with litellm's message (and an event)
+    return str(request_model), str(provider)

@@ -8,7 +8,6 @@ from typing import Any
 from opentelemetry.trace import Span, Status, StatusCode
 
 from crewtrace.events import AgentExecutionStartedEvent, BaseEvent, ToolUsageEvent
-from crewtrace.redaction import bound, redact
 from crewtrace.telemetry import names
 
 SpanKey = tuple[str | None, ...]
@@ -86,17 +85,18 @@ def clean(text: str) -> str:
 
 
 def defined(attributes: dict[str, Any]) -> dict[str, Any]:
-    """The attributes that have a value, their strings (and strings in lists) cleaned for export."""
-    cleaned: dict[str, Any] = {}
-    for key, value in attributes.items():
-        if value is None:
-            continue
-        if isinstance(value, str):
-            value = clean(value)
-        elif isinstance(value, list):
-            value = [clean(item) if isinstance(item, str) else item for item in value]
-        cleaned[key] = value
-    return cleaned
+    """The attributes that have a value, their strings (also in lists, and in maps for log records) cleaned."""
+    return {key: _cleaned(value) for key, value in attributes.items() if value is not None}
+
+
+def _cleaned(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, list):
+        return [_cleaned(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _cleaned(item) for key, item in value.items()}
+    return value
 
 
 def mark_failed(span: Span, error_type: str, message: str, capture_content: bool) -> None:
@@ -104,11 +104,11 @@ def mark_failed(span: Span, error_type: str, message: str, capture_content: bool
 
     The message of an error can echo tool arguments or the request (a ``KeyError``
     of an argument value, a provider's validation error): it is content. With capture
-    off the status says only the error type; with capture on, the message (already
-    redacted and bounded by the emitter, and again here, as it is recorded).
+    off the status says only the error type; with capture on, the message, which the
+    failure event redacted and bounded as it was built (``FailureMixin.error``).
     """
     span.set_attribute(names.ERROR_TYPE, clean(error_type))
-    description = bound(redact(message)) if capture_content else error_type
+    description = message if capture_content else error_type
     span.set_status(Status(StatusCode.ERROR, clean(description)))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -56,23 +57,39 @@ class TrackedMetricExporter(MetricExporter):
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
-def otlp_exporters(endpoint: str, protocol: str) -> tuple[TrackedSpanExporter, TrackedMetricExporter]:
-    """OTLP span and metric exporters; ``endpoint == ""`` lets them read the ``OTEL_*`` variables."""
+def otlp_span_exporter(endpoint: str | None, protocol: str) -> TrackedSpanExporter:
+    """An OTLP span exporter; ``endpoint=None`` lets it read ``OTEL_EXPORTER_OTLP_[TRACES_]*`` itself."""
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        target = endpoint or None
-        return TrackedSpanExporter(OTLPSpanExporter(endpoint=target)), TrackedMetricExporter(
-            OTLPMetricExporter(endpoint=target)
-        )
-
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPMetricExporter
+        return TrackedSpanExporter(OTLPSpanExporter(endpoint=endpoint))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
 
-    if not endpoint:
-        return TrackedSpanExporter(HTTPSpanExporter()), TrackedMetricExporter(HTTPMetricExporter())
-    base = endpoint.rstrip("/")
-    return TrackedSpanExporter(HTTPSpanExporter(endpoint=f"{base}/v1/traces")), TrackedMetricExporter(
-        HTTPMetricExporter(endpoint=f"{base}/v1/metrics")
-    )
+    return TrackedSpanExporter(HTTPSpanExporter(endpoint=_http_url(endpoint, "traces")))
+
+
+def otlp_metric_exporter(endpoint: str | None, protocol: str) -> TrackedMetricExporter:
+    """An OTLP metric exporter; ``endpoint=None`` lets it read ``OTEL_EXPORTER_OTLP_[METRICS_]*`` itself."""
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return TrackedMetricExporter(OTLPMetricExporter(endpoint=endpoint))
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPMetricExporter
+
+    return TrackedMetricExporter(HTTPMetricExporter(endpoint=_http_url(endpoint, "metrics")))
+
+
+def _http_url(base: str | None, signal: str) -> str | None:
+    """OTLP/HTTP takes a signal's full URL; a base endpoint (the argument) gets the standard path."""
+    return None if base is None else f"{base.rstrip('/')}/v1/{signal}"
+
+
+def otlp_log_exporter(endpoint: str | None, protocol: str) -> LogRecordExporter:
+    """An OTLP log exporter (the details events); ``endpoint=None`` lets it read ``OTEL_EXPORTER_OTLP_[LOGS_]*``."""
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(endpoint=endpoint)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HTTPLogExporter
+
+    return HTTPLogExporter(endpoint=_http_url(endpoint, "logs"))

@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics import Exemplar as OtelExemplar
 from opentelemetry.sdk.metrics.export import Gauge, HistogramDataPoint, NumberDataPoint, Sum
 from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.metrics.export import Metric as OtelMetric
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import format_span_id, format_trace_id
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -31,7 +32,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from crewtrace.telemetry._prometheus_names import encodable, labels, metric_name, unit_suffix
+from crewtrace.telemetry._attributes import clean
+from crewtrace.telemetry._prometheus_names import labels, metric_name, unit_suffix
 from crewtrace.telemetry._prometheus_reader import PrometheusReader
 
 __all__ = ["DEFAULT_RESOURCE_LABELS", "PrometheusCollector"]
@@ -110,6 +112,7 @@ class PrometheusCollector(Collector):
 
     ``resource_labels`` are resource attribute keys copied onto every series (Prometheus
     joins ``target_info`` only on request, and dashboards want ``service_name`` directly).
+    ``resource`` (the meter provider's) gives ``target_info`` before anything was recorded.
     Like prometheus_client's own metrics, it registers itself in ``registry`` when given one.
     """
 
@@ -119,28 +122,37 @@ class PrometheusCollector(Collector):
         *,
         resource_labels: Sequence[str] = DEFAULT_RESOURCE_LABELS,
         registry: CollectorRegistry | None = None,
+        resource: Resource | None = None,
     ) -> None:
         self._reader = reader
         self._resource_labels = tuple(resource_labels)
+        self._resource = resource
         self._warned: set[str] = set()
         if registry is not None:
             registry.register(self)
 
+    def describe(self) -> Iterator[Metric]:
+        """What registering checks for clashes, without an SDK collection: ``target_info``.
+
+        Every collector over an SDK reader writes ``target_info`` and the same instrument
+        families, so a second one in the same registry (or a registry with its own target
+        info) is refused at ``register`` instead of writing a page Prometheus rejects.
+        """
+        yield InfoMetricFamily("target", "Target metadata", labels=[])
+
     def collect(self) -> Iterator[Metric]:
         data = self._reader.collect_metrics()
-        if data is None:
-            return
         families: dict[str, _Family] = {}
-        target: dict[str, str] = {}
-        for resource_metrics in data.resource_metrics:
+        target = labels(self._resource.attributes) if self._resource is not None else {}
+        for resource_metrics in data.resource_metrics if data is not None else ():
             resource = resource_metrics.resource.attributes
             target.update(labels(resource))
             copied = labels({k: resource[k] for k in self._resource_labels if k in resource})
             for scope_metrics in resource_metrics.scope_metrics:
                 scope = scope_metrics.scope
-                base = {**copied, "otel_scope_name": encodable(scope.name)}
+                base = {**copied, "otel_scope_name": clean(scope.name)}
                 if scope.version:
-                    base["otel_scope_version"] = encodable(scope.version)
+                    base["otel_scope_version"] = clean(scope.version)
                 for metric in scope_metrics.metrics:
                     self._add(families, metric, base)
         if target:
@@ -169,7 +181,7 @@ class PrometheusCollector(Collector):
         if family is None:
             # HELP names the OpenTelemetry instrument when it has no description (promtool wants HELP).
             help_text = metric.description or f"OpenTelemetry {metric.name} ({metric.unit or 'no unit'})"
-            family = families[key] = _Family(kind, name, unit, encodable(help_text))
+            family = families[key] = _Family(kind, name, unit, clean(help_text))
         elif family.kind != kind:
             self._warn_once(key, f"{metric.name} is a {kind} but {key} is already a {family.kind}: skipped")
             return

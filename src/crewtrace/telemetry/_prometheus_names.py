@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from crewtrace.telemetry._attributes import clean
+
 # OpenTelemetry unit -> Prometheus name suffix (as the OTel exporter and the Collector map them).
 _UNITS = {
     "d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds",
@@ -24,9 +26,6 @@ _PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"
 _ANNOTATION = re.compile(r"\{[^}]*\}")  # UCUM annotations such as {token} carry no unit
 _BAD_NAME_RUN = re.compile(r"[^a-zA-Z0-9:]+")  # runs of invalid chars (and '_') become one '_'
 _BAD_LABEL_RUN = re.compile(r"[^a-zA-Z0-9]+")  # label names may not contain ':'
-_SURROGATE = re.compile("[\ud800-\udfff]")  # the only code points a str holds that UTF-8 cannot encode
-REPLACEMENT = "\ufffd"
-"""What stands in for a character the exposition format cannot carry."""
 
 
 def metric_name(name: str) -> str:
@@ -51,21 +50,9 @@ def unit_suffix(unit: str) -> str:
     return metric_name(unit).strip("_")
 
 
-def encodable(text: str) -> str:
-    """``text`` with every character UTF-8 cannot encode (a lone surrogate) replaced.
-
-    prometheus_client encodes the whole page at once: one such character in one
-    label value would otherwise turn every scrape into an HTTP 500.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub(REPLACEMENT, text)
-    return text
-
-
 def label_value(value: Any) -> str:
-    return encodable(value if isinstance(value, str) else json.dumps(value, default=str))
+    """A label value as text prometheus_client can encode (one bad character would fail every scrape)."""
+    return clean(value if isinstance(value, str) else json.dumps(value, default=str))
 
 
 def labels(attributes: Mapping[str, Any] | None) -> dict[str, str]:

@@ -12,7 +12,13 @@ Every span, whatever its kind, has one lifecycle: :meth:`OTelBridge._start`
 opens it and keeps one record in one store; :meth:`OTelBridge._end` (on the
 ending event) or :meth:`OTelBridge.close` (when the bridge stops first) ends it
 through :meth:`OTelBridge._finish`, which runs the kind's hook (the metrics of
-a call or a tool), marks failures and ends the span.
+a run, an agent, a call or a tool), marks failures and ends the span. Flow runs,
+flow methods and steps (what CrewAI applications add) go through it too, their
+spans described in ``_steps``.
+
+Among other GenAI instrumentations the bridge owns the chat span of each call it
+records: it gives the request of that call its context (``_requests``) through the
+bus's request hooks. Inside ``suppress_instrumentation()`` it records nothing.
 """
 
 from __future__ import annotations
@@ -21,14 +27,18 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry._logs import LoggerProvider
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import SpanLimits
-from opentelemetry.trace import Span, SpanKind, TracerProvider
+from opentelemetry.trace import SpanContext, SpanKind, TracerProvider
+from opentelemetry.util.genai.invocation import InferenceData
+from opentelemetry.util.genai.types import ContentCapturingMode
 
 from crewtrace._version import __version__
 from crewtrace.errors import ConfigurationError, ErrorType
@@ -44,7 +54,6 @@ from crewtrace.events import (
     EventBus,
     FailureMixin,
     FlowStartedEvent,
-    GuardrailCompletedEvent,
     GuardrailStartedEvent,
     LLMCallCompletedEvent,
     LLMCallFailedEvent,
@@ -57,6 +66,7 @@ from crewtrace.events import (
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
+from crewtrace.events.labels import UNKNOWN
 from crewtrace.telemetry import _settings, names
 from crewtrace.telemetry._attributes import (
     SpanKey,
@@ -75,7 +85,11 @@ from crewtrace.telemetry._attributes import (
     tool_key,
 )
 from crewtrace.telemetry._chunks import ChunkTimeline
+from crewtrace.telemetry._details import DetailsEvents
+from crewtrace.telemetry._finish import FinishHooks
 from crewtrace.telemetry._labels import LabelCaps
+from crewtrace.telemetry._records import Ending, OpenSpan
+from crewtrace.telemetry._requests import published, request_context
 from crewtrace.telemetry._steps import ENDS, STARTS
 from crewtrace.telemetry.instruments import create_instruments
 
@@ -83,31 +97,7 @@ __all__ = ["OTelBridge"]
 
 _SCOPE_NAME = "crewtrace"
 _CLOSED = "telemetry was shut down while this was still running"
-
-
-@dataclass(frozen=True, slots=True)
-class _Ending:
-    """How an open span ends: its ending event, or the bridge closing first (``event`` is None)."""
-
-    end_ns: int
-    duration_s: float
-    error_type: str | None = None
-    message: str = ""
-    event: BaseEvent | None = None
-
-
-@dataclass(slots=True)
-class _Open:
-    """One open span, whatever its kind, between its start and its end."""
-
-    span: Span
-    name: str
-    start_ns: int
-    finish: Callable[[_Open, _Ending], None] | None = None
-    """The kind's hook, run as the span ends: the metrics of a call or a tool."""
-    metric_attributes: dict[str, Any] = field(default_factory=dict)
-    timeline: ChunkTimeline | None = None
-    """A streamed call's chunks."""
+_SPAN_CONTENT = frozenset({ContentCapturingMode.SPAN_ONLY, ContentCapturingMode.SPAN_AND_EVENT})
 
 
 class OTelBridge(BaseEventListener):
@@ -116,11 +106,15 @@ class OTelBridge(BaseEventListener):
     Args:
         tracer_provider: defaults to the global one.
         meter_provider: defaults to the global one.
-        capture_content: record prompts, completions, chunk text, tool arguments
-            and results, and error messages. ``True`` or ``False``; ``None`` (the
-            default) reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``,
-            on only for an explicit true (``true``, ``1``, ``yes``, ``on``,
-            ``SPAN_ONLY``, ``SPAN_AND_EVENT``).
+        capture_content: where prompts, completions, chunk text, tool arguments
+            and results, and error messages go: a ``ContentCapturingMode``
+            (``NO_CONTENT``, ``SPAN_ONLY``, ``EVENT_ONLY``: in each call's
+            ``gen_ai.client.inference.operation.details`` event only,
+            ``SPAN_AND_EVENT``), ``True`` (``SPAN_ONLY``) or ``False``; ``None``
+            (the default) reads ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``
+            (a mode's name, or ``true``/``false``). The details event is emitted under
+            the modes with events, or when ``OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT=true``.
+        logger_provider: where the details events go; defaults to the global one.
         max_chunk_events: span events per chat span for its chunks (first,
             last, and coalesced groups between); never more than the span event
             limit (``OTEL_SPAN_EVENT_COUNT_LIMIT``, 128 by default) allows.
@@ -137,10 +131,11 @@ class OTelBridge(BaseEventListener):
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         *,
-        capture_content: bool | None = None,
+        capture_content: bool | ContentCapturingMode | None = None,
         max_chunk_events: int = 64,
         max_label_values: int = 100,
         bus: EventBus | None = None,
+        logger_provider: LoggerProvider | None = None,
     ) -> None:
         if max_chunk_events < 3:
             raise ConfigurationError(
@@ -148,7 +143,10 @@ class OTelBridge(BaseEventListener):
             )
         if max_label_values < 1:
             raise ConfigurationError(f"max_label_values must be at least 1, got {max_label_values}")
-        self.capture_content = _settings.capture_content(capture_content)
+        self.capture_mode = _settings.capture_mode(capture_content)
+        self.capture_content = self.capture_mode in _SPAN_CONTENT
+        """Whether content goes on spans."""
+        self._details = DetailsEvents(self.capture_mode, logger_provider, _SCOPE_NAME)
         span_event_limit = SpanLimits().max_events  # the SDK evicts the oldest events past it: the first chunk's
         self._max_chunk_events = (
             max_chunk_events if span_event_limit is None else min(max_chunk_events, span_event_limit)
@@ -157,14 +155,16 @@ class OTelBridge(BaseEventListener):
         meter = metrics.get_meter(_SCOPE_NAME, __version__, meter_provider=meter_provider)
         self._instruments = create_instruments(meter)
         self._labels = LabelCaps(max_label_values)
-        self._open: dict[SpanKey, _Open] = {}
-        self._streams: dict[str, _Open] = {}  # the open streamed calls by call id: a chunk's one lookup
+        self._hooks = FinishHooks(self._instruments, self._labels, self._details)
+        self._open: dict[SpanKey, OpenSpan] = {}
+        self._streams: dict[str, OpenSpan] = {}  # the open streamed calls by call id: a chunk's one lookup
         self._lock = threading.Lock()
-        self._step_hooks: dict[type[BaseEvent], Callable[[_Open, _Ending], None]] = {
-            FlowStartedEvent: self._flow_finished,
-            GuardrailStartedEvent: self._guardrail_finished,
+        self._step_hooks: dict[type[BaseEvent], Callable[[OpenSpan, Ending], None]] = {
+            FlowStartedEvent: self._hooks.workflow,
+            GuardrailStartedEvent: self._hooks.guardrail,
         }
         super().__init__(bus)
+        self.bus.on_request(self._request_context)
 
     def setup_listeners(self, crewtrace_event_bus: EventBus) -> None:
         on = crewtrace_event_bus.register_handler
@@ -194,6 +194,11 @@ class OTelBridge(BaseEventListener):
         with self._lock:
             return tuple(opened.name for opened in self._open.values())
 
+    def span_context(self, call_id: str) -> SpanContext | None:
+        """The chat span of an LLM call while it is open (to link a log line or a record to its trace)."""
+        record = self._open.get(call_key(call_id))
+        return record.span.get_span_context() if record is not None else None
+
     def label_value_counts(self) -> dict[str, int]:
         """Distinct values each capped metric label (and the attribution labels' combinations) holds so far."""
         return self._labels.counts()
@@ -203,6 +208,7 @@ class OTelBridge(BaseEventListener):
 
         A run cut off this way says so up to its workflow span: ERROR status and the same ``error.type``.
         """
+        self.bus.off_request(self._request_context)
         super().close()
         with self._lock:
             opened, self._open = self._open, {}
@@ -210,7 +216,7 @@ class OTelBridge(BaseEventListener):
         now = time.time_ns()
         for record in reversed(opened.values()):
             duration = max(0, now - record.start_ns) / 1e9
-            self._finish(record, _Ending(now, duration, ErrorType.BRIDGE_CLOSED, _CLOSED))
+            self._finish(record, Ending(now, duration, ErrorType.BRIDGE_CLOSED, _CLOSED))
 
     # -- the one span lifecycle ----------------------------------------------------
 
@@ -223,11 +229,16 @@ class OTelBridge(BaseEventListener):
         attributes: dict[str, Any],
         *,
         kind: SpanKind = SpanKind.INTERNAL,
-        finish: Callable[[_Open, _Ending], None] | None = None,
+        finish: Callable[[OpenSpan, Ending], None] | None = None,
         metric_attributes: dict[str, Any] | None = None,
         timeline: ChunkTimeline | None = None,
-    ) -> _Open:
-        """Open a span under the first of ``parents`` that is open (else the emitter's context) and keep it."""
+    ) -> OpenSpan | None:
+        """Open a span under the first of ``parents`` that is open (else the emitter's context) and keep it.
+
+        Inside ``suppress_instrumentation()`` nothing is opened (``None``): its ending event finds no span.
+        """
+        if not is_instrumentation_enabled():
+            return None
         name = clean(name)
         span = self._tracer.start_span(
             name,
@@ -236,7 +247,7 @@ class OTelBridge(BaseEventListener):
             attributes=defined(attributes),
             start_time=event.timestamp_ns,
         )
-        record = _Open(span, name, event.timestamp_ns, finish, metric_attributes or {}, timeline)
+        record = OpenSpan(span, name, event.timestamp_ns, finish, metric_attributes or {}, timeline)
         with self._lock:
             self._open[key] = record
         return record
@@ -255,7 +266,7 @@ class OTelBridge(BaseEventListener):
         failure = event if isinstance(event, FailureMixin) else None
         self._finish(
             record,
-            _Ending(
+            Ending(
                 event.timestamp_ns,
                 duration,
                 failure.error_type if failure else None,
@@ -264,7 +275,7 @@ class OTelBridge(BaseEventListener):
             ),
         )
 
-    def _finish(self, record: _Open, ending: _Ending) -> None:
+    def _finish(self, record: OpenSpan, ending: Ending) -> None:
         span = record.span
         if record.finish is not None:
             record.finish(record, ending)
@@ -284,8 +295,16 @@ class OTelBridge(BaseEventListener):
 
     def _on_crew_started(self, source: Any, event: CrewKickoffStartedEvent) -> None:
         attributes = {names.OPERATION_NAME: names.OP_INVOKE_WORKFLOW, **attribution(event)}
-        name = f"{names.OP_INVOKE_WORKFLOW} {event.crew_name}"
-        self._start(run_key(event), enclosing(event), name, event, attributes)
+        metric_attributes = {names.OPERATION_NAME: names.OP_INVOKE_WORKFLOW, **self._labels.attribution(event)}
+        self._start(
+            run_key(event),
+            enclosing(event),
+            f"{names.OP_INVOKE_WORKFLOW} {event.crew_name}",
+            event,
+            attributes,
+            finish=self._hooks.workflow,
+            metric_attributes=metric_attributes,
+        )
 
     def _on_crew_ended(self, source: Any, event: CrewKickoffCompletedEvent | CrewKickoffFailedEvent) -> None:
         self._end(run_key(event), event)
@@ -302,39 +321,61 @@ class OTelBridge(BaseEventListener):
         self._end(task_key(event), event, {names.TASK_OUTPUT: output})
 
     def _on_agent_started(self, source: Any, event: AgentExecutionStartedEvent) -> None:
-        attributes = {names.OPERATION_NAME: names.OP_INVOKE_AGENT, **attribution(event)}
+        attributes = {
+            names.OPERATION_NAME: names.OP_INVOKE_AGENT,
+            **attribution(event),
+            names.PROVIDER_NAME: event.provider,
+            names.REQUEST_MODEL: event.model,
+        }
+        metric_attributes = {
+            names.OPERATION_NAME: names.OP_INVOKE_AGENT,
+            **self._labels.attribution(event),
+            **self._model_labels(event.model, event.provider),
+        }
         name = f"{names.OP_INVOKE_AGENT} {event.agent_role}"
         parents = enclosing(event)
-        if event.parent_tool_call_id is not None:
+        if event.parent_tool_call_id is not None:  # a coworker: under the tool call that delegated to it
             parents = (delegating_tool_key(event), *parents)
-        self._start(agent_key(event), parents, name, event, attributes)
+        self._start(
+            agent_key(event),
+            parents,
+            name,
+            event,
+            attributes,
+            finish=self._hooks.agent,
+            metric_attributes=metric_attributes,
+        )
 
     def _on_agent_ended(self, source: Any, event: AgentExecutionCompletedEvent | AgentExecutionErrorEvent) -> None:
         self._end(agent_key(event), event)
 
     def _on_tool_started(self, source: Any, event: ToolUsageStartedEvent) -> None:
+        # A name the model made up is content (any length, any characters): labelled _UNKNOWN, outside the cap.
+        tool_name = event.tool_name if event.declared else UNKNOWN
         attributes = {
             names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
             **attribution(event),
-            names.TOOL_NAME: event.tool_name,
+            names.TOOL_NAME: tool_name,
             names.TOOL_CALL_ID: event.tool_call_id,
             names.TOOL_TYPE: event.tool_type,
         }
         if self.capture_content:
             attributes[names.TOOL_CALL_ARGUMENTS] = event.arguments
+            if not event.declared:
+                attributes[names.TOOL_REQUESTED_NAME] = event.tool_name
         metric_attributes = {
             names.OPERATION_NAME: names.OP_EXECUTE_TOOL,
             **self._labels.attribution(event),
-            names.TOOL_NAME: self._labels.capped(names.TOOL_NAME, event.tool_name),
+            names.TOOL_NAME: self._labels.capped(names.TOOL_NAME, tool_name) if event.declared else UNKNOWN,
         }
-        name = f"{names.OP_EXECUTE_TOOL} {event.tool_name}"
+        name = f"{names.OP_EXECUTE_TOOL} {tool_name}"
         self._start(
             tool_key(event),
             enclosing(event),
             name,
             event,
             attributes,
-            finish=self._tool_finished,
+            finish=self._hooks.tool,
             metric_attributes=metric_attributes,
         )
 
@@ -342,23 +383,21 @@ class OTelBridge(BaseEventListener):
         output = event.output if self.capture_content and isinstance(event, ToolUsageFinishedEvent) else None
         self._end(tool_key(event), event, {names.TOOL_CALL_RESULT: output})
 
-    def _tool_finished(self, record: _Open, ending: _Ending) -> None:
-        """A tool call's metrics: counted, failures counted, timed."""
-        attributes = self._with_error(record.metric_attributes, ending)
-        context = trace.set_span_in_context(record.span)
-        instruments = self._instruments
-        instruments.tool_calls.add(1, attributes)
-        if ending.error_type is not None:
-            instruments.tool_errors.add(1, attributes)
-        instruments.tool_duration.record(ending.duration_s, attributes, context)
-
     # -- flows, methods and steps ------------------------------------------------------
 
     def _on_span_started(self, source: Any, event: BaseEvent) -> None:
-        """A flow run, flow method or step starting (its span from ``_steps.STARTS``)."""
+        """A flow run, a flow method or a step starting (its span from ``_steps.STARTS``)."""
         start = STARTS[type(event)](event, self.capture_content)
         finish = self._step_hooks.get(type(event))
-        metric_attributes = self._labels.attribution(event) if finish is not None else None
+        metric_attributes = None
+        if isinstance(event, FlowStartedEvent):  # a workflow's duration, by its name as the conventions ask
+            metric_attributes = {
+                names.OPERATION_NAME: names.OP_INVOKE_WORKFLOW,
+                **self._labels.attribution(event),
+                names.WORKFLOW_NAME: self._labels.capped(names.WORKFLOW_NAME, event.flow_name or "flow"),
+            }
+        elif finish is not None:
+            metric_attributes = self._labels.attribution(event)
         self._start(
             start.key,
             start.parents,
@@ -373,21 +412,10 @@ class OTelBridge(BaseEventListener):
         key, attributes = ENDS[type(event)](event, self.capture_content)
         self._end(key, event, attributes)
 
-    def _flow_finished(self, record: _Open, ending: _Ending) -> None:
-        """A flow run's duration, labelled by flow name (and error type)."""
-        attributes = self._with_error(record.metric_attributes, ending)
-        context = trace.set_span_in_context(record.span)
-        self._instruments.flow_duration.record(ending.duration_s, attributes, context)
-
-    def _guardrail_finished(self, record: _Open, ending: _Ending) -> None:
-        """A rejection counted by agent and task."""
-        event = ending.event
-        if isinstance(event, GuardrailCompletedEvent) and not event.passed:
-            self._instruments.guardrail_rejections.add(1, record.metric_attributes)
-
     # -- LLM calls -----------------------------------------------------------------
 
     def _on_call_started(self, source: Any, event: LLMCallStartedEvent) -> None:
+        # Sampling-relevant ones (operation, provider, request model, server) are given at the start.
         attributes = {
             **attribution(event),
             names.OPERATION_NAME: names.OP_CHAT,
@@ -399,12 +427,16 @@ class OTelBridge(BaseEventListener):
             names.SERVER_ADDRESS: event.server_address,
             names.SERVER_PORT: event.server_port,
         }
+        details = None
+        if self._details.enabled:
+            details = dict(attributes)
+            if self._details.content:
+                details[names.INPUT_MESSAGES] = input_messages(event.messages)
         if self.capture_content:
             attributes[names.INPUT_MESSAGES] = json.dumps(input_messages(event.messages))
         metric_attributes = {
             names.OPERATION_NAME: names.OP_CHAT,
-            names.PROVIDER_NAME: clean(event.provider or "unknown"),
-            names.REQUEST_MODEL: self._labels.capped(names.REQUEST_MODEL, event.model),
+            **self._model_labels(event.model, event.provider or "unknown"),
             **self._labels.attribution(event),
         }
         timeline = None
@@ -412,7 +444,6 @@ class OTelBridge(BaseEventListener):
             timeline = ChunkTimeline(
                 event.timestamp_ns, max_events=self._max_chunk_events, capture_text=self.capture_content
             )
-            self._instruments.stream_active.add(1, metric_attributes)
         record = self._start(
             call_key(event.call_id),
             enclosing(event),
@@ -420,12 +451,23 @@ class OTelBridge(BaseEventListener):
             event,
             attributes,
             kind=SpanKind.CLIENT,
-            finish=self._call_finished,
+            finish=self._hooks.call,
             metric_attributes=metric_attributes,
             timeline=timeline,
         )
-        if timeline is not None:
-            self._streams[event.call_id] = record
+        if record is not None:
+            record.details = details
+            if timeline is not None:
+                self._instruments.stream_active.add(1, metric_attributes)
+                self._streams[event.call_id] = record
+
+    def _request_context(self, call_id: str) -> AbstractContextManager[dict[str, str]] | None:
+        """The bus's request hook: a recorded call's request runs in its chat span's context (``_requests``)."""
+        record = self._open.get(call_key(call_id))
+        if record is None:
+            return None
+        record.inference = InferenceData()
+        return request_context(record.span, record.inference)
 
     def _on_chunk(self, source: Any, event: LLMStreamChunkEvent) -> None:
         """The per-chunk path: one lookup, the timeline's bookkeeping, and a batch of gaps recorded now and then."""
@@ -433,11 +475,14 @@ class OTelBridge(BaseEventListener):
         if record is not None:
             timeline = record.timeline
             if timeline is not None and timeline.add(event.timestamp_ns, event.chunk, event.chunk_type):
-                self._record_gaps(timeline, record.metric_attributes)
+                self._hooks.record_gaps(timeline, record.metric_attributes)
 
     def _on_call_ended(self, source: Any, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:
         self._streams.pop(event.call_id, None)
-        attributes = None
+        record = self._open.get(call_key(event.call_id))
+        if record is None:
+            return
+        attributes: dict[str, Any] = {}
         if isinstance(event, LLMCallCompletedEvent):
             usage = event.usage
             attributes = {
@@ -447,55 +492,23 @@ class OTelBridge(BaseEventListener):
                 names.USAGE_INPUT_TOKENS: usage.input_tokens if usage else None,
                 names.USAGE_OUTPUT_TOKENS: usage.output_tokens if usage else None,
             }
-            if self.capture_content:
-                attributes[names.OUTPUT_MESSAGES] = json.dumps(output_messages(event.response, event.finish_reason))
+        # What nested instrumentations published fills what crewtrace does not know; its own values win.
+        for key, value in published(record.inference).items():
+            if attributes.get(key) is None:
+                attributes[key] = value
+        if record.details is not None:
+            record.details.update(attributes)
+            if self._details.content and isinstance(event, LLMCallCompletedEvent):
+                record.details[names.OUTPUT_MESSAGES] = output_messages(event.response, event.finish_reason)
+        if self.capture_content and isinstance(event, LLMCallCompletedEvent):
+            attributes[names.OUTPUT_MESSAGES] = json.dumps(output_messages(event.response, event.finish_reason))
         self._end(call_key(event.call_id), event, attributes)
 
-    def _call_finished(self, record: _Open, ending: _Ending) -> None:
-        """A call's metrics, all in one place, and its chunk events and counts on the span."""
-        span = record.span
-        attributes = self._with_error(record.metric_attributes, ending)
-        context = trace.set_span_in_context(span)
-        instruments = self._instruments
-        event = ending.event
-        if isinstance(event, LLMCallCompletedEvent):
-            usage = event.usage
-            if usage is not None:
-                instruments.token_usage.record(
-                    usage.input_tokens, {**attributes, names.TOKEN_TYPE: names.TOKEN_TYPE_INPUT}, context
-                )
-                instruments.token_usage.record(
-                    usage.output_tokens, {**attributes, names.TOKEN_TYPE: names.TOKEN_TYPE_OUTPUT}, context
-                )
-            if event.cost_usd is not None:
-                instruments.usage_cost.record(event.cost_usd, attributes, context)
-        instruments.operation_duration.record(ending.duration_s, attributes, context)
-        timeline = record.timeline
-        if timeline is None:
-            return
-        chunk_count = event.chunk_count if isinstance(event, (LLMCallCompletedEvent, LLMCallFailedEvent)) else None
-        if chunk_count is None:
-            chunk_count = timeline.count
-        span.set_attribute(names.STREAM_CHUNK_COUNT, chunk_count)
-        ttfc = getattr(event, "time_to_first_chunk_s", None)
-        if ttfc is not None:
-            span.set_attribute(names.RESPONSE_TIME_TO_FIRST_CHUNK, ttfc)
-            instruments.time_to_first_chunk.record(ttfc, attributes, context)
-        for event_attributes, timestamp in timeline.events():
-            span.add_event(names.CHUNK_EVENT, event_attributes, timestamp=timestamp)
-        self._record_gaps(timeline, attributes)
-        if chunk_count:
-            instruments.stream_chunks.add(chunk_count, attributes)
-        instruments.stream_active.add(-1, record.metric_attributes)
-
-    def _with_error(self, attributes: dict[str, Any], ending: _Ending) -> dict[str, Any]:
-        if ending.error_type is None:
-            return attributes
-        return {**attributes, names.ERROR_TYPE: self._labels.capped(names.ERROR_TYPE, ending.error_type)}
-
-    def _record_gaps(self, timeline: ChunkTimeline, attributes: dict[str, Any]) -> None:
-        """time_per_output_chunk, one point per gap, recorded in batches: memory stays bounded."""
-        # No span context: an exemplar per chunk gap would cost more than it tells.
-        record = self._instruments.time_per_output_chunk.record
-        for gap in timeline.take_gaps():
-            record(gap, attributes)
+    def _model_labels(self, model: str | None, provider: str | None) -> dict[str, str]:
+        """The model and provider as metric labels (the model capped), where known."""
+        labels = {}
+        if provider is not None:
+            labels[names.PROVIDER_NAME] = clean(provider)
+        if model is not None:
+            labels[names.REQUEST_MODEL] = self._labels.capped(names.REQUEST_MODEL, model)
+        return labels

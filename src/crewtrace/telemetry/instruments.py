@@ -16,11 +16,12 @@ _DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12,
 _TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
-# Per-chunk gaps (and most tool calls) are far below the call-duration buckets: add sub-10 ms ones.
+# Per-chunk gaps are far below the call-duration buckets: add sub-10 ms ones.
 _CHUNK_GAP_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, *_DURATION_BUCKETS)
-# A flow runs crews end to end: the GenAI conventions' workflow buckets.
-_FLOW_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _COST_BUCKETS = (0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+_WORKFLOW_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+_AGENT_BUCKETS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2, 102.4, 204.8, 409.6)
+_TOOL_BUCKETS = _DURATION_BUCKETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,9 @@ class Instruments:
     usage_cost: Histogram
     tool_calls: Counter
     tool_errors: Counter
-    tool_duration: Histogram
-    flow_duration: Histogram
+    execute_tool_duration: Histogram
+    invoke_agent_duration: Histogram
+    workflow_duration: Histogram
     guardrail_rejections: Counter
 
 
@@ -85,17 +87,23 @@ def create_instruments(meter: Meter) -> Instruments:
             unit="{call}",
             description="Tool calls that failed (their error went back to the model).",
         ),
-        tool_duration=meter.create_histogram(
-            names.METRIC_TOOL_DURATION,
+        execute_tool_duration=meter.create_histogram(
+            names.METRIC_EXECUTE_TOOL_DURATION,
             unit="s",
-            description="Duration of tool calls.",
-            explicit_bucket_boundaries_advisory=list(_CHUNK_GAP_BUCKETS),
+            description="The duration of a single tool execution.",
+            explicit_bucket_boundaries_advisory=list(_TOOL_BUCKETS),
         ),
-        flow_duration=meter.create_histogram(
-            names.METRIC_FLOW_DURATION,
+        invoke_agent_duration=meter.create_histogram(
+            names.METRIC_INVOKE_AGENT_DURATION,
             unit="s",
-            description="Duration of flow runs (CrewAI's Flow.kickoff), paused and failed ones included.",
-            explicit_bucket_boundaries_advisory=list(_FLOW_BUCKETS),
+            description="The end-to-end duration of a single agent invocation.",
+            explicit_bucket_boundaries_advisory=list(_AGENT_BUCKETS),
+        ),
+        workflow_duration=meter.create_histogram(
+            names.METRIC_WORKFLOW_DURATION,
+            unit="s",
+            description="GenAI workflow duration: one crew run, or one flow run.",
+            explicit_bucket_boundaries_advisory=list(_WORKFLOW_BUCKETS),
         ),
         guardrail_rejections=meter.create_counter(
             names.METRIC_GUARDRAIL_REJECTIONS,

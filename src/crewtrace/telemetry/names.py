@@ -1,4 +1,4 @@
-"""Every span name, attribute key and metric name the bridge writes, in one place.
+"""Every span name, attribute key, metric name and context key the bridge writes, in one place.
 
 GenAI semantic-convention names come from ``opentelemetry-semantic-conventions``
 (its ``_incubating`` modules are where the package publishes the GenAI names, which
@@ -14,6 +14,11 @@ from typing import Final
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GenAI
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as GenAIMetrics
 from opentelemetry.semconv.attributes import error_attributes, server_attributes, service_attributes
+from opentelemetry.util.genai.environment_variables import (
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT,
+    OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT,
+)
+from opentelemetry.util.genai.invocation import CLIENT_INFERENCE_CONTEXT_KEY
 
 # Operations (span name prefixes and gen_ai.operation.name values).
 OP_CHAT: Final = GenAI.GenAiOperationNameValues.CHAT.value
@@ -68,6 +73,8 @@ TASK_NAME: Final = "crewtrace.task.name"
 TASK_ID: Final = "crewtrace.task.id"
 TASK_DESCRIPTION: Final = "crewtrace.task.description"  # content: opt-in
 TASK_OUTPUT: Final = "crewtrace.task.output"  # content: opt-in
+TOOL_REQUESTED_NAME: Final = "crewtrace.tool.requested_name"  # content: opt-in
+"""A tool name the model asked for that is not one of the agent's tools (``gen_ai.tool.name`` says ``_UNKNOWN``)."""
 STREAM_CHUNK_COUNT: Final = "crewtrace.stream.chunk_count"
 """Exact number of chunks a call received, whatever the chunk events were coalesced into."""
 FLOW_NAME: Final = "crewtrace.flow.name"
@@ -109,7 +116,7 @@ ATTRIBUTION: Final = (
     AttributionKey("flow_run_id", FLOW_RUN_ID, None, "flow_run_id"),
     AttributionKey("flow_method", FLOW_METHOD, FLOW_METHOD, "flow_method"),
     AttributionKey("run_id", RUN_ID, None, "run_id"),
-    AttributionKey("crew_name", WORKFLOW_NAME, None, "crew"),
+    AttributionKey("crew_name", WORKFLOW_NAME, WORKFLOW_NAME, "crew"),
     AttributionKey("task_id", TASK_ID, None, "task_id"),
     AttributionKey("task_name", TASK_NAME, TASK_NAME, "task"),
     AttributionKey("agent_id", AGENT_ID, None, "agent_id"),
@@ -144,10 +151,25 @@ other GenAI instrumentations already record cost under this name, so their dashb
 read one Prometheus series, ``gen_ai_usage_cost_USD``. Should the conventions define a cost, follow them."""
 METRIC_TOOL_CALLS: Final = "crewtrace.tool.calls"
 METRIC_TOOL_ERRORS: Final = "crewtrace.tool.errors"
-METRIC_TOOL_DURATION: Final = "crewtrace.tool.duration"
-METRIC_FLOW_DURATION: Final = "crewtrace.flow.duration"
+# The conventions define these three (semantic-conventions-genai's model/gen-ai/metrics.yaml); the
+# semantic-conventions package has no constants for them yet. opentelemetry-util-genai 1.3b0 calls the
+# first gen_ai.invoke_workflow.duration; the conventions say gen_ai.workflow.duration.
+METRIC_WORKFLOW_DURATION: Final = "gen_ai.workflow.duration"
+METRIC_INVOKE_AGENT_DURATION: Final = "gen_ai.invoke_agent.duration"
+METRIC_EXECUTE_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
 METRIC_GUARDRAIL_REJECTIONS: Final = "crewtrace.guardrail.rejections"
+
+# Events (the OpenTelemetry Logs API).
+INFERENCE_DETAILS_EVENT: Final = "gen_ai.client.inference.operation.details"
+"""Opt-in: one per call, its request and response (and, as the capture mode says, its messages)."""
+
+# Context keys that make nested GenAI instrumentations stand down around a request crewtrace records.
+INFERENCE_CONTEXT_KEY: Final = CLIENT_INFERENCE_CONTEXT_KEY
+"""opentelemetry-util-genai's: an outer inference's data; a nested one records nothing and publishes into it."""
+OPENLLMETRY_SUPPRESS_KEY: Final = "suppress_language_model_instrumentation"
+"""OpenLLMetry's (traceloop's ``SUPPRESS_LANGUAGE_MODEL_INSTRUMENTATION_KEY``): its LLM instrumentations skip."""
 
 # Logging and environment.
 USAGE_LOGGER: Final = "crewtrace.usage"
-ENV_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ENV_CAPTURE_CONTENT: Final = OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+ENV_EMIT_EVENT: Final = OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT

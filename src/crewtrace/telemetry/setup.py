@@ -9,15 +9,15 @@ providers the application already set are left alone.
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from opentelemetry import metrics, trace
@@ -25,6 +25,8 @@ from opentelemetry import metrics, trace
 # No public way to ask whether a global meter provider was set: the API's placeholder is this private
 # class (the trace API exports its twin, ProxyTracerProvider). This is crewtrace's one import of it.
 from opentelemetry.metrics._internal import _ProxyMeterProvider
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.environment_variables import (
     OTEL_BSP_EXPORT_TIMEOUT,
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
@@ -32,7 +34,6 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_BSP_SCHEDULE_DELAY,
     OTEL_METRIC_EXPORT_INTERVAL,
     OTEL_METRIC_EXPORT_TIMEOUT,
-    OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED,
 )
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricExporter, MetricReader
@@ -42,14 +43,21 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from prometheus_client import CollectorRegistry
 
+from crewtrace.errors import MetricsServerError
 from crewtrace.events import EventBus
-from crewtrace.telemetry import _log_filter, _settings, names
-from crewtrace.telemetry._exporters import TrackedMetricExporter, TrackedSpanExporter, otlp_exporters
+from crewtrace.telemetry import _lifecycle, _log_filter, _settings, names
+from crewtrace.telemetry._exporters import (
+    TrackedMetricExporter,
+    TrackedSpanExporter,
+    otlp_log_exporter,
+    otlp_metric_exporter,
+    otlp_span_exporter,
+)
 from crewtrace.telemetry._prometheus_collector import PrometheusCollector
 from crewtrace.telemetry._prometheus_reader import PrometheusReader
 from crewtrace.telemetry.bridge import OTelBridge
-from crewtrace.telemetry.metrics_server import MetricsServer, start_metrics_server
-from crewtrace.telemetry.usage_log import JsonLinesFormatter, UsageLog
+from crewtrace.telemetry.metrics_server import MetricsServer, serving_sibling, start_metrics_server
+from crewtrace.telemetry.usage_log import UsageLog
 
 __all__ = ["Telemetry", "setup_telemetry"]
 
@@ -72,25 +80,29 @@ class Telemetry:
     bridge: OTelBridge
     usage_log: UsageLog
     metrics_server: MetricsServer | None = None
+    logger_provider: LoggerProvider | None = None
+    """Where the bridge's details events go (exported only when they are on)."""
     _closers: list[Callable[[], object]] = field(default_factory=list, repr=False)
     _uninstall_log_filter: Callable[[], None] | None = field(default=None, repr=False)
     _exporters: list[TrackedSpanExporter | TrackedMetricExporter] = field(default_factory=list, repr=False)
     _flush: list[_ShutdownStep] | None = field(default=None, repr=False)
     _outcome: bool | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _draining: bool = field(default=False, repr=False)
 
     @property
     def metrics_url(self) -> str | None:
         return self.metrics_server.url if self.metrics_server else None
 
-    def shutdown(self, timeout: float = 5.0) -> bool:
+    def shutdown(self, timeout: float = _lifecycle.SHUTDOWN_TIMEOUT) -> bool:
         """Stop listening, export what was recorded and close the exporters, within ``timeout`` seconds.
 
         Returns False if exporting did not finish in time (a collector that is
         down, say) or failed; the application is never held longer than ``timeout``.
         After a False, calling it again waits (up to its own timeout) for the
         exports still running and runs any step that failed; once it has finished,
-        it returns the same outcome at once. Also runs at interpreter exit.
+        it returns the same outcome at once. Also runs at interpreter exit, at SIGTERM with its
+        default action, and when a worker forked by multiprocessing exits.
         """
         timeout = _settings.seconds(timeout)  # before anything is torn down
         with self._lock:
@@ -98,15 +110,14 @@ class Telemetry:
                 return self._outcome
             deadline = time.monotonic() + timeout
             atexit.unregister(self.shutdown)
+            _lifecycle.unwatch(self)
             _stopped_providers.add(self.tracer_provider)
             self._closers = [closer for closer in self._closers if not _closed(closer)]
             if self._flush is None:
                 # Shutting a provider down exports what is left. TracerProvider.shutdown takes no
                 # timeout, so both run on daemon threads, waited for only until the deadline.
-                self._flush = [
-                    _ShutdownStep(self.tracer_provider.shutdown),
-                    _ShutdownStep(self.meter_provider.shutdown),
-                ]
+                providers = (self.tracer_provider, self.meter_provider, self.logger_provider)
+                self._flush = [_ShutdownStep(provider.shutdown) for provider in providers if provider is not None]
             for step in self._flush:
                 step.join(max(deadline - time.monotonic(), 0.0))
             if self.metrics_server is not None:
@@ -132,6 +143,26 @@ class Telemetry:
             self._outcome = not failed
             return self._outcome
 
+    def _export_now(self, timeout: float) -> bool:
+        """Export what was recorded so far (spans and metrics), waiting at most ``timeout`` seconds."""
+        millis = int(timeout * 1000)
+        providers = (self.tracer_provider, self.meter_provider, self.logger_provider)
+        step = _ShutdownStep(
+            lambda: all(provider.force_flush(millis) for provider in providers if provider is not None),
+            name="crewtrace-telemetry-flush",
+        )
+        step.join(timeout)
+        return step.finished and step.result is True and not any(e.last_export_failed for e in self._exporters)
+
+    def _drain(self, timeout: float) -> None:
+        """The process is stopping gracefully: export what was recorded, then every span as it ends."""
+        with self._lock:
+            if self._outcome is not None or self._draining:
+                return
+            self._draining = True
+        if self._export_now(timeout):
+            self.tracer_provider.add_span_processor(_lifecycle.ExportOnEnd(self._export_now, timeout))
+
 
 def _closed(closer: Callable[[], object]) -> bool:
     """Run one step of a shutdown; False (logged) if it raised, so a later shutdown() runs it again."""
@@ -146,16 +177,17 @@ def _closed(closer: Callable[[], object]) -> bool:
 class _ShutdownStep:
     """One blocking shutdown call on a daemon thread; ``finished`` once it returned, ``error`` if it raised."""
 
-    def __init__(self, call: Callable[[], object]) -> None:
+    def __init__(self, call: Callable[[], object], name: str = "crewtrace-telemetry-shutdown") -> None:
         self.finished = False
+        self.result: object = None
         self.error: Exception | None = None
         self._call = call
-        self._thread = threading.Thread(target=self._run, name="crewtrace-telemetry-shutdown", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self._call()
+            self.result = self._call()
         except Exception as exc:  # the SDK raises when a reader runs out of time
             _logger.debug("telemetry shutdown step failed: %s", exc)
             self.error = exc
@@ -195,39 +227,55 @@ def setup_telemetry(
         prometheus_registry: a prometheus_client registry to put crewtrace's metrics in (served at
             ``prometheus_port`` if given; else the application serves it). Default: a private one.
         console: also print spans and metrics to stdout.
-        capture_content: see :class:`OTelBridge`.
+        capture_content: see :class:`OTelBridge`. With details events on (a capture mode with events,
+            or ``OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT=true``), they are exported like spans (OTLP, console).
         usage_log: also write the ``crewtrace.usage`` records to this file as JSON lines.
         resource_attributes: extra resource attributes.
         set_global: make the providers global, unless the application already set its own.
         bus: the event bus to listen on; defaults to ``crewtrace_event_bus``.
     """
-    capture = _settings.capture_content(capture_content)
+    capture = _settings.capture_mode(capture_content)
     port = None if prometheus_port is None else _settings.port(prometheus_port)
     host = _settings.host(prometheus_host)
     resource = _resource(service_name, resource_attributes)
-    endpoint, protocol = _settings.otlp_settings(otlp_endpoint, otlp_protocol)
+    traces = _settings.signal_export(_settings.TRACES, otlp_endpoint, otlp_protocol, console)
+    metric_export = _settings.signal_export(_settings.METRICS, otlp_endpoint, otlp_protocol, console)
+    logs = _settings.signal_export(_settings.LOGS, otlp_endpoint, otlp_protocol, console)
+    if port is None and "prometheus" in metric_export.pull:
+        host, port = _settings.prometheus_from_env(host)
     numbers = _settings.env_numbers()
-    prometheus = port is not None or prometheus_registry is not None
     # If a step fails, everything built before it is taken down again (ExitStack, popped on success).
-    with ExitStack() as undo, _sdk_internal_metrics():
+    with ExitStack() as undo:
         closers: list[Callable[[], object]] = []
-        if usage_log is not None:
-            closers.append(_attach_usage_file(Path(usage_log)))
-            undo.callback(closers[-1])
         uninstall_log_filter = _log_filter.install()
         undo.callback(uninstall_log_filter)
+        prometheus_reader = PrometheusReader() if port is not None or prometheus_registry is not None else None
+        metrics_server = None
+        if prometheus_reader is not None and port is not None:
+            metrics_server = _serve_metrics(prometheus_reader, host, port, prometheus_registry, resource)
+            if metrics_server is None:
+                prometheus_reader = None  # another worker serves the port: nothing would read this one
+            else:
+                undo.callback(metrics_server.shutdown)
+        elif prometheus_reader is not None and prometheus_registry is not None:
+            collector = PrometheusCollector(prometheus_reader, registry=prometheus_registry, resource=resource)
+            closers.append(lambda: prometheus_registry.unregister(collector))
+            undo.callback(closers[-1])
+        span_exporters: list[SpanExporter] = []
         tracked: list[TrackedSpanExporter | TrackedMetricExporter] = []
         readers: list[MetricReader] = []
-        span_exporters: list[SpanExporter] = []
-        if endpoint is not None:
-            span_exporter, metric_exporter = otlp_exporters(endpoint, protocol)
-            tracked += [span_exporter, metric_exporter]
+        if traces.otlp:
+            span_exporter = otlp_span_exporter(traces.endpoint, traces.protocol)
+            tracked.append(span_exporter)
             span_exporters.append(span_exporter)
-            readers.append(_periodic_reader(metric_exporter, numbers))
-        if console:
+        if traces.console:
             span_exporters.append(ConsoleSpanExporter())
+        if metric_export.otlp:
+            metric_exporter = otlp_metric_exporter(metric_export.endpoint, metric_export.protocol)
+            tracked.append(metric_exporter)
+            readers.append(_periodic_reader(metric_exporter, numbers))
+        if metric_export.console:
             readers.append(_periodic_reader(ConsoleMetricExporter(), numbers))
-        prometheus_reader = PrometheusReader() if prometheus else None
         if prometheus_reader is not None:
             readers.append(prometheus_reader)
         # Telemetry.shutdown (bounded, and registered with atexit) replaces the SDK's own exit hooks,
@@ -238,17 +286,22 @@ def setup_telemetry(
         undo.callback(tracer_provider.shutdown)
         for exporter in span_exporters:
             tracer_provider.add_span_processor(_batch_processor(exporter, numbers, meter_provider))
-        metrics_server = None
-        if prometheus_reader is not None and port is not None:
-            metrics_server = start_metrics_server(prometheus_reader, host=host, port=port, registry=prometheus_registry)
-            undo.callback(metrics_server.shutdown)
-        elif prometheus_reader is not None and prometheus_registry is not None:
-            collector = PrometheusCollector(prometheus_reader, registry=prometheus_registry)
-            closers.append(lambda: prometheus_registry.unregister(collector))
-            undo.callback(closers[-1])
-        bridge = OTelBridge(tracer_provider, meter_provider, capture_content=capture, bus=bus)
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        undo.callback(logger_provider.shutdown)
+        if _settings.details_events(capture):  # only then is anything emitted, and exported
+            log_exporters: list[LogRecordExporter] = []
+            if logs.otlp:
+                log_exporters.append(otlp_log_exporter(logs.endpoint, logs.protocol))
+            if logs.console:
+                log_exporters.append(ConsoleLogRecordExporter())
+            for log_exporter in log_exporters:
+                logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+        bridge = OTelBridge(
+            tracer_provider, meter_provider, capture_content=capture, bus=bus, logger_provider=logger_provider
+        )
         undo.callback(bridge.close)
-        usage = UsageLog(bus)
+        usage = UsageLog(bus, path=usage_log, spans=bridge.span_context)
+        undo.callback(usage.close)
         undo.pop_all()
 
     if set_global:
@@ -259,31 +312,40 @@ def setup_telemetry(
         bridge=bridge,
         usage_log=usage,
         metrics_server=metrics_server,
+        logger_provider=logger_provider,
         # Stop listening first, so nothing is recorded while the providers flush.
         _closers=[bridge.close, usage.close, *closers],
         _uninstall_log_filter=uninstall_log_filter,
         _exporters=tracked,
     )
     atexit.register(telemetry.shutdown)
+    _lifecycle.watch(telemetry)
     return telemetry
 
 
-@contextmanager
-def _sdk_internal_metrics() -> Iterator[None]:
-    """Turn on the SDK's own metrics for the components built inside, unless the user decided.
+def _serve_metrics(
+    reader: PrometheusReader, host: str, port: int, registry: CollectorRegistry | None, resource: Resource
+) -> MetricsServer | None:
+    """Start ``/metrics``; None, with one warning, when another worker of the same server already serves the port.
 
-    They report spans a full export queue dropped
-    (``otel.sdk.processor.span.processed{error.type="queue_full"}``) and live spans. The SDK
-    reads the switch only when a component is built, so the process environment is put back after.
+    Several workers of a web server (uvicorn ``--workers``, gunicorn) each set telemetry up; one port
+    can serve only one of them, and refusing the others would stop the whole service.
     """
-    if OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED in os.environ:
-        yield
-        return
-    os.environ[OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED] = "true"
     try:
-        yield
-    finally:
-        os.environ.pop(OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, None)
+        return start_metrics_server(reader, host=host, port=port, registry=registry, resource=resource)
+    except MetricsServerError as exc:
+        sibling = serving_sibling(host, port) if exc.errno == errno.EADDRINUSE else None
+        if sibling is None:
+            raise
+    _logger.warning(
+        "crewtrace: %s:%d already serves the metrics of process %d, another worker of this server; this worker's "
+        "are not served (a port shows one process). With several workers, export OTLP to a collector that serves "
+        "Prometheus: see docs/deployment.md, 'Web servers and worker processes'",
+        host,
+        port,
+        sibling,
+    )
+    return None
 
 
 def _resource(service_name: str | None, extra: Mapping[str, Any] | None) -> Resource:
@@ -319,24 +381,6 @@ def _periodic_reader(exporter: MetricExporter, numbers: dict[str, float]) -> Per
         export_interval_millis=numbers[OTEL_METRIC_EXPORT_INTERVAL],
         export_timeout_millis=numbers[OTEL_METRIC_EXPORT_TIMEOUT],
     )
-
-
-def _attach_usage_file(path: Path) -> Callable[[], None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(JsonLinesFormatter())
-    logger = logging.getLogger(names.USAGE_LOGGER)
-    logger.addHandler(handler)
-    previous_level = logger.level
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)  # usage records are INFO: let them reach the file
-
-    def detach() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(previous_level)
-        handler.close()
-
-    return detach
 
 
 def _set_global_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from crewtrace.events.base import BaseEvent, FailureMixin
 
 __all__ = ["AgentExecutionCompletedEvent", "AgentExecutionErrorEvent", "AgentExecutionStartedEvent"]
@@ -20,6 +22,8 @@ class AgentExecutionStartedEvent(BaseEvent):
     type: Literal["agent_execution_started"] = "agent_execution_started"
     role: str
     goal: str
+    model: str | None = Field(default=None, description="The agent's model, as its provider names it.")
+    provider: str | None = Field(default=None, description="The agent's model provider, e.g. 'openai'.")
     parent_agent_id: str | None = None
     parent_tool_call_id: str | None = None
 

@@ -12,9 +12,15 @@ __all__ = ["ToolUsageErrorEvent", "ToolUsageEvent", "ToolUsageFinishedEvent", "T
 
 
 class ToolUsageEvent(BaseEvent):
-    """Base of the tool events; ``arguments`` is the JSON text the model sent (content)."""
+    """Base of the tool events; ``arguments`` is the JSON text the model sent (content).
+
+    ``tool_name`` is the name the model asked for. When it is not one of the agent's
+    tools (``declared`` is False), the model made it up: it is content (any length, any
+    characters), which telemetry records only with content capture on.
+    """
 
     tool_name: str
+    declared: bool = Field(description="Whether tool_name is one of the tools the agent was given.")
     tool_call_id: str
     arguments: str
     iteration: int = Field(description="Which round of the agent's tool loop, from 0.")

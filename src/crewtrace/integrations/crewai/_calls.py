@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from crewai.tools.mcp_native_tool import MCPNativeTool
@@ -24,13 +25,16 @@ from crewtrace.events import (
     ToolUsageStartedEvent,
 )
 from crewtrace.events.labels import OTHER
+from crewtrace.events.pricing import price
 from crewtrace.integrations.crewai import _fields as f
+from crewtrace.integrations.crewai._entry import raised_error_type
 from crewtrace.integrations.crewai._scopes import LEFT_OPEN, Book, Scope
+from crewtrace.redaction import error_message
 
 __all__ = ["Calls"]
 
 _MCP_TOOLS = (MCPNativeTool, MCPToolWrapper)
-_MAX_ENDED_CALLS = 4_096
+_ENDED_KEPT = 4096
 # CrewAI's tool failure reasons that crewtrace's own crews name too; CrewAI's other reasons are kept as they are.
 _FAILURE_REASONS = {"unknown_tool": ErrorType.UNKNOWN_TOOL, "invalid_input": ErrorType.INVALID_ARGUMENTS}
 # CrewAI's tool errors that come without a tool use of their own (its text-parsing agents' path).
@@ -51,7 +55,8 @@ class Calls:
         self._book = book
         self._usage = usage  # usage worked out from CrewAI's counters, by call id (see ``_usage``)
         self.open: dict[str, Scope] = {}
-        self._ended: dict[str, None] = {}  # call ids ended lately: CrewAI sends some ends twice
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        """Calls that ended lately: CrewAI's litellm path emits a failure twice (its stream handler's, its call's)."""
         self._generation = -1
         self._chunk_listeners = False
 
@@ -147,31 +152,33 @@ class Calls:
         return {**fields, "event_id": event.event_id, "timestamp_ns": ts, "chunk": event.chunk, "chunk_index": index}
 
     def ended(self, source: Any, event: Any, parent: Scope) -> None:
-        call = self.open.get(event.call_id)
-        if call is None:
-            if event.call_id in self._ended:
-                return
-            call = self._late_start(source, event, parent)
+        if event.call_id in self._ended:
+            return
+        call = self.open.get(event.call_id) or self._late_start(source, event, parent)
         end_ns = f.timestamp_ns(event.timestamp)
         if event.type == "llm_call_failed":
-            error, error_type = f.failure_of(event.error)
+            error, error_type = f.call_failure_of(event.error, raised_error_type(call.call_id))
             self.fail(call, end_ns, error, error_type, source)
             return
         if not self._close(call, end_ns):
             return
         response = event.response
-        usage = f.usage_of(event.usage) or self._usage.pop(call.call_id, None)
-        self._book.emit(
-            source,
-            call.stamp(
+        try:
+            usage = f.usage_of(event.usage, call.model) or self._usage.pop(call.call_id, None)
+            completed = call.stamp(
                 LLMCallCompletedEvent,
                 **_call_ending(call, end_ns),
                 response=response if isinstance(response, str) else "",
                 usage=usage,
-                finish_reason=event.finish_reason,
-                response_id=event.response_id,
-            ),
-        )
+                finish_reason=_text(event.finish_reason),
+                response_id=_text(event.response_id),
+                cost_usd=price(call.model, call.provider, usage),  # the price list of crewtrace's own calls
+            )
+        except Exception as exc:  # odd data CrewAI passed on: the call still ends, as failed, so its span closes
+            error = f"crewtrace could not read CrewAI's completed call: {error_message(exc)}"
+            self._emit_failed(source, call, end_ns, error, type(exc).__name__)
+            return
+        self._book.bus.emit(source, completed)
 
     def fail(
         self,
@@ -182,8 +189,10 @@ class Calls:
         source: Any = None,
     ) -> None:
         """End a call as failed: CrewAI said so, or its scope ended without a word about it."""
-        if not self._close(call, end_ns):
-            return
+        if self._close(call, end_ns):
+            self._emit_failed(source, call, end_ns, error, error_type)
+
+    def _emit_failed(self, source: Any, call: Scope, end_ns: int, error: str, error_type: str) -> None:
         self._book.emit(
             source,
             call.stamp(
@@ -199,16 +208,15 @@ class Calls:
             return False
         self.open.pop(call.call_id, None)
         self._ended[call.call_id] = None
-        if len(self._ended) > _MAX_ENDED_CALLS:
-            del self._ended[next(iter(self._ended))]
+        if len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
         return True
 
     def _open(self, source: Any, event: Any, parent: Scope, start_ns: int) -> Scope:
         call = parent.child("call", start_ns, "call:" + event.call_id)
         call.call_id = event.call_id
         self._book.attribute_from(call, source, event)
-        call.model = event.model or getattr(source, "model", None) or "unknown"
-        call.provider = f.provider_of(call.model, source)
+        call.model, call.provider = f.model_of(event.model, source)
         stream = getattr(event, "stream", None)
         call.stream = bool(getattr(source, "stream", False) if stream is None else stream)
         if parent.owner is not None:
@@ -245,6 +253,7 @@ class Calls:
         if mcp is not None:  # a tool an MCP server serves: its own name there, and the extension type
             tool.name = mcp.original_tool_name
             tool.tool_type = "extension"
+            tool.declared = True
         self._book.remember(event.event_id, tool)
         self._emit_tool(source, tool, ToolUsageStartedEvent, tool.start_ns)
 
@@ -255,6 +264,7 @@ class Calls:
         tool = self._tool(source, event, parent, event.event_id)
         tool.arguments = f.arguments_of(event.tool_args or {})
         tool.tool_type = "extension"
+        tool.declared = True  # the server's own tool, run by CrewAI's MCP client
         self._book.remember(event.event_id, tool)
         self._emit_tool(source, tool, ToolUsageStartedEvent, tool.start_ns)
         return tool
@@ -296,6 +306,7 @@ class Calls:
         tool = parent.child("tool", f.timestamp_ns(event.timestamp), key)
         self._book.attribute_from(tool, source, event)
         tool.name = event.tool_name
+        tool.declared = f.declared_tool(event.tool_name, source, event)
         tool.llm_calls = max(0, (parent.owner.llm_calls if parent.owner is not None else 1) - 1)
         self._book.opened(tool, self.tool_failed)
         return tool
@@ -310,6 +321,7 @@ class Calls:
                 kind,
                 timestamp_ns=ts,
                 tool_name=tool.name,
+                declared=tool.declared,
                 tool_call_id=tool.key,
                 arguments=tool.arguments,
                 iteration=tool.llm_calls,
@@ -325,6 +337,11 @@ def _mcp_tool(executor: Any, name: str) -> Any:
         if isinstance(tool, _MCP_TOOLS) and sanitize_tool_name(tool.name) == name:
             return tool
     return None
+
+
+def _text(value: Any) -> str | None:
+    """A text field CrewAI passed on from the provider (an id, a finish reason) as text, whatever it is."""
+    return value if value is None or isinstance(value, str) else f.text_of(value)
 
 
 def _call_ending(call: Scope, end_ns: int) -> dict[str, Any]:

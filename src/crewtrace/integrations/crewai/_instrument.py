@@ -1,4 +1,8 @@
-"""``instrument_crewai()``: listen on CrewAI's event bus and re-emit its runs as crewtrace events."""
+"""``instrument_crewai()``: listen on CrewAI's event bus and re-emit its runs as crewtrace events.
+
+It also puts crewtrace at CrewAI's LLM entry point (``_entry``), so that each call's
+request is made in the context crewtrace's listeners give it.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from crewai.events.base_events import BaseEvent as CrewAIEvent
 from crewai.events.event_context import SCOPE_ENDING_EVENTS, SCOPE_STARTING_EVENTS
 from crewai.events.types.llm_events import LLMStreamChunkEvent
 
-from crewtrace.events import EventBus, crewtrace_event_bus
+from crewtrace.events import EventBus, crewtrace_event_bus, pricing
+from crewtrace.integrations.crewai import _entry
 from crewtrace.integrations.crewai._order import Reorderer
 from crewtrace.integrations.crewai._translate import Item, Translator
 from crewtrace.integrations.crewai._usage import UsageCounters
@@ -81,6 +86,9 @@ class CrewAIInstrumentation:
         self._closed = False
         self._timer: threading.Timer | None = None
         self._classes = _event_classes()
+        pricing.load_pricer()  # now, not in the first call: loading litellm's price list takes a second
+        self._entry = _entry.Site(bus, _entry.Released())
+        _entry.attach(self._entry)
         for event_class in self._classes:
             crewai_event_bus.on(event_class)(self._on_event)
 
@@ -101,6 +109,7 @@ class CrewAIInstrumentation:
                 self._timer.cancel()
             for event_class in self._classes:
                 crewai_event_bus.off(event_class, self._on_event)
+            _entry.detach(self._entry)
             try:
                 self._reorderer.drain()
                 self._translator.close_all(time.time_ns())
@@ -158,5 +167,7 @@ class CrewAIInstrumentation:
     def _release(self, item: Item) -> None:
         try:
             self._translator.release(item)
+            if item[1].type == "llm_call_started":  # its chat span is open: the request may go
+                self._entry.released.mark(item[1].call_id)
         except Exception:
             _logger.exception("crewtrace could not translate CrewAI's %s event", getattr(item[1], "type", "?"))

@@ -58,6 +58,7 @@ class Scope:
     open_children: dict[str, Scope] = field(default_factory=dict)
     call_id: str = ""
     name: str = ""
+    declared: bool = False  # a tool: whether its name is one of the tools CrewAI offered the model
     llm_calls: int = 0
     chunks: int = 0
     first_chunk_ns: int | None = None

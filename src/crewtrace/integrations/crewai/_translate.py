@@ -127,6 +127,8 @@ class Translator:
             self.calls.chunk(source, event, arrived)
             return
         kind = event.type
+        if kind != "llm_thinking_chunk":  # keys first (not per chunk), so that this event's text is redacted with them
+            f.register_keys(source, event)
         ending = kind in self._scope_ending
         anchor = event.started_event_id if ending else event.parent_event_id
         scope = self._book.find(anchor)
@@ -272,6 +274,7 @@ class Translator:
         scope.attribute(agent_id=str(agent.id), agent_role=self._book.labels.agent(agent), step_id=None)
         self._book.remember(scope.key, scope)
         self._book.opened(scope, self._fail_agent)
+        model, provider = f.agent_model_of(agent)
         self._book.emit(
             source,
             scope.stamp(
@@ -279,6 +282,8 @@ class Translator:
                 timestamp_ns=scope.start_ns,
                 role=str(role or ""),
                 goal=str(goal or ""),
+                model=model,
+                provider=provider,
                 step_id=step_id,
                 **delegation,
             ),
