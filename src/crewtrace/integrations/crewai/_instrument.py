@@ -131,6 +131,9 @@ class CrewAIInstrumentation:
                 return
             kind = event.type
             scope = event.started_event_id if kind in self._ending else event.parent_event_id
+            # An event outside any scope starts a tree of its own (a kickoff, a flow): what its thread emitted
+            # before (the last kickoff's end, maybe before instrumentation) does not order it.
+            previous = event.previous_event_id if scope is not None else None
             with self._lock:
                 if self._closed:
                     return
@@ -139,7 +142,7 @@ class CrewAIInstrumentation:
                     self._usage.started(event.call_id, source)
                 elif kind == "llm_call_completed" and not event.usage:
                     self._usage.completed(event.call_id, source)
-                self._reorderer.arrive(event.event_id, scope, event.previous_event_id, (source, event, 0))
+                self._reorderer.arrive(event.event_id, scope, previous, (source, event, 0))
                 if self._timer is None and (self._reorderer.pending() or self._translator.pending()):
                     self._schedule_expiry()
         except Exception:
