@@ -6,10 +6,11 @@
 
 ``run`` streams ``--kickoffs`` CrewAI kickoffs of ``--chunks`` chunks each under ``instrument_crewai``
 and the bridge (``--alone``: without them). ``summarize`` sorts py-spy's samples (collapsed stacks,
-every thread of the process; the bench server is another process) into: the SDK's metric points the
-bridge records (``Histogram.record`` under crewtrace), the rest of crewtrace (the adapter, the bridge,
-spans, the SDK's other work for them), everything else (CrewAI, the OpenAI SDK, httpx, asyncio), and
-the process's start (imports), which the shares of the kickoffs leave out.
+every thread of the process; the bench server is another process) by the innermost frame of crewtrace
+or of the application (:func:`layer`) into: the SDK's metric points the bridge records
+(``Histogram.record`` under crewtrace), the rest of crewtrace (the adapter, the bridge, spans, the
+SDK's other work for them), everything else (CrewAI, the OpenAI SDK, httpx, asyncio), and the
+process's start (imports), which the shares of the kickoffs leave out.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 _CREWTRACE = "(crewtrace/"  # py-spy names frames by their path below site-packages (or the source root)
 _RECORD = "Histogram.record (metrics/_internal/instrument.py"  # py-spy shortens the SDK's paths
 _IMPORT = "(<frozen importlib._bootstrap>"
+_APPLICATION = ("(crewai/", "(openai/", "(httpx/", "(httpcore/", "(h11/", "(anyio/", "(bench/")
 
 
 def run(chunks: int, kickoffs: int, alone: bool) -> None:
@@ -41,13 +43,23 @@ def run(chunks: int, kickoffs: int, alone: bool) -> None:
 
 
 def layer(stack: str) -> str:
-    """The layer a sample's time is spent in: its outermost crewtrace frame decides; imports count apart."""
+    """Whose work a sample is: the innermost frame of crewtrace's or of the application's code owns it.
+
+    Libraries both call (pydantic, the OpenTelemetry SDK, the standard library) count for their caller; a
+    crewtrace frame that merely wraps CrewAI's LLM call (its entry-point hook) does not own what CrewAI
+    does inside it. Imports count apart.
+    """
     if _IMPORT in stack:
         return "startup (imports)"
-    at = stack.find(_CREWTRACE)
-    if at < 0:
-        return "CrewAI and the rest"
-    return "SDK metric points the bridge records" if _RECORD in stack[at:] else "crewtrace, the rest"
+    frames = stack.split(";")
+    for depth in range(len(frames) - 1, -1, -1):
+        frame = frames[depth]
+        if _CREWTRACE in frame:
+            inner = ";".join(frames[depth:])
+            return "SDK metric points the bridge records" if _RECORD in inner else "crewtrace, the rest"
+        if any(owner in frame for owner in _APPLICATION):
+            return "CrewAI and the rest"
+    return "CrewAI and the rest"
 
 
 def summarize(path: Path) -> dict[str, int]:
