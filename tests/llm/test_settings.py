@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -82,3 +84,28 @@ def test_warm_up_sends_nothing_and_emits_nothing(server: FakeOpenAIServer, bus: 
     assert server.requests == [] and recorder.events == []
     server.queue(Reply(chunks=["af", "ter"]))
     assert llm.call("x") == "after"
+
+
+FIRST_CALL = """
+import sys
+from crewtrace import LLM
+from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallStartedEvent
+
+bus, imported = EventBus(), {}
+bus.on(LLMCallStartedEvent)(lambda source, event: imported.setdefault("start", set(sys.modules)))
+bus.on(LLMCallCompletedEvent)(lambda source, event: imported.setdefault("end", set(sys.modules)))
+llm = LLM("openai/test-model", stream=True, base_url=sys.argv[1], api_key="k", bus=bus)
+llm.call("first")
+print(len(imported["end"] - imported["start"]))
+"""
+
+
+def test_the_first_call_of_a_process_does_not_time_litellms_start_up(server: FakeOpenAIServer) -> None:
+    """litellm imports its request pipeline on a process's first call: that must happen before the call's clock."""
+    server.queue(Reply(chunks=["one", "two"]))
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_CALL, server.base_url], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    # Without it the first call imports a few hundred modules while its clock runs.
+    assert int(done.stdout) < 20, f"{done.stdout.strip()} modules imported while the first call was timed"

@@ -20,6 +20,7 @@ from tests.support.peers import crewtrace_chats
 from tests.support.trace_assertions import metric_points
 
 from crewtrace import LLM
+from crewtrace.errors import ConfigurationError
 from crewtrace.events import EventBus
 from crewtrace.telemetry import OTelBridge, Telemetry
 
@@ -172,7 +173,7 @@ def test_capture_content_takes_a_mode_and_refuses_anything_else(bus: EventBus) -
     bridge = OTelBridge(capture_content=ContentCapturingMode.EVENT_ONLY, bus=bus)
     bridge.close()
     assert (bridge.capture_mode, bridge.capture_content) == (ContentCapturingMode.EVENT_ONLY, False)
-    with pytest.raises(TypeError, match="ContentCapturingMode"):
+    with pytest.raises(ConfigurationError, match="ContentCapturingMode"):
         OTelBridge(capture_content="SPAN_ONLY", bus=bus)  # type: ignore[arg-type]
 
 

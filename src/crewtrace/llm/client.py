@@ -11,6 +11,7 @@ from crewtrace.events.bus import EventBus
 from crewtrace.llm._litellm import SKIP_MCP_GATEWAY, litellm
 from crewtrace.llm._recorder import CallRecorder, CallResult, CallSettings
 from crewtrace.llm._settings import validated
+from crewtrace.llm._startup import await_started, wait_started
 from crewtrace.llm._streams import ProviderStream
 from crewtrace.redaction import provider_key, register_secrets, secrets_in_settings, secrets_in_url
 
@@ -94,15 +95,12 @@ class LLM:
         return f"LLM(model={self.model!r}, stream={self.stream!r})"
 
     def warm_up(self) -> None:
-        """Pay litellm's one-time start-up (lazy imports, request pipeline) now, not in the first call.
+        """Pay litellm's one-time start-up (lazy imports, request pipeline) now, if this process has not.
 
-        Without it the first call's time to first chunk includes about a second of it.
-        Sends nothing over the network and reports nothing to litellm's callbacks.
+        The first call pays it anyway, before its clock starts (so no call reports it); this is for
+        paying it at a moment of your choosing. Sends nothing over the network.
         """
-        request = {**self._request([{"role": "user", "content": "warm-up"}], {}, stream=True), "mock_response": "ok"}
-        request["no-log"] = True
-        for _ in litellm.completion(**request):
-            pass
+        wait_started()
 
     def iter_text(self, messages: Messages) -> Iterator[str]:
         """Stream the reply, yielding its text chunks as they arrive (whatever ``stream=`` says)."""
@@ -134,6 +132,7 @@ class LLM:
         """
         normalised = _normalise(messages)
         streamed = self.stream if stream is None else stream
+        wait_started()
         recorder = CallRecorder(self._settings(bus), normalised, stream=streamed)
         if streamed:
             for _ in self._stream(normalised, recorder, tools):
@@ -158,6 +157,7 @@ class LLM:
         """Async form of :meth:`invoke`."""
         normalised = _normalise(messages)
         streamed = self.stream if stream is None else stream
+        await await_started()
         recorder = CallRecorder(self._settings(bus), normalised, stream=streamed)
         if streamed:
             async for _ in self._astream(normalised, recorder, tools):
@@ -183,6 +183,7 @@ class LLM:
         tools: list[dict[str, Any]] | None = None,
     ) -> Iterator[str]:
         if recorder is None:
+            wait_started()
             recorder = CallRecorder(self._settings(), messages, stream=True)
         stream: ProviderStream | None = None
         try:
@@ -210,6 +211,7 @@ class LLM:
         tools: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[str]:
         if recorder is None:
+            await await_started()
             recorder = CallRecorder(self._settings(), messages, stream=True)
         stream: ProviderStream | None = None
         try:
