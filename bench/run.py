@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pyperf
@@ -38,12 +39,18 @@ RATIOS = (
 """The ratio columns of the table, where both scenarios ran."""
 
 
-def timed(scenario: Scenario, mode: str, n: int, concurrent: int = 1) -> float:
-    """Seconds per chunk for one stream (or ``concurrent`` async streams at once, per chunk of all of them)."""
+def timed(
+    scenario: Scenario, mode: str, n: int, concurrent: int = 1, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Seconds per chunk for one stream (or ``concurrent`` async streams at once, per chunk of all of them).
+
+    ``clock``: wall time by default; ``time.process_time`` counts the CPU time of every thread of this
+    process (the server is another), which load from other processes hardly moves.
+    """
     gc.collect()
     scenario.activate()
     try:
-        start = time.perf_counter()
+        start = clock()
         if mode == "sync":
             got = scenario.stream(n)
         else:
@@ -52,7 +59,7 @@ def timed(scenario: Scenario, mode: str, n: int, concurrent: int = 1) -> float:
                 return sum(await asyncio.gather(*(scenario.astream(n) for _ in range(concurrent))))
 
             got = asyncio.run(streams())
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
     finally:
         scenario.deactivate()
     if got != n * concurrent:
@@ -80,10 +87,11 @@ def peak_memory(name: str, n: int) -> tuple[float, float]:
     """MiB added by one ``n``-chunk stream in a fresh process: peak RSS, and peak of Python allocations.
 
     RSS is compared with the peak after a 10-chunk stream; the allocations are traced during the stream only.
+    An instrumentation is switched on for the whole process (``activate``), as in the timed runs.
     """
     code = (
         "import resource,tracemalloc;from bench.server import BenchServer;from bench.scenarios import available\n"
-        f"with BenchServer() as s:\n (sc,)=available(s.base_url,[{name!r}]);sc.stream(10)\n"
+        f"with BenchServer() as s:\n (sc,)=available(s.base_url,[{name!r}]);sc.activate();sc.stream(10)\n"
         " base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         f" sc.stream({n});rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-base\n"
         f" tracemalloc.start();sc.stream({n});print(rss,tracemalloc.get_traced_memory()[1])"

@@ -18,12 +18,13 @@ import pytest
 
 if os.environ.get("CI") != "true":  # under CI the test extra has installed CrewAI: a missing one fails there
     pytest.importorskip("crewai", reason="needs CrewAI: pip install -e '.[test,crewai]' (make test uses .venv-crewai)")
+from crewai import Agent
 from crewai.events import crewai_event_bus
 from crewai.events.base_events import BaseEvent as CrewAIEvent
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from tests.integrations.crewai_crews import TASKS, await_runs, two_agent_crewai_crew, wait_for_runs
+from tests.integrations.crewai_crews import TASKS, await_runs, crewai_llm, two_agent_crewai_crew, wait_for_runs
 from tests.support.metrics import metric_points
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply, ToolCallReply, last_user_text
 from tests.support.polling import wait_until
@@ -36,7 +37,13 @@ from tests.support.trace_assertions import (
     chat_spans,
 )
 
-from crewtrace.events import BaseEventListener, CrewKickoffCompletedEvent, EventBus, LLMStreamChunkEvent
+from crewtrace.events import (
+    AgentExecutionCompletedEvent,
+    BaseEventListener,
+    CrewKickoffCompletedEvent,
+    EventBus,
+    LLMStreamChunkEvent,
+)
 from crewtrace.integrations.crewai import CrewAIInstrumentation, instrument_crewai
 from crewtrace.telemetry import OTelBridge
 
@@ -313,3 +320,23 @@ def test_an_adapter_failure_is_logged_on_crewtrace_and_never_reaches_crewai(
     assert failures and "adapter bug" in str(failures[0].exc_info[1])
     out = capsys.readouterr()
     assert "adapter bug" not in out.out + out.err and "handler error" not in out.out
+
+
+def test_an_agent_kicked_off_after_earlier_work_in_the_thread_is_translated_as_it_streams(
+    server: FakeOpenAIServer,
+) -> None:
+    """CrewAI chains an ``Agent.kickoff()``'s first event to the thread's last one, here from before this
+    ``instrument_crewai()``: a new tree, so nothing of the run waits for that id (it never comes)."""
+    agent = Agent(role="Solo", goal="Answer.", backstory="Alone.", llm=crewai_llm(server), max_iter=2)
+    agent.kickoff("first")
+    late = EventBus()
+    recorder = Recorder(late)
+    threads: list[threading.Thread] = []
+    late.on(LLMStreamChunkEvent)(lambda source, event: threads.append(threading.current_thread()))
+    instrumentation = instrument_crewai(late)
+    try:
+        agent.kickoff("second")
+        wait_until(lambda: recorder.of(AgentExecutionCompletedEvent))
+    finally:
+        instrumentation.close()
+    assert threads and not any(isinstance(t, threading.Timer) for t in threads), "none held until the expiry"

@@ -7,6 +7,7 @@ pre-build chunk lists) without reading server code.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import time
 import uuid
@@ -45,6 +46,8 @@ class Reply:
     "tool_calls" when ``tool_calls`` is non-empty.  ``fault_after`` counts the
     content/tool-call chunks sent (after the role chunk) before a mid-stream fault.
     ``delay`` is slept between SSE events, so streams can be paced or made slow.
+    ``reasoning`` pieces stream first, as ``reasoning_content`` deltas (as reasoning models'
+    OpenAI-compatible servers send a model's thinking), and count as completion tokens.
     """
 
     chunks: list[str] = field(default_factory=list)
@@ -55,6 +58,7 @@ class Reply:
     fault: Fault | None = None
     fault_after: int = 0
     tool_calls: list[ToolCallReply] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.finish_reason is None:
@@ -62,6 +66,17 @@ class Reply:
 
 
 Responder = Callable[[dict[str, Any]], Reply]
+
+EMBEDDING_DIMENSIONS = 16
+"""Length of the server's embedding vectors unless a request asks for ``dimensions``."""
+
+
+def embedding(text: Any, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A unit vector derived from the text: the same text always embeds the same, different texts differ."""
+    digest = hashlib.sha256(str(text).encode()).digest()
+    raw = [digest[i % len(digest)] - 127.5 + i for i in range(dimensions)]
+    norm = sum(v * v for v in raw) ** 0.5 or 1.0
+    return [v / norm for v in raw]
 
 
 def chop(text: str, size: int = 4) -> list[str]:
@@ -100,7 +115,7 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 def resolve_usage(reply: Reply, body: dict[str, Any]) -> tuple[int, int] | dict[str, Any] | None:
     """(prompt, completion) tokens to report, or a usage object as written; "auto" counts words and chunks."""
     if reply.usage == "auto":
-        return prompt_tokens(body), len(reply.chunks) + len(reply.tool_calls)
+        return prompt_tokens(body), len(reply.reasoning) + len(reply.chunks) + len(reply.tool_calls)
     return reply.usage
 
 

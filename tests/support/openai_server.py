@@ -2,7 +2,9 @@
 
 litellm talks to it over real HTTP, so the whole client stack (httpx/aiohttp, the
 OpenAI SDK's SSE parser, litellm's stream wrapper) is exercised.  Replies are
-scripted per request (``responder``/``queue``) and can inject faults.
+scripted per request (``responder``/``queue``) and can inject faults.  It also
+answers ``/v1/embeddings`` (deterministic vectors from each text), so embedders
+of memory and knowledge stores can be pointed at it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from .openai_replies import (
+    EMBEDDING_DIMENSIONS,
     ChunkEncoder,
     Fault,
     Reply,
@@ -35,6 +38,7 @@ from .openai_replies import (
     ToolCallReply,
     chop,
     default_responder,
+    embedding,
     last_user_text,
     numbered_chunks,
     resolve_usage,
@@ -50,6 +54,7 @@ __all__ = [
     "ToolCallReply",
     "chop",
     "default_responder",
+    "embedding",
     "last_user_text",
     "numbered_chunks",
 ]
@@ -57,6 +62,7 @@ __all__ = [
 _BATCH_BYTES = 64 * 1024
 _STALL_SECONDS = 30.0
 _PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_EMBEDDING_PATHS = frozenset({"/v1/embeddings", "/embeddings"})
 # The OpenAI SDK retries 429/5xx itself; this keeps its backoff to 10 ms instead of ~0.5-1 s.
 _RETRY_FAST = {"retry-after-ms": "10"}
 
@@ -104,7 +110,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.split("?")[0].rstrip("/") not in _PATHS:
+        path = self.path.split("?")[0].rstrip("/")
+        if path in _EMBEDDING_PATHS:
+            self._embed(raw)
+            return
+        if path not in _PATHS:
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
             return
         try:
@@ -123,6 +133,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(body, reply)
         except OSError:  # the client hung up
             self.close_connection = True
+
+    def _embed(self, raw: bytes) -> None:
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            self._send_json(400, {"error": {"message": f"bad JSON: {exc}", "type": "invalid_request_error"}})
+            return
+        self.server.fake._record(RecordedRequest(body, {k.lower(): v for k, v in self.headers.items()}), embedding=True)
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        data = [
+            {"object": "embedding", "index": i, "embedding": embedding(text, dimensions)}
+            for i, text in enumerate(texts)
+        ]
+        tokens = sum(len(str(text).split()) for text in texts)
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model") or "fake-embedding",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     def _answer(self, body: dict[str, Any], reply: Reply) -> None:
         if reply.fault is Fault.STATUS_429:
@@ -181,8 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
         events: Iterator[bytes] = iter(())
         if reply.fault is not Fault.EMPTY:
             role = enc.delta({"role": "assistant", "content": ""})
+            thinking = (enc.delta({"reasoning_content": text}) for text in reply.reasoning)
             content = (enc.content(text) for text in reply.chunks)
-            events = chain((role,), content, enc.tool_calls(reply.tool_calls))
+            events = chain((role,), thinking, content, enc.tool_calls(reply.tool_calls))
         if reply.fault in (Fault.RESET, Fault.MALFORMED, Fault.STALL):
             self._write_events(islice(events, 1 + reply.fault_after), reply.delay)
             self._fault(reply.fault)
@@ -265,6 +301,7 @@ class FakeOpenAIServer:
         self.responder: Responder = responder
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
+        self._embedding_requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -323,6 +360,12 @@ class FakeOpenAIServer:
             return list(self._requests)
 
     @property
+    def embedding_requests(self) -> list[RecordedRequest]:
+        """Snapshot of the embedding requests received so far (not in :attr:`requests`)."""
+        with self._lock:
+            return list(self._embedding_requests)
+
+    @property
     def open_connections(self) -> int:
         """Client connections open on the server now: a stream whose client let go closes its own."""
         with self._lock:
@@ -338,9 +381,9 @@ class FakeOpenAIServer:
             queued = self._replies.popleft() if self._replies else None
         return queued if queued is not None else self.responder(body)
 
-    def _record(self, request: RecordedRequest) -> None:
+    def _record(self, request: RecordedRequest, *, embedding: bool = False) -> None:
         with self._lock:
-            self._requests.append(request)
+            (self._embedding_requests if embedding else self._requests).append(request)
 
     def _track(self, conn: socket.socket, active: bool) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """The bar every crew path is held to (crewtrace's own crews and CrewAI's through the adapter).
 
-Assertions on what the bridge exported: the span tree of a run, agent and task on
-every chat span and metric point, and the chunk span events of a stream.
+Assertions on what the bridge exported: the span tree of a run (a crew's, a flow's, an agent's
+without a crew), attribution on every chat span and metric point, token usage, and the chunk span
+events of a stream.
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ from tests.support.metrics import metric_points
 CHUNK_EVENT = "crewtrace.stream.chunk"
 AGENT = "gen_ai.agent.name"
 TASK = "crewtrace.task.name"
+FLOW = "crewtrace.flow.name"
+FLOW_RUN = "crewtrace.flow.run.id"
+METHOD = "crewtrace.flow.method"
+CREW_KEYS = (AGENT, "gen_ai.agent.id", TASK, "crewtrace.task.id", "crewtrace.run.id")
+"""What every chat span of a crew run carries (and ``AGENT``, ``TASK`` every metric point)."""
+AGENT_KEYS = (AGENT, "gen_ai.agent.id", "crewtrace.run.id")
+"""What every chat span of an agent kicked off without a crew carries."""
+FLOW_KEYS = (FLOW, FLOW_RUN, METHOD)
+"""What every chat span of a flow run carries (and ``FLOW``, ``METHOD`` every metric point)."""
 ATTRIBUTED_METRICS = (
     "gen_ai.client.operation.duration",
     "gen_ai.client.token.usage",
@@ -66,17 +76,86 @@ def assert_run_tree(
     return root
 
 
-def assert_attributed(spans: Iterable[ReadableSpan], reader: InMemoryMetricReader) -> None:
-    """Agent and task on every chat span and on every point of every per-call metric."""
+def assert_attributed(
+    spans: Iterable[ReadableSpan],
+    reader: InMemoryMetricReader,
+    *,
+    keys: Sequence[str] = CREW_KEYS,
+    labels: Sequence[str] = (AGENT, TASK),
+) -> None:
+    """``keys`` on every chat span, ``labels`` on every point of every per-call metric (agent and task by default)."""
     for span in chat_spans(spans):
-        for key in (AGENT, "gen_ai.agent.id", TASK, "crewtrace.task.id", "crewtrace.run.id"):
+        for key in keys:
             assert span.attributes.get(key), f"{span.name} has no {key}"
     seen = 0
     for name in ATTRIBUTED_METRICS:
         for point in metric_points(reader, name):
             seen += 1
-            assert point.attributes.get(AGENT) and point.attributes.get(TASK), f"{name} point {point.attributes}"
+            assert all(point.attributes.get(label) for label in labels), f"{name} point {point.attributes}"
     assert seen, "no metric points at all"
+
+
+def assert_usage(spans: Iterable[ReadableSpan], reader: InMemoryMetricReader) -> None:
+    """Token usage on every chat span, and the token metric adds up to what the spans say."""
+    chats = chat_spans(spans)
+    assert chats, "no chat spans"
+    for chat in chats:
+        assert chat.attributes.get("gen_ai.usage.input_tokens"), f"{chat.name} has no input tokens"
+        assert chat.attributes.get("gen_ai.usage.output_tokens"), f"{chat.name} has no output tokens"
+    points = metric_points(reader, "gen_ai.client.token.usage")
+    for token_type, key in (("input", "gen_ai.usage.input_tokens"), ("output", "gen_ai.usage.output_tokens")):
+        recorded = sum(p.sum for p in points if p.attributes["gen_ai.token.type"] == token_type)
+        assert recorded == sum(c.attributes[key] for c in chats), f"{token_type} tokens counted once each"
+
+
+def assert_one_trace(spans: Sequence[ReadableSpan]) -> None:
+    """All in one trace, every parent exported, every span ended after it started."""
+    by_id = {s.context.span_id for s in spans}
+    assert len({s.context.trace_id for s in spans}) == 1, sorted({s.name for s in spans})
+    for span in spans:
+        assert span.parent is None or span.parent.span_id in by_id, f"{span.name}: parent not exported"
+        assert span.start_time <= span.end_time
+
+
+def children(spans: Iterable[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
+    """The spans directly under ``parent``, in start order."""
+    return sorted((s for s in spans if s.parent == parent.context), key=lambda s: s.start_time)
+
+
+def assert_flow_tree(spans: Sequence[ReadableSpan], flow: str, methods: Mapping[str, Iterable[str]]) -> ReadableSpan:
+    """One flow run, one trace: ``invoke_workflow {flow}`` → ``execute_flow_method {method}`` → what ran in it.
+
+    ``methods`` maps each method to the names of spans that must sit right under it (a crew's
+    ``invoke_workflow``, a ``chat``, an ``invoke_agent``). Every span of the trace carries the
+    flow's name and run id. Returns the flow span.
+    """
+    assert_one_trace(spans)
+    (root,) = [s for s in spans if s.name == f"invoke_workflow {flow}"]
+    assert root.parent is None and root.attributes["gen_ai.operation.name"] == "invoke_workflow"
+    assert root.attributes["gen_ai.workflow.name"] == flow
+    for span in spans:
+        assert span.attributes[FLOW] == flow and span.attributes[FLOW_RUN] == root.attributes[FLOW_RUN], span.name
+    for method, inside in methods.items():
+        (method_span,) = [s for s in spans if s.name == f"execute_flow_method {method}"]
+        assert method_span.parent == root.context and method_span.attributes[METHOD] == method
+        names = [s.name for s in children(spans, method_span)]
+        for name in inside:
+            assert name in names, f"no {name} under {method}: {names}"
+    return root
+
+
+def assert_agent_tree(spans: Sequence[ReadableSpan], role: str, *, tools: Iterable[str] = ()) -> ReadableSpan:
+    """An agent kicked off without a crew: one trace under ``invoke_agent {role}``, its calls and tools below."""
+    assert_one_trace(spans)
+    (root,) = [s for s in spans if s.name == f"invoke_agent {role}" and s.parent is None]
+    below = children(spans, root)
+    assert [s for s in below if s.name.startswith("chat ")], f"no chat span under invoke_agent {role}"
+    for tool in tools:
+        assert f"execute_tool {tool}" in [s.name for s in below], f"no execute_tool {tool} under the agent"
+    for span in [root, *below]:
+        assert span.attributes[AGENT] == role
+        assert span.attributes["gen_ai.agent.id"] == root.attributes["gen_ai.agent.id"]
+    return root
 
 
 def assert_chunk_events(chat: ReadableSpan, chunks: int) -> None:

@@ -27,7 +27,8 @@ from crewtrace.telemetry import Telemetry, setup_telemetry
 USAGE_LOGGER = "crewtrace.usage"
 PRICED_MODEL = "openai/gpt-4o-mini"  # in litellm's bundled price map, so calls have a cost
 FIELDS = {
-    "timestamp", "call_id", "run_id", "crew", "agent", "agent_id", "task", "task_id", "model", "provider",
+    "timestamp", "call_id", "flow", "flow_run_id", "flow_method", "run_id", "crew", "agent", "agent_id", "task",
+    "task_id", "step_id", "model", "provider",
     "input_tokens", "output_tokens", "cost_usd", "duration_s", "time_to_first_chunk_s", "chunk_count",
     "outcome", "error_type", "trace_id", "span_id",
 }  # fmt: skip

@@ -16,13 +16,19 @@ import math
 import random
 import time
 from datetime import datetime, timezone
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from typing_extensions import Self
 
 from crewtrace.redaction import bound, redact
 
 __all__ = ["ATTRIBUTION_FIELDS", "Attribution", "BaseEvent", "FailureMixin", "TokenUsage"]
+
+
+_FIELD_SETS: dict[type[BaseModel], set[str]] = {}
+"""Per event class, its field names: the set pydantic keeps of the fields given, shared by the events
+:meth:`BaseEvent.assemble` makes (pydantic copies it before it adds to it)."""
 
 
 def _new_event_id() -> str:
@@ -30,21 +36,27 @@ def _new_event_id() -> str:
 
 
 class Attribution(BaseModel):
-    """Which run, crew, task and agent something belongs to; ``None`` outside one.
+    """Which flow, run, crew, task, agent and step something belongs to; ``None`` outside one.
 
     Names and roles are labels (see :mod:`crewtrace.events.labels`): short,
     stable, written before kickoff inputs are filled in, so telemetry can use
-    them as span names and metric labels.
+    them as span names and metric labels. A flow (CrewAI's ``Flow``) encloses
+    runs; a step (a retrieval, a memory save, a guardrail, a reasoning step)
+    is a part of an agent's or a task's work that LLM calls can run inside.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    flow_name: str | None = None
+    flow_run_id: str | None = Field(default=None, description="One id per flow run (kickoff).")
+    flow_method: str | None = Field(default=None, description="The flow method running, by its name in the code.")
     run_id: str | None = None
     crew_name: str | None = None
     task_id: str | None = None
     task_name: str | None = None
     agent_id: str | None = None
     agent_role: str | None = Field(default=None, description="The role as written (its template), never filled in.")
+    step_id: str | None = Field(default=None, description="The step (retrieval, memory save, guardrail, plan) running.")
 
     def attribution(self) -> dict[str, str | None]:
         """The attribution fields and their values."""
@@ -61,6 +73,25 @@ class BaseEvent(Attribution):
     type: str
     event_id: str = Field(default_factory=_new_event_id)
     timestamp_ns: int = Field(default_factory=time.time_ns, description="Wall clock, ns since the epoch.")
+
+    @classmethod
+    def assemble(cls, fields: dict[str, Any]) -> Self:
+        """An event from a value for every field, all already typed (taken from a validated event): for hot paths.
+
+        What ``model_construct`` does, without its pass over every field for defaults and aliases,
+        which costs more than validating: per streamed chunk, an event is a dict and one object.
+        ``fields`` becomes the event's own (pass a fresh dict).
+        """
+        event = cls.__new__(cls)
+        names = _FIELD_SETS.get(cls)
+        if names is None:
+            names = _FIELD_SETS[cls] = set(cls.model_fields)
+        setattr_ = object.__setattr__
+        setattr_(event, "__dict__", fields)
+        setattr_(event, "__pydantic_fields_set__", names)
+        setattr_(event, "__pydantic_extra__", None)
+        setattr_(event, "__pydantic_private__", None)
+        return event
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, Status, StatusCode
 
-from crewtrace.events import BaseEvent, ToolUsageEvent
+from crewtrace.events import AgentExecutionStartedEvent, BaseEvent, ToolUsageEvent
 from crewtrace.telemetry import names
 
 SpanKey = tuple[str | None, ...]
@@ -31,8 +31,37 @@ def tool_key(event: ToolUsageEvent) -> SpanKey:
     return ("tool", event.run_id, event.task_id, event.agent_id, event.tool_call_id)
 
 
+def delegating_tool_key(event: AgentExecutionStartedEvent) -> SpanKey:
+    """The tool call that started this agent (a delegation to a coworker): the delegating agent's tool span."""
+    return ("tool", event.run_id, event.task_id, event.parent_agent_id, event.parent_tool_call_id)
+
+
 def call_key(call_id: str) -> SpanKey:
     return ("call", call_id)
+
+
+def flow_key(event: BaseEvent) -> SpanKey:
+    return ("flow", event.flow_run_id)
+
+
+def method_key(event: BaseEvent) -> SpanKey:
+    return ("method", event.flow_run_id, event.flow_method)
+
+
+def step_key(event: BaseEvent) -> SpanKey:
+    return ("step", event.step_id)
+
+
+def enclosing(event: BaseEvent) -> tuple[SpanKey, ...]:
+    """Where a run, an agent, a step or an LLM call can sit, innermost first: the first open one is its parent."""
+    return (
+        step_key(event),
+        agent_key(event),
+        task_key(event),
+        run_key(event),
+        method_key(event),
+        flow_key(event),
+    )
 
 
 def attribution(event: BaseEvent) -> dict[str, Any]:

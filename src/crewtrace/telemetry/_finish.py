@@ -1,4 +1,4 @@
-"""What each kind of span records as it ends: the metrics of a run, an agent, a call or a tool.
+"""What each kind of span records as it ends: the metrics of a run, an agent, a call, a tool or a guardrail.
 
 One hook per kind, run by the bridge's one lifecycle (``OpenSpan.finish``); every
 point carries the span's metric attributes (set at its start) and ``error.type`` if it
@@ -11,7 +11,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from crewtrace.events import LLMCallCompletedEvent, LLMCallFailedEvent
+from crewtrace.events import GuardrailCompletedEvent, LLMCallCompletedEvent, LLMCallFailedEvent
 from crewtrace.telemetry import names
 from crewtrace.telemetry._attributes import clean
 from crewtrace.telemetry._chunks import ChunkTimeline
@@ -42,7 +42,7 @@ class FinishHooks:
         instruments.execute_tool_duration.record(ending.duration_s, attributes, context)
 
     def workflow(self, record: OpenSpan, ending: Ending) -> None:
-        """A crew run's duration."""
+        """A crew run's duration, or a flow run's."""
         attributes = self._with_error(record.metric_attributes, ending)
         context = trace.set_span_in_context(record.span)
         self._instruments.workflow_duration.record(ending.duration_s, attributes, context)
@@ -52,6 +52,12 @@ class FinishHooks:
         attributes = self._with_error(record.metric_attributes, ending)
         context = trace.set_span_in_context(record.span)
         self._instruments.invoke_agent_duration.record(ending.duration_s, attributes, context)
+
+    def guardrail(self, record: OpenSpan, ending: Ending) -> None:
+        """A guardrail check that rejected the output: counted by agent and task."""
+        event = ending.event
+        if isinstance(event, GuardrailCompletedEvent) and not event.passed:
+            self._instruments.guardrail_rejections.add(1, record.metric_attributes)
 
     def call(self, record: OpenSpan, ending: Ending) -> None:
         """A call's metrics, all in one place, and its chunk events and counts on the span."""

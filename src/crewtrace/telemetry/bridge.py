@@ -1,18 +1,20 @@
 """``OTelBridge``: crewtrace events in, OpenTelemetry spans, span events and metrics out.
 
 A listener like any other: it reads events and nothing else. Spans are
-parented by the ids the events carry (run, task, agent), never by the current
-context across yields, so the tree holds across threads, asyncio tasks and
-abandoned generators. Only the workflow span (and an LLM call made outside a
-crew) takes its parent from the context current when the event is emitted:
-that is how a span the application opened around ``kickoff()`` becomes the
-parent of the run.
+parented by the ids the events carry (flow, method, run, task, agent, step),
+never by the current context across yields, so the tree holds across threads,
+asyncio tasks and abandoned generators. Only an outermost span (a flow run, a
+crew run outside a flow, an agent or an LLM call outside both) takes its
+parent from the context current when the event is emitted: that is how a span
+the application opened around ``kickoff()`` becomes the parent of the run.
 
 Every span, whatever its kind, has one lifecycle: :meth:`OTelBridge._start`
 opens it and keeps one record in one store; :meth:`OTelBridge._end` (on the
 ending event) or :meth:`OTelBridge.close` (when the bridge stops first) ends it
 through :meth:`OTelBridge._finish`, which runs the kind's hook (the metrics of
-a run, an agent, a call or a tool), marks failures and ends the span.
+a run, an agent, a call or a tool), marks failures and ends the span. Flow runs,
+flow methods and steps (what CrewAI applications add) go through it too, their
+spans described in ``_steps``.
 
 Among other GenAI instrumentations the bridge owns the chat span of each call it
 records: it gives the request of that call its context (``_requests``) through the
@@ -51,11 +53,12 @@ from crewtrace.events import (
     CrewKickoffStartedEvent,
     EventBus,
     FailureMixin,
+    FlowStartedEvent,
+    GuardrailStartedEvent,
     LLMCallCompletedEvent,
     LLMCallFailedEvent,
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
-    StreamChunkType,
     TaskCompletedEvent,
     TaskFailedEvent,
     TaskStartedEvent,
@@ -72,6 +75,8 @@ from crewtrace.telemetry._attributes import (
     call_key,
     clean,
     defined,
+    delegating_tool_key,
+    enclosing,
     input_messages,
     mark_failed,
     output_messages,
@@ -85,12 +90,12 @@ from crewtrace.telemetry._finish import FinishHooks
 from crewtrace.telemetry._labels import LabelCaps
 from crewtrace.telemetry._records import Ending, OpenSpan
 from crewtrace.telemetry._requests import published, request_context
+from crewtrace.telemetry._steps import ENDS, STARTS
 from crewtrace.telemetry.instruments import create_instruments
 
 __all__ = ["OTelBridge"]
 
 _SCOPE_NAME = "crewtrace"
-_GAP_BATCH = 1024  # chunk gaps kept per stream before they are recorded
 _CLOSED = "telemetry was shut down while this was still running"
 _SPAN_CONTENT = frozenset({ContentCapturingMode.SPAN_ONLY, ContentCapturingMode.SPAN_AND_EVENT})
 
@@ -152,7 +157,12 @@ class OTelBridge(BaseEventListener):
         self._labels = LabelCaps(max_label_values)
         self._hooks = FinishHooks(self._instruments, self._labels, self._details)
         self._open: dict[SpanKey, OpenSpan] = {}
+        self._streams: dict[str, OpenSpan] = {}  # the open streamed calls by call id: a chunk's one lookup
         self._lock = threading.Lock()
+        self._step_hooks: dict[type[BaseEvent], Callable[[OpenSpan, Ending], None]] = {
+            FlowStartedEvent: self._hooks.workflow,
+            GuardrailStartedEvent: self._hooks.guardrail,
+        }
         super().__init__(bus)
         self.bus.on_request(self._request_context)
 
@@ -174,6 +184,10 @@ class OTelBridge(BaseEventListener):
         on(LLMStreamChunkEvent, self._on_chunk)
         on(LLMCallCompletedEvent, self._on_call_ended)
         on(LLMCallFailedEvent, self._on_call_ended)
+        for started in STARTS:
+            on(started, self._on_span_started)
+        for ended in ENDS:
+            on(ended, self._on_span_ended)
 
     def open_spans(self) -> tuple[str, ...]:
         """Names of the spans the bridge holds open, in the order they started."""
@@ -198,6 +212,7 @@ class OTelBridge(BaseEventListener):
         super().close()
         with self._lock:
             opened, self._open = self._open, {}
+            self._streams = {}
         now = time.time_ns()
         for record in reversed(opened.values()):
             duration = max(0, now - record.start_ns) / 1e9
@@ -283,7 +298,7 @@ class OTelBridge(BaseEventListener):
         metric_attributes = {names.OPERATION_NAME: names.OP_INVOKE_WORKFLOW, **self._labels.attribution(event)}
         self._start(
             run_key(event),
-            (),
+            enclosing(event),
             f"{names.OP_INVOKE_WORKFLOW} {event.crew_name}",
             event,
             attributes,
@@ -318,9 +333,12 @@ class OTelBridge(BaseEventListener):
             **self._model_labels(event.model, event.provider),
         }
         name = f"{names.OP_INVOKE_AGENT} {event.agent_role}"
+        parents = enclosing(event)
+        if event.parent_tool_call_id is not None:  # a coworker: under the tool call that delegated to it
+            parents = (delegating_tool_key(event), *parents)
         self._start(
             agent_key(event),
-            (task_key(event),),
+            parents,
             name,
             event,
             attributes,
@@ -339,7 +357,7 @@ class OTelBridge(BaseEventListener):
             **attribution(event),
             names.TOOL_NAME: tool_name,
             names.TOOL_CALL_ID: event.tool_call_id,
-            names.TOOL_TYPE: names.TOOL_TYPE_FUNCTION,
+            names.TOOL_TYPE: event.tool_type,
         }
         if self.capture_content:
             attributes[names.TOOL_CALL_ARGUMENTS] = event.arguments
@@ -353,7 +371,7 @@ class OTelBridge(BaseEventListener):
         name = f"{names.OP_EXECUTE_TOOL} {tool_name}"
         self._start(
             tool_key(event),
-            (agent_key(event),),
+            enclosing(event),
             name,
             event,
             attributes,
@@ -364,6 +382,35 @@ class OTelBridge(BaseEventListener):
     def _on_tool_ended(self, source: Any, event: ToolUsageFinishedEvent | ToolUsageErrorEvent) -> None:
         output = event.output if self.capture_content and isinstance(event, ToolUsageFinishedEvent) else None
         self._end(tool_key(event), event, {names.TOOL_CALL_RESULT: output})
+
+    # -- flows, methods and steps ------------------------------------------------------
+
+    def _on_span_started(self, source: Any, event: BaseEvent) -> None:
+        """A flow run, a flow method or a step starting (its span from ``_steps.STARTS``)."""
+        start = STARTS[type(event)](event, self.capture_content)
+        finish = self._step_hooks.get(type(event))
+        metric_attributes = None
+        if isinstance(event, FlowStartedEvent):  # a workflow's duration, by its name as the conventions ask
+            metric_attributes = {
+                names.OPERATION_NAME: names.OP_INVOKE_WORKFLOW,
+                **self._labels.attribution(event),
+                names.WORKFLOW_NAME: self._labels.capped(names.WORKFLOW_NAME, event.flow_name or "flow"),
+            }
+        elif finish is not None:
+            metric_attributes = self._labels.attribution(event)
+        self._start(
+            start.key,
+            start.parents,
+            start.name,
+            event,
+            start.attributes,
+            finish=finish,
+            metric_attributes=metric_attributes,
+        )
+
+    def _on_span_ended(self, source: Any, event: BaseEvent) -> None:
+        key, attributes = ENDS[type(event)](event, self.capture_content)
+        self._end(key, event, attributes)
 
     # -- LLM calls -----------------------------------------------------------------
 
@@ -399,7 +446,7 @@ class OTelBridge(BaseEventListener):
             )
         record = self._start(
             call_key(event.call_id),
-            (agent_key(event), task_key(event), run_key(event)),
+            enclosing(event),
             f"{names.OP_CHAT} {event.model}",
             event,
             attributes,
@@ -412,6 +459,7 @@ class OTelBridge(BaseEventListener):
             record.details = details
             if timeline is not None:
                 self._instruments.stream_active.add(1, metric_attributes)
+                self._streams[event.call_id] = record
 
     def _request_context(self, call_id: str) -> AbstractContextManager[dict[str, str]] | None:
         """The bus's request hook: a recorded call's request runs in its chat span's context (``_requests``)."""
@@ -422,14 +470,15 @@ class OTelBridge(BaseEventListener):
         return request_context(record.span, record.inference)
 
     def _on_chunk(self, source: Any, event: LLMStreamChunkEvent) -> None:
-        record = self._open.get(call_key(event.call_id))
-        if record is not None and record.timeline is not None:
+        """The per-chunk path: one lookup, the timeline's bookkeeping, and a batch of gaps recorded now and then."""
+        record = self._streams.get(event.call_id)
+        if record is not None:
             timeline = record.timeline
-            timeline.add(event.timestamp_ns, event.chunk, event.chunk_type is StreamChunkType.TOOL_CALL)
-            if len(timeline.gaps) >= _GAP_BATCH:
+            if timeline is not None and timeline.add(event.timestamp_ns, event.chunk, event.chunk_type):
                 self._hooks.record_gaps(timeline, record.metric_attributes)
 
     def _on_call_ended(self, source: Any, event: LLMCallCompletedEvent | LLMCallFailedEvent) -> None:
+        self._streams.pop(event.call_id, None)
         record = self._open.get(call_key(event.call_id))
         if record is None:
             return

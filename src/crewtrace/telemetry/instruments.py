@@ -38,6 +38,7 @@ class Instruments:
     execute_tool_duration: Histogram
     invoke_agent_duration: Histogram
     workflow_duration: Histogram
+    guardrail_rejections: Counter
 
 
 def create_instruments(meter: Meter) -> Instruments:
@@ -101,7 +102,12 @@ def create_instruments(meter: Meter) -> Instruments:
         workflow_duration=meter.create_histogram(
             names.METRIC_WORKFLOW_DURATION,
             unit="s",
-            description="GenAI workflow duration: one crew run.",
+            description="GenAI workflow duration: one crew run, or one flow run.",
             explicit_bucket_boundaries_advisory=list(_WORKFLOW_BUCKETS),
+        ),
+        guardrail_rejections=meter.create_counter(
+            names.METRIC_GUARDRAIL_REJECTIONS,
+            unit="{rejection}",
+            description="Guardrail checks that rejected a task's output and sent it back to the agent.",
         ),
     )

@@ -26,6 +26,12 @@ OP_INVOKE_AGENT: Final = GenAI.GenAiOperationNameValues.INVOKE_AGENT.value
 OP_INVOKE_WORKFLOW: Final = GenAI.GenAiOperationNameValues.INVOKE_WORKFLOW.value
 OP_EXECUTE_TOOL: Final = GenAI.GenAiOperationNameValues.EXECUTE_TOOL.value
 OP_EXECUTE_TASK: Final = "execute_task"  # tasks have no convention
+OP_RETRIEVAL: Final = GenAI.GenAiOperationNameValues.RETRIEVAL.value
+OP_PLAN: Final = "plan"  # a well-known value of the newer GenAI conventions, not yet in the semconv package
+# Span name prefixes of what the conventions do not name (no gen_ai.operation.name on these spans).
+SPAN_FLOW_METHOD: Final = "execute_flow_method"
+SPAN_MEMORY_SAVE: Final = "save_memory"
+SPAN_GUARDRAIL: Final = "apply_guardrail"
 
 # GenAI attributes.
 OPERATION_NAME: Final = GenAI.GEN_AI_OPERATION_NAME
@@ -51,7 +57,9 @@ OUTPUT_MESSAGES: Final = GenAI.GEN_AI_OUTPUT_MESSAGES
 TOOL_NAME: Final = GenAI.GEN_AI_TOOL_NAME
 TOOL_CALL_ID: Final = GenAI.GEN_AI_TOOL_CALL_ID
 TOOL_TYPE: Final = GenAI.GEN_AI_TOOL_TYPE
-TOOL_TYPE_FUNCTION: Final = "function"
+DATA_SOURCE_ID: Final = GenAI.GEN_AI_DATA_SOURCE_ID
+REQUEST_TOP_K: Final = GenAI.GEN_AI_REQUEST_TOP_K
+RETRIEVAL_QUERY_TEXT: Final = GenAI.GEN_AI_RETRIEVAL_QUERY_TEXT  # content: opt-in
 TOOL_CALL_ARGUMENTS: Final = GenAI.GEN_AI_TOOL_CALL_ARGUMENTS  # content: opt-in
 TOOL_CALL_RESULT: Final = GenAI.GEN_AI_TOOL_CALL_RESULT  # content: opt-in
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE
@@ -69,6 +77,26 @@ TOOL_REQUESTED_NAME: Final = "crewtrace.tool.requested_name"  # content: opt-in
 """A tool name the model asked for that is not one of the agent's tools (``gen_ai.tool.name`` says ``_UNKNOWN``)."""
 STREAM_CHUNK_COUNT: Final = "crewtrace.stream.chunk_count"
 """Exact number of chunks a call received, whatever the chunk events were coalesced into."""
+FLOW_NAME: Final = "crewtrace.flow.name"
+FLOW_RUN_ID: Final = "crewtrace.flow.run.id"
+FLOW_METHOD: Final = "crewtrace.flow.method"
+FLOW_METHOD_KIND: Final = "crewtrace.flow.method.kind"
+"""``start``, ``listen`` or ``router``."""
+FLOW_ROUTE: Final = "crewtrace.flow.route"
+"""The route a router method chose."""
+FLOW_OUTCOME: Final = "crewtrace.flow.outcome"
+"""``paused`` on a flow run or method that stopped to wait for human feedback."""
+STEP_ID: Final = "crewtrace.step.id"
+RETRIEVAL_SOURCE: Final = "crewtrace.retrieval.source"
+"""``memory`` or ``knowledge``."""
+RETRIEVAL_RESULT_COUNT: Final = "crewtrace.retrieval.result_count"
+GUARDRAIL_NAME: Final = "crewtrace.guardrail.name"
+GUARDRAIL_TYPE: Final = "crewtrace.guardrail.type"
+GUARDRAIL_ATTEMPT: Final = "crewtrace.guardrail.attempt"
+GUARDRAIL_PASSED: Final = "crewtrace.guardrail.passed"
+GUARDRAIL_FEEDBACK: Final = "crewtrace.guardrail.feedback"  # content: opt-in
+PLAN_ATTEMPT: Final = "crewtrace.plan.attempt"
+PLAN_READY: Final = "crewtrace.plan.ready"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +112,16 @@ class AttributionKey:
 
 
 ATTRIBUTION: Final = (
+    AttributionKey("flow_name", FLOW_NAME, FLOW_NAME, "flow"),
+    AttributionKey("flow_run_id", FLOW_RUN_ID, None, "flow_run_id"),
+    AttributionKey("flow_method", FLOW_METHOD, FLOW_METHOD, "flow_method"),
     AttributionKey("run_id", RUN_ID, None, "run_id"),
     AttributionKey("crew_name", WORKFLOW_NAME, WORKFLOW_NAME, "crew"),
     AttributionKey("task_id", TASK_ID, None, "task_id"),
     AttributionKey("task_name", TASK_NAME, TASK_NAME, "task"),
     AttributionKey("agent_id", AGENT_ID, None, "agent_id"),
     AttributionKey("agent_role", AGENT_NAME, AGENT_NAME, "agent"),
+    AttributionKey("step_id", STEP_ID, None, "step_id"),
 )
 """The attribution table: every attribution field once, and what each becomes. Everything loops over it."""
 
@@ -103,7 +135,8 @@ CHUNK_ELAPSED: Final = "crewtrace.chunk.elapsed"
 """Seconds from the request to the (last) chunk of the event."""
 CHUNK_TEXT: Final = "crewtrace.chunk.text"  # content: opt-in
 CHUNK_TYPE: Final = "crewtrace.chunk.type"
-"""``text``, ``tool_call`` (argument fragments of a tool call), or ``mixed`` for a coalesced group of both."""
+"""``text``, ``tool_call`` (argument fragments of a tool call), ``reasoning``, or ``mixed`` for a coalesced group
+of more than one of them."""
 
 # Metrics.
 METRIC_OPERATION_DURATION: Final = GenAIMetrics.GEN_AI_CLIENT_OPERATION_DURATION
@@ -124,6 +157,7 @@ METRIC_TOOL_ERRORS: Final = "crewtrace.tool.errors"
 METRIC_WORKFLOW_DURATION: Final = "gen_ai.workflow.duration"
 METRIC_INVOKE_AGENT_DURATION: Final = "gen_ai.invoke_agent.duration"
 METRIC_EXECUTE_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
+METRIC_GUARDRAIL_REJECTIONS: Final = "crewtrace.guardrail.rejections"
 
 # Events (the OpenTelemetry Logs API).
 INFERENCE_DETAILS_EVENT: Final = "gen_ai.client.inference.operation.details"

@@ -26,10 +26,15 @@ __all__ = [
 
 
 class StreamChunkType(str, Enum):
-    """What a streamed chunk carries: generated text, or a fragment of a tool call's arguments."""
+    """What a streamed chunk carries: generated text, a fragment of a tool call's arguments, or reasoning.
+
+    ``REASONING`` is a model's thinking streamed before its answer (CrewAI's thinking chunks); it
+    counts as a chunk, as the GenAI conventions count reasoning deltas.
+    """
 
     TEXT = "text"
     TOOL_CALL = "tool_call"
+    REASONING = "reasoning"
 
 
 class LLMEvent(BaseEvent):
@@ -52,7 +57,7 @@ class LLMCallStartedEvent(LLMEvent):
 
 class LLMStreamChunkEvent(LLMEvent):
     type: Literal["llm_stream_chunk"] = "llm_stream_chunk"
-    chunk: str = Field(description="The text, or for a tool-call chunk its argument fragment.")
+    chunk: str = Field(description="The text, a tool-call chunk's argument fragment, or a reasoning chunk's text.")
     chunk_index: int = Field(description="0-based and contiguous within the call, over text and tool-call chunks.")
     response_id: str | None = None
     chunk_type: StreamChunkType = StreamChunkType.TEXT

@@ -24,6 +24,10 @@ class ToolUsageEvent(BaseEvent):
     tool_call_id: str
     arguments: str
     iteration: int = Field(description="Which round of the agent's tool loop, from 0.")
+    tool_type: Literal["function", "extension", "datastore"] = Field(
+        default="function",
+        description="The GenAI conventions' tool type: ``extension`` for a tool another process serves (MCP).",
+    )
 
 
 class ToolUsageStartedEvent(ToolUsageEvent):

@@ -3,33 +3,45 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
+
+from crewai.tools.mcp_native_tool import MCPNativeTool
+from crewai.tools.mcp_tool_wrapper import MCPToolWrapper
+from crewai.utilities.string_utils import sanitize_tool_name
 
 from crewtrace.errors import ErrorType
 from crewtrace.events import (
-    EventBus,
     FunctionCall,
     LLMCallCompletedEvent,
     LLMCallFailedEvent,
     LLMCallStartedEvent,
     LLMStreamChunkEvent,
     StreamChunkType,
+    TokenUsage,
     ToolCall,
     ToolUsageErrorEvent,
     ToolUsageEvent,
     ToolUsageFinishedEvent,
     ToolUsageStartedEvent,
 )
+from crewtrace.events.labels import OTHER
 from crewtrace.events.pricing import price
 from crewtrace.integrations.crewai import _fields as f
 from crewtrace.integrations.crewai._entry import raised_error_type
-from crewtrace.integrations.crewai._scopes import LEFT_OPEN, Scope
+from crewtrace.integrations.crewai._scopes import LEFT_OPEN, Book, Scope
 from crewtrace.redaction import error_message
 
 __all__ = ["Calls"]
 
+_MCP_TOOLS = (MCPNativeTool, MCPToolWrapper)
 _ENDED_KEPT = 4096
+# CrewAI's tool failure reasons that crewtrace's own crews name too; CrewAI's other reasons are kept as they are.
+_FAILURE_REASONS = {"unknown_tool": ErrorType.UNKNOWN_TOOL, "invalid_input": ErrorType.INVALID_ARGUMENTS}
+# CrewAI's tool errors that come without a tool use of their own (its text-parsing agents' path).
+_TOOL_ERRORS = {
+    "tool_selection_error": ErrorType.UNKNOWN_TOOL,
+    "tool_validate_input_error": ErrorType.INVALID_ARGUMENTS,
+}
 
 
 class Calls:
@@ -39,24 +51,28 @@ class Calls:
     a pool thread got round to an event.
     """
 
-    def __init__(self, bus: EventBus, remember: Callable[[str, Scope], None]) -> None:
-        self._bus = bus
-        self._remember = remember
+    def __init__(self, book: Book, usage: dict[str, TokenUsage]) -> None:
+        self._book = book
+        self._usage = usage  # usage worked out from CrewAI's counters, by call id (see ``_usage``)
         self.open: dict[str, Scope] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
         """Calls that ended lately: CrewAI's litellm path emits a failure twice (its stream handler's, its call's)."""
+        self._generation = -1
+        self._chunk_listeners = False
 
     # -- LLM calls -----------------------------------------------------------------
 
     def started(self, source: Any, event: Any, parent: Scope) -> None:
+        if event.call_id in self.open:
+            return
         call = self._open(source, event, parent, f.timestamp_ns(event.timestamp))
-        self._remember(event.event_id, call)
+        self._book.remember(event.event_id, call)
         host, port = f.server_of(source)
         messages = event.messages
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         max_tokens = event.max_tokens
-        self._bus.emit(
+        self._book.emit(
             source,
             call.stamp(
                 LLMCallStartedEvent,
@@ -73,38 +89,57 @@ class Calls:
             ),
         )
 
-    def chunk(self, source: Any, event: Any, parent: Scope) -> None:
-        call = self.open.get(event.call_id) or self._late_start(source, event, parent)
-        ts = f.timestamp_ns(event.timestamp)
-        index = call.chunks
-        call.chunks = index + 1
-        if call.first_chunk_ns is None:
-            call.first_chunk_ns = ts
-        tool_call = event.tool_call
-        update: dict[str, Any] = {
-            "event_id": event.event_id,  # CrewAI's own id (a UUID string): ties the two events together
-            "timestamp_ns": ts,
-            "chunk": event.chunk,
-            "chunk_index": index,
-        }
+    def chunk(self, source: Any, event: Any, arrived: int) -> None:
+        """One streamed text or tool-call chunk, ``arrived`` when CrewAI emitted it: the hot path."""
+        call = self.open.get(event.call_id)
+        if call is None:
+            call = self._late_start(source, event, self._book.find(event.parent_event_id))
+        values = self._counted(call, event, arrived)
+        if values is None:
+            return
         if event.response_id is not None:
-            update["response_id"] = event.response_id
-        if tool_call is not None:  # CrewAI's is already in OpenAI's shape: the call as far as it has arrived
+            values["response_id"] = event.response_id
+        tool_call = event.tool_call
+        if tool_call is not None:  # already in OpenAI's shape: the call as far as it has arrived
             function = tool_call.function
-            update["chunk_type"] = StreamChunkType.TOOL_CALL
-            update["tool_call"] = ToolCall(
+            values["chunk_type"] = StreamChunkType.TOOL_CALL
+            values["tool_call"] = ToolCall(
                 id=tool_call.id,
                 function=FunctionCall(name=function.name or None, arguments=function.arguments or ""),
                 index=tool_call.index,
             )
-        # The hot path: a copy of the call's validated template with the chunk's own fields,
-        # which costs half of building and validating a new event.
-        self._bus.emit(source, self._template(call).model_copy(update=update))
+        self._book.bus.emit(source, LLMStreamChunkEvent.assemble(values))
 
-    def _template(self, call: Scope) -> LLMStreamChunkEvent:
-        template = call.chunk_template
-        if template is None:
-            template = call.chunk_template = call.stamp(
+    def thinking_chunk(self, source: Any, event: Any, parent: Scope) -> None:
+        """A thinking model's reasoning chunk (CrewAI hands these to its thread pool, so its own time counts)."""
+        call = self.open.get(event.call_id)
+        if call is None:
+            call = self._late_start(source, event, parent)
+        values = self._counted(call, event, f.timestamp_ns(event.timestamp))
+        if values is not None:
+            values["chunk_type"] = StreamChunkType.REASONING
+            values["response_id"] = event.response_id
+            self._book.emit(source, LLMStreamChunkEvent.assemble(values))
+
+    def _counted(self, call: Scope, event: Any, ts: int) -> dict[str, Any] | None:
+        """Count a chunk of ``call``; its event's values if anyone listens to chunks.
+
+        Everything a chunk event shares with its call was validated once, at the call's first
+        chunk; a chunk adds its own four values.
+        """
+        index = call.chunks
+        call.chunks = index + 1
+        if call.first_chunk_ns is None:
+            call.first_chunk_ns = ts
+        bus = self._book.bus
+        if bus.generation != self._generation:  # listeners changed: look them up again (once per change)
+            self._generation = bus.generation
+            self._chunk_listeners = bus.has_handlers(LLMStreamChunkEvent)
+        if not self._chunk_listeners:
+            return None
+        fields = call.chunk_fields
+        if fields is None:
+            template = call.stamp(
                 LLMStreamChunkEvent,
                 timestamp_ns=call.start_ns,
                 call_id=call.call_id,
@@ -113,7 +148,8 @@ class Calls:
                 chunk="",
                 chunk_index=0,
             )
-        return template
+            fields = call.chunk_fields = dict(template.__dict__)
+        return {**fields, "event_id": event.event_id, "timestamp_ns": ts, "chunk": event.chunk, "chunk_index": index}
 
     def ended(self, source: Any, event: Any, parent: Scope) -> None:
         if event.call_id in self._ended:
@@ -124,10 +160,11 @@ class Calls:
             error, error_type = f.call_failure_of(event.error, raised_error_type(call.call_id))
             self.fail(call, end_ns, error, error_type, source)
             return
-        self._end(call)
+        if not self._close(call, end_ns):
+            return
         response = event.response
         try:
-            usage = f.usage_of(event.usage, call.model)
+            usage = f.usage_of(event.usage, call.model) or self._usage.pop(call.call_id, None)
             completed = call.stamp(
                 LLMCallCompletedEvent,
                 **_call_ending(call, end_ns),
@@ -141,7 +178,7 @@ class Calls:
             error = f"crewtrace could not read CrewAI's completed call: {error_message(exc)}"
             self._emit_failed(source, call, end_ns, error, type(exc).__name__)
             return
-        self._bus.emit(source, completed)
+        self._book.bus.emit(source, completed)
 
     def fail(
         self,
@@ -152,11 +189,11 @@ class Calls:
         source: Any = None,
     ) -> None:
         """End a call as failed: CrewAI said so, or its scope ended without a word about it."""
-        self._end(call)
-        self._emit_failed(source, call, end_ns, error, error_type)
+        if self._close(call, end_ns):
+            self._emit_failed(source, call, end_ns, error, error_type)
 
     def _emit_failed(self, source: Any, call: Scope, end_ns: int, error: str, error_type: str) -> None:
-        self._bus.emit(
+        self._book.emit(
             source,
             call.stamp(
                 LLMCallFailedEvent,
@@ -166,24 +203,34 @@ class Calls:
             ),
         )
 
+    def _close(self, call: Scope, end_ns: int) -> bool:
+        if not self._book.ending(call, end_ns):
+            return False
+        self.open.pop(call.call_id, None)
+        self._ended[call.call_id] = None
+        if len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
+        return True
+
     def _open(self, source: Any, event: Any, parent: Scope, start_ns: int) -> Scope:
         call = parent.child("call", start_ns, "call:" + event.call_id)
         call.call_id = event.call_id
-        call.attribute_from(event)
+        self._book.attribute_from(call, source, event)
         call.model, call.provider = f.model_of(event.model, source)
         stream = getattr(event, "stream", None)
         call.stream = bool(getattr(source, "stream", False) if stream is None else stream)
         if parent.owner is not None:
             parent.owner.llm_calls += 1
         self.open[event.call_id] = call
+        self._book.opened(call, self.fail)
         return call
 
     def _late_start(self, source: Any, event: Any, parent: Scope) -> Scope:
         """A call whose started event never came (emitted before instrumentation) gets one now: started first."""
         ts = f.timestamp_ns(event.timestamp)
         call = self._open(source, event, parent, ts)
-        call.stream = call.stream or event.type == "llm_stream_chunk"
-        self._bus.emit(
+        call.stream = call.stream or event.type != "llm_call_completed"
+        self._book.emit(
             source,
             call.stamp(
                 LLMCallStartedEvent,
@@ -197,34 +244,52 @@ class Calls:
         )
         return call
 
-    def _end(self, call: Scope) -> None:
-        self.open.pop(call.call_id, None)
-        self._ended[call.call_id] = None
-        if len(self._ended) > _ENDED_KEPT:
-            self._ended.popitem(last=False)
-        call.ended()
-
     # -- tools ---------------------------------------------------------------------
 
     def tool_started(self, source: Any, event: Any, parent: Scope) -> None:
-        tool = parent.child("tool", f.timestamp_ns(event.timestamp), event.event_id)
-        tool.attribute_from(event)
-        tool.name = event.tool_name
-        tool.declared = f.declared_tool(event.tool_name, source, event)
+        tool = self._tool(source, event, parent, event.event_id)
         tool.arguments = f.arguments_of(event.tool_args)
-        tool.llm_calls = max(0, (parent.owner.llm_calls if parent.owner is not None else 1) - 1)
-        self._remember(event.event_id, tool)
+        mcp = _mcp_tool(source, event.tool_name)
+        if mcp is not None:  # a tool an MCP server serves: its own name there, and the extension type
+            tool.name = mcp.original_tool_name
+            tool.tool_type = "extension"
+            tool.declared = True
+        self._book.remember(event.event_id, tool)
         self._emit_tool(source, tool, ToolUsageStartedEvent, tool.start_ns)
+
+    def mcp_tool_started(self, source: Any, event: Any, parent: Scope) -> Scope | None:
+        """An MCP tool run outside a tool use (inside one, that tool use is its span): a tool span of its own."""
+        if parent.kind == "tool":
+            return None
+        tool = self._tool(source, event, parent, event.event_id)
+        tool.arguments = f.arguments_of(event.tool_args or {})
+        tool.tool_type = "extension"
+        tool.declared = True  # the server's own tool, run by CrewAI's MCP client
+        self._book.remember(event.event_id, tool)
+        self._emit_tool(source, tool, ToolUsageStartedEvent, tool.start_ns)
+        return tool
 
     def tool_ended(self, source: Any, event: Any, tool: Scope) -> None:
         if tool.kind != "tool":
             return
         end_ns = f.timestamp_ns(event.timestamp)
-        if event.type == "tool_usage_error":
+        failure = getattr(event, "failure", None)
+        if event.type in ("tool_usage_error", "mcp_tool_execution_failed"):
             self.tool_failed(tool, end_ns, *f.failure_of(event.error), source=source)
-            return
-        tool.ended()
-        self._emit_tool(source, tool, ToolUsageFinishedEvent, end_ns, output=f.text_of(event.output))
+        elif failure is not None:  # the tool ran and said it did not succeed (or did not exist)
+            reason = str(getattr(getattr(failure, "reason", None), "value", "") or OTHER)
+            error_type = _FAILURE_REASONS.get(reason, reason)
+            self.tool_failed(tool, end_ns, f.failure_of(getattr(failure, "message", ""))[0], error_type, source)
+        elif self._book.ending(tool, end_ns):
+            output = f.text_of(getattr(event, "output", None) if event.type == "tool_usage_finished" else event.result)
+            self._emit_tool(source, tool, ToolUsageFinishedEvent, end_ns, output=output)
+
+    def tool_error(self, source: Any, event: Any, parent: Scope) -> None:
+        """A tool the model asked for that does not exist, or arguments it cannot take: a failed tool use."""
+        tool = self._tool(source, event, parent, event.event_id)
+        tool.arguments = f.arguments_of(event.tool_args)
+        self._emit_tool(source, tool, ToolUsageStartedEvent, tool.start_ns)
+        self.tool_failed(tool, tool.start_ns, f.failure_of(event.error)[0], _TOOL_ERRORS[event.type], source)
 
     def tool_failed(
         self,
@@ -234,14 +299,23 @@ class Calls:
         error_type: str = ErrorType.CANCELLED,
         source: Any = None,
     ) -> None:
-        tool.ended()
-        self._emit_tool(source, tool, ToolUsageErrorEvent, end_ns, error=error, error_type=error_type)
+        if self._book.ending(tool, end_ns):
+            self._emit_tool(source, tool, ToolUsageErrorEvent, end_ns, error=error, error_type=error_type)
+
+    def _tool(self, source: Any, event: Any, parent: Scope, key: str) -> Scope:
+        tool = parent.child("tool", f.timestamp_ns(event.timestamp), key)
+        self._book.attribute_from(tool, source, event)
+        tool.name = event.tool_name
+        tool.declared = f.declared_tool(event.tool_name, source, event)
+        tool.llm_calls = max(0, (parent.owner.llm_calls if parent.owner is not None else 1) - 1)
+        self._book.opened(tool, self.tool_failed)
+        return tool
 
     def _emit_tool(self, source: Any, tool: Scope, kind: type[ToolUsageEvent], ts: int, **outcome: Any) -> None:
         """One tool event; the id is CrewAI's started event's (CrewAI passes no tool-call id to tools)."""
         if kind is not ToolUsageStartedEvent:
             outcome["duration_s"] = f.seconds_between(tool.start_ns, ts)
-        self._bus.emit(
+        self._book.emit(
             source,
             tool.stamp(
                 kind,
@@ -251,9 +325,18 @@ class Calls:
                 tool_call_id=tool.key,
                 arguments=tool.arguments,
                 iteration=tool.llm_calls,
+                tool_type=tool.tool_type,
                 **outcome,
             ),
         )
+
+
+def _mcp_tool(executor: Any, name: str) -> Any:
+    """The MCP tool an agent executor called by the name the model used, if it is one."""
+    for tool in getattr(executor, "original_tools", None) or ():
+        if isinstance(tool, _MCP_TOOLS) and sanitize_tool_name(tool.name) == name:
+            return tool
+    return None
 
 
 def _text(value: Any) -> str | None:

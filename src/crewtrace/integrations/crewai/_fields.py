@@ -15,7 +15,7 @@ from crewai.utilities.string_utils import sanitize_tool_name
 
 from crewtrace.errors import ErrorType, error_type_of, llm_error_type
 from crewtrace.events import TokenUsage
-from crewtrace.events.labels import OTHER, label
+from crewtrace.events.labels import OTHER
 from crewtrace.redaction import error_message, provider_key, register_secrets, secrets_in_url
 
 _logger = logging.getLogger("crewtrace.integrations.crewai")
@@ -209,20 +209,3 @@ def error_type_from_text(text: str) -> str:
         return _STATUS_ERRORS.get(code, "InternalServerError" if code.startswith("5") else OTHER)
     name = _CLASS_NAME.search(text)
     return name.group(2) if name else OTHER
-
-
-def role_template(agent: Any, fallback: str | None) -> str:
-    """The agent's label: its role as written, before CrewAI filled in the kickoff inputs."""
-    original = getattr(agent, "_original_role", None)
-    role = original if isinstance(original, str) and original else getattr(agent, "role", None)
-    return label(role if isinstance(role, str) else None, fallback, fallback="agent")
-
-
-def task_label(task: Any, fallback: str | None) -> str:
-    """The task's label: its name, else its description as written (placeholders unfilled)."""
-    name = getattr(task, "name", None)
-    original = getattr(task, "_original_description", None)
-    return label(
-        name if isinstance(name, str) else None,
-        original if isinstance(original, str) and original else fallback,
-    )

@@ -17,11 +17,13 @@ import crewai.events.types as crewai_event_types
 from crewai.events import crewai_event_bus
 from crewai.events.base_events import BaseEvent as CrewAIEvent
 from crewai.events.event_context import SCOPE_ENDING_EVENTS, SCOPE_STARTING_EVENTS
+from crewai.events.types.llm_events import LLMStreamChunkEvent
 
 from crewtrace.events import EventBus, crewtrace_event_bus, pricing
 from crewtrace.integrations.crewai import _entry
 from crewtrace.integrations.crewai._order import Reorderer
-from crewtrace.integrations.crewai._translate import Translator
+from crewtrace.integrations.crewai._translate import Item, Translator
+from crewtrace.integrations.crewai._usage import UsageCounters
 
 __all__ = ["CrewAIInstrumentation", "instrument_crewai"]
 
@@ -29,6 +31,7 @@ _logger = logging.getLogger("crewtrace.integrations.crewai")
 _active: dict[int, CrewAIInstrumentation] = {}
 _active_lock = threading.Lock()
 _EXPIRY_CHECK_S = 0.1
+_GRACE_S = 0.25  # longest an event waits for an id that never comes, or a scope's end for its parts
 
 
 def instrument_crewai(bus: EventBus | None = None) -> CrewAIInstrumentation:
@@ -77,7 +80,8 @@ class CrewAIInstrumentation:
         self.bus = bus
         self._lock = threading.RLock()
         self._translator = Translator(bus, SCOPE_STARTING_EVENTS, SCOPE_ENDING_EVENTS)
-        self._reorderer = Reorderer(self._release)
+        self._usage = UsageCounters(self._translator.usage)
+        self._reorderer = Reorderer(self._release, grace_s=_GRACE_S)
         self._ending = SCOPE_ENDING_EVENTS
         self._closed = False
         self._timer: threading.Timer | None = None
@@ -113,14 +117,34 @@ class CrewAIInstrumentation:
                 _logger.exception("crewtrace could not end what CrewAI left open")
 
     def _on_event(self, source: Any, event: Any) -> None:
-        """CrewAI's handler for every event: inline for chunks, on CrewAI's thread pool for the rest."""
+        """CrewAI's handler for every event: inline for text chunks, on CrewAI's thread pool for the rest."""
         try:
-            started = event.started_event_id if event.type in self._ending else event.parent_event_id
+            if event.__class__ is LLMStreamChunkEvent:  # the hot path: in the emitting thread, once per chunk
+                arrived = time.time_ns()  # inline: the moment CrewAI emitted it (its own timestamp costs more to read)
+                with self._lock:
+                    if not self._closed:
+                        item = (source, event, arrived)
+                        scope, previous = event.parent_event_id, event.previous_event_id
+                        released = self._reorderer.arrive(event.event_id, scope, previous, item, streamed=True)
+                        if not released and self._timer is None:  # its call's start may never come
+                            self._schedule_expiry()
+                return
+            kind = event.type
+            scope = event.started_event_id if kind in self._ending else event.parent_event_id
+            # An event outside any scope starts a tree of its own (a kickoff, a flow): what its thread emitted
+            # before (the last kickoff's end, maybe before instrumentation) does not order it.
+            previous = event.previous_event_id if scope is not None else None
             with self._lock:
-                if not self._closed:
-                    self._reorderer.arrive(event.event_id, (started, event.previous_event_id), (source, event))
-                    if self._timer is None and self._reorderer.pending():
-                        self._schedule_expiry()
+                if self._closed:
+                    return
+                # CrewAI's own usage count, read as the call's events arrive (see ``_usage``).
+                if kind == "llm_call_started":
+                    self._usage.started(event.call_id, source)
+                elif kind == "llm_call_completed" and not event.usage:
+                    self._usage.completed(event.call_id, source)
+                self._reorderer.arrive(event.event_id, scope, previous, (source, event, 0))
+                if self._timer is None and (self._reorderer.pending() or self._translator.pending()):
+                    self._schedule_expiry()
         except Exception:
             _logger.exception("crewtrace could not translate CrewAI's %s event", getattr(event, "type", "?"))
 
@@ -130,19 +154,20 @@ class CrewAIInstrumentation:
         self._timer.start()
 
     def _expire(self) -> None:
-        """Timer thread: let go of events held for an id that never came (emitted before instrumentation)."""
+        """Timer thread: release events held for an id that never came, and ends waiting for parts that never end."""
         try:
             with self._lock:
                 self._timer = None
                 if self._closed:
                     return
                 self._reorderer.expire()
-                if self._reorderer.pending():
+                self._translator.expire(_GRACE_S)
+                if self._reorderer.pending() or self._translator.pending():
                     self._schedule_expiry()
         except Exception:
             _logger.exception("crewtrace could not release held CrewAI events")
 
-    def _release(self, item: tuple[Any, Any]) -> None:
+    def _release(self, item: Item) -> None:
         try:
             self._translator.release(item)
             if item[1].type == "llm_call_started":  # its chat span is open: the request may go
