@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -47,10 +48,16 @@ def run_crewtrace_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> 
     For mistakes refused before any crew runs, which need no process of their own (and no cold
     litellm import); the exit codes through a real process are checked by the subprocess tests.
     """
+    # The demo holds the telemetry loggers' records for the rest of its process: not of the test's.
+    loggers = [logging.getLogger(name) for name in ("opentelemetry", "crewtrace.telemetry")]
+    saved = [(logger.propagate, list(logger.handlers)) for logger in loggers]
     try:
         code = main(list(args))
     except SystemExit as exit_:  # argparse's usage errors
         code = exit_.code if isinstance(exit_.code, int) else 2
+    finally:
+        for logger, (propagate, handlers) in zip(loggers, saved, strict=True):
+            logger.propagate, logger.handlers = propagate, handlers
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["crewtrace", *args], code, out, err)
 

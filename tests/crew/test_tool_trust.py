@@ -93,7 +93,7 @@ def test_a_tool_name_the_model_makes_up_is_content_labelled_unknown_outside_the_
         exported = everything_exported(span_exporter, metric_reader)
         for name in MADE_UP:
             assert name not in exported, f"{name[:40]!r} was exported with capture off"
-        assert "4111" not in exported and "\x1b" not in exported
+        assert "4111_1111" not in exported and "\x1b" not in exported, "no part of a made-up name"
 
 
 class Unprintable:

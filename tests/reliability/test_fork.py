@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -75,10 +76,11 @@ def test_a_forked_child_delivers_to_coroutine_handlers_and_exports_its_spans(
             assert telemetry.shutdown(timeout=10) is True
 
 
-def test_a_process_that_forks_while_serving_metrics_keeps_the_port_to_itself_and_says_so_once(
-    bus: EventBus, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_process_that_forks_while_serving_metrics_keeps_the_port_to_itself_and_says_so_once(bus: EventBus) -> None:
     """gunicorn --preload or a fork pool: the children must not hold the port, nor answer on it."""
+    logger = logging.getLogger("crewtrace.telemetry")
+    kept = Kept()
+    logger.addHandler(kept)  # on the logger itself: whatever the process made of its propagation
     telemetry = setup_telemetry("svc-fork-port", prometheus_port=0, set_global=False, bus=bus)
     url, port = telemetry.metrics_url, telemetry.metrics_server.port if telemetry.metrics_server else 0
     children: list[tuple[int, int]] = []
@@ -92,7 +94,7 @@ def test_a_process_that_forks_while_serving_metrics_keeps_the_port_to_itself_and
                 os._exit(0)
             os.close(read_end)
             children.append((pid, write_end))
-        warnings = [r.getMessage() for r in caplog.records if "forked while serving" in r.getMessage()]
+        warnings = [message for message in kept.messages if "forked while serving" in message]
         assert len(warnings) == 1 and url is not None and url in warnings[0], warnings
         assert "docs/deployment.md" in warnings[0]
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -105,7 +107,19 @@ def test_a_process_that_forks_while_serving_metrics_keeps_the_port_to_itself_and
             again.bind(("127.0.0.1", port))  # EADDRINUSE if a child still held the listening socket
             again.listen()
     finally:
+        logger.removeHandler(kept)
         for pid, write_end in children:
             os.write(write_end, b"x")
             os.close(write_end)
             os.waitpid(pid, 0)
+
+
+class Kept(logging.Handler):
+    """Keeps the messages of the records it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())

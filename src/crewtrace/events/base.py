@@ -80,8 +80,13 @@ class BaseEvent(Attribution):
 
         What ``model_construct`` does, without its pass over every field for defaults and aliases,
         which costs more than validating: per streamed chunk, an event is a dict and one object.
-        ``fields`` becomes the event's own (pass a fresh dict).
+        ``fields`` becomes the event's own (pass a fresh dict); an ``event_id`` or ``timestamp_ns``
+        it lacks is made as validation would make it.
         """
+        if "event_id" not in fields:
+            fields["event_id"] = _new_event_id()
+        if "timestamp_ns" not in fields:
+            fields["timestamp_ns"] = time.time_ns()
         event = cls.__new__(cls)
         names = _FIELD_SETS.get(cls)
         if names is None:

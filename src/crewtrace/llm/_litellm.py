@@ -35,11 +35,15 @@ __all__ = [
 # (which needs ``mcp<2``).
 SKIP_MCP_GATEWAY = {"_skip_mcp_handler": True}
 
-_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+_REDACTED_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "openai._base_client", "httpx")
+"""litellm's loggers and those of the HTTP clients under it, which log each request's URL (a filter on a
+logger sees only records logged to that logger itself, so each is named as it logs)."""
 
 
 class _RedactKeys(logging.Filter):
-    """litellm's own (debug) log can echo a provider's error body: scrub the keys crewtrace was given."""
+    """litellm's own (debug) log can echo a provider's error body, and the HTTP clients under it log each
+    request's URL, credentials included (the OpenAI SDK 2.x): scrub the keys crewtrace was given and any
+    URL's credentials."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -49,7 +53,7 @@ class _RedactKeys(logging.Filter):
         return True
 
 
-for _name in _LITELLM_LOGGERS:
+for _name in _REDACTED_LOGGERS:
     logging.getLogger(_name).addFilter(_RedactKeys())
 
 

@@ -88,6 +88,7 @@ class CallRecorder:
     __slots__ = (
         "_base",
         "_bus",
+        "_chunk_fields",
         "_chunk_listeners",
         "_deliver",
         "_generation",
@@ -131,6 +132,7 @@ class CallRecorder:
         self.usage: Any = None
         self.result: CallResult | None = None
         self._tool_calls = ToolCallBuffer()
+        self._chunk_fields: dict[str, Any] | None = None
         # Read before emitting "started": a listener registered from then on changes the generation.
         self._generation = self._bus.generation
         self._chunk_listeners = self._bus.has_handlers(LLMStreamChunkEvent)
@@ -161,7 +163,7 @@ class CallRecorder:
     def on_chunk(self, raw: Any) -> str | None:
         """Take one raw stream chunk; return its text, if it has any. The hot path."""
         if self.response_id is None:
-            self.response_id = raw.id
+            self.response_id = _text(raw.id)
             # litellm sets chunk.model to the requested model; what the server named is kept aside.
             hidden = getattr(raw, "_hidden_params", None) or {}
             self.response_model = hidden.get("provider_response_model") or raw.model
@@ -193,10 +195,26 @@ class CallRecorder:
         return text
 
     def _emit_chunk(self, listening: bool, text: str, index: int, kind: StreamChunkType, call: ToolCall | None) -> None:
-        """One event for the bus (if anyone listens) and the run's sink (if it takes chunks)."""
-        # Built through pydantic's (compiled) validation: model_construct is slower on these models.
-        event = LLMStreamChunkEvent(
-            **self._base, chunk=text, chunk_index=index, response_id=self.response_id, chunk_type=kind, tool_call=call
+        """One event for the bus (if anyone listens) and the run's sink (if it takes chunks).
+
+        What a chunk's event shares with its call is validated once, at the first; a chunk adds its own
+        values, all typed (the text a ``str``, the response id made text when it was read).
+        """
+        fields = self._chunk_fields
+        if fields is None:
+            template = LLMStreamChunkEvent(**self._base, chunk="", chunk_index=0)
+            fields = self._chunk_fields = {
+                k: v for k, v in template.__dict__.items() if k not in ("event_id", "timestamp_ns")
+            }
+        event = LLMStreamChunkEvent.assemble(
+            {
+                **fields,
+                "chunk": text,
+                "chunk_index": index,
+                "response_id": self.response_id,
+                "chunk_type": kind,
+                "tool_call": call,
+            }
         )
         if listening:
             self._bus.emit(self._source, event)

@@ -14,6 +14,8 @@ import asyncio
 import logging
 import threading
 
+import openai
+
 from crewtrace.llm._litellm import litellm
 
 __all__ = ["await_started", "wait_started"]
@@ -46,6 +48,9 @@ def wait_started() -> None:
 
             for _ in litellm.completion(**_REQUEST):
                 pass
+            # The OpenAI SDK imports its resources when a client first uses them (openai 2.x: ~200 modules).
+            with openai.OpenAI(api_key="start-up", base_url="http://127.0.0.1:9/v1") as client:
+                client.chat.completions  # noqa: B018
         except Exception:  # the first real call then pays what is left, and reports any real problem
             _logger.debug("litellm's start-up failed", exc_info=True)
         _done = True

@@ -103,14 +103,24 @@ class ProviderStream:
         return usage
 
     def close(self) -> None:
-        """Release the HTTP connection of an abandoned sync stream."""
-        close = getattr(getattr(self._wrapper, "completion_stream", None), "close", None)
-        if close is None:
-            return
-        try:
-            close()
-        except Exception:
-            _logger.debug("closing an abandoned stream failed", exc_info=True)
+        """Release the HTTP connection of an abandoned sync stream, now.
+
+        Left to the garbage collector, a half-read response is closed whenever a collection runs,
+        in whichever thread, even one inside the connection pool's lock: httpcore then waits on
+        its own lock for ever. So the stream is closed here, and so is the line reader under
+        litellm's own parsers (litellm 1.106 gives their sync form no ``close``).
+        """
+        inner = getattr(self._wrapper, "completion_stream", None)
+        for close in (
+            getattr(inner, "close", None),
+            getattr(getattr(inner, "streaming_response", None), "close", None),
+        ):
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:
+                _logger.debug("closing an abandoned stream failed", exc_info=True)
 
     def abort(self) -> None:
         """Cut the connection from any thread, so that a read waiting on a silent server returns at once.
