@@ -115,9 +115,14 @@ class Telemetry:
             self._closers = [closer for closer in self._closers if not _closed(closer)]
             if self._flush is None:
                 # Shutting a provider down exports what is left. TracerProvider.shutdown takes no
-                # timeout, so both run on daemon threads, waited for only until the deadline.
-                providers = (self.tracer_provider, self.meter_provider, self.logger_provider)
-                self._flush = [_ShutdownStep(provider.shutdown) for provider in providers if provider is not None]
+                # timeout, so each runs on a daemon thread, waited for only until the deadline. The
+                # others wait for the spans' export first (it records the SDK's own span metrics),
+                # but never more than half of what is left: a hung trace export still leaves them time.
+                traces = _ShutdownStep(self.tracer_provider.shutdown)
+                self._flush = [traces]
+                for provider in (self.meter_provider, self.logger_provider):
+                    if provider is not None:
+                        self._flush.append(_ShutdownStep(_after(traces, deadline, provider.shutdown)))
             for step in self._flush:
                 step.join(max(deadline - time.monotonic(), 0.0))
             if self.metrics_server is not None:
@@ -172,6 +177,16 @@ def _closed(closer: Callable[[], object]) -> bool:
         _logger.exception("telemetry shutdown step %s failed; call shutdown() again to retry it", closer)
         return False
     return True
+
+
+def _after(first: _ShutdownStep, deadline: float, call: Callable[[], object]) -> Callable[[], object]:
+    """``call``, once ``first`` has finished or half the time to ``deadline`` has passed."""
+
+    def run() -> object:
+        first.join(max(deadline - time.monotonic(), 0.0) / 2)
+        return call()
+
+    return run
 
 
 class _ShutdownStep:
