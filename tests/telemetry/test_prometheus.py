@@ -408,7 +408,7 @@ def test_a_silent_connection_is_closed_after_the_connection_timeout(
 def test_connections_beyond_the_limit_get_a_503_at_once(stack: Stack) -> None:
     held = [idle_connection(stack.server) for _ in range(metrics_server.MAX_CONNECTIONS)]
     try:
-        wait_until(lambda: len(stack.server._httpd._connections) == metrics_server.MAX_CONNECTIONS)
+        wait_until(lambda: len(connection_threads()) == metrics_server.MAX_CONNECTIONS, what="every connection served")
         with idle_connection(stack.server) as extra:
             assert extra.recv(1024).startswith(b"HTTP/1.0 503")
     finally:
