@@ -27,7 +27,7 @@ from typing import Any
 os.environ.update(CREWAI_DISABLE_TELEMETRY="true", CREWAI_TRACING_ENABLED="false")  # before crewai is imported
 
 from crewai import LLM, Agent, Crew, Task
-from crewai.events import crewai_event_bus
+from crewai.events import LLMStreamChunkEvent, crewai_event_bus
 
 from bench.scenarios import AGENT, API_KEY, MODEL, TASK, TIMEOUT, Scenario, _Pipeline, answer_chunks, inputs
 from crewtrace.events import EventBus
@@ -59,6 +59,22 @@ class CrewAIDefault(Scenario):
             self.idle.append(crew)
         crewai_event_bus.flush()  # blocking, as akickoff's own flush before its completed event
         return answer_chunks(output)
+
+
+class CrewAIListener(CrewAIDefault):
+    """CrewAI with one chunk handler that does nothing: what CrewAI's bus costs any per-chunk listener."""
+
+    name = "crewai+listener"
+
+    def activate(self) -> None:
+        crewai_event_bus.on(LLMStreamChunkEvent)(_ignore)
+
+    def deactivate(self) -> None:
+        crewai_event_bus.off(LLMStreamChunkEvent, _ignore)
+
+
+def _ignore(source: Any, event: Any) -> None:
+    pass
 
 
 class CrewAICrewtrace(CrewAIDefault):

@@ -223,7 +223,7 @@ def available(base_url: str, names: Sequence[str]) -> list[Scenario]:
 
 
 CREWAI = {
-    "crewai": "CrewAIDefault", "crewai+crewtrace": "CrewAICrewtrace",
+    "crewai": "CrewAIDefault", "crewai+listener": "CrewAIListener", "crewai+crewtrace": "CrewAICrewtrace",
     "crewai+openinference": "CrewAIOpenInference", "crewai+openinference-events": "CrewAIOpenInferenceEvents",
     "crewai+openllmetry": "CrewAIOpenLLMetry",
 }  # fmt: skip
