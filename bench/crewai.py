@@ -8,6 +8,9 @@ the handlers CrewAI runs on its thread pool are counted. Concurrent ``akickoff()
 each get a crew of their own (``Crew.copy()`` of the never-run template, as
 ``akickoff_for_each`` copies), made once (in the warm-up) and reused.
 
+``crewai+listener`` adds one chunk handler that does nothing: what CrewAI's bus costs any
+per-chunk listener, the floor under ``crewai+crewtrace``.
+
 ``instrument_crewai`` listens on CrewAI's process-wide bus, so ``crewai+crewtrace``
 instruments just before each of its runs and closes right after (untimed), like the
 peers of ``bench.scenarios``. The peers' CrewAI instrumentors (``crewai+openinference``,
