@@ -31,6 +31,10 @@ _FIELD_SETS: dict[type[BaseModel], set[str]] = {}
 :meth:`BaseEvent.assemble` makes (pydantic copies it before it adds to it)."""
 
 
+_IDENTITY: Final = frozenset({"event_id", "timestamp_ns"})
+"""What each event has of its own, which :meth:`BaseEvent.assemble` makes where it is not given."""
+
+
 def _new_event_id() -> str:
     return f"{random.getrandbits(64):016x}"  # unique enough to tell events apart, and no syscall per chunk
 
@@ -97,6 +101,11 @@ class BaseEvent(Attribution):
         setattr_(event, "__pydantic_extra__", None)
         setattr_(event, "__pydantic_private__", None)
         return event
+
+    def shared_fields(self) -> dict[str, Any]:
+        """This event's values but its identity and time: what events like it share (every chunk of one
+        call), validated once here, for :meth:`assemble` to build each of them from."""
+        return {name: value for name, value in self.__dict__.items() if name not in _IDENTITY}
 
     @computed_field  # type: ignore[prop-decorator]
     @property

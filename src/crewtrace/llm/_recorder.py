@@ -202,10 +202,7 @@ class CallRecorder:
         """
         fields = self._chunk_fields
         if fields is None:
-            template = LLMStreamChunkEvent(**self._base, chunk="", chunk_index=0)
-            fields = self._chunk_fields = {
-                k: v for k, v in template.__dict__.items() if k not in ("event_id", "timestamp_ns")
-            }
+            fields = self._chunk_fields = LLMStreamChunkEvent(**self._base, chunk="", chunk_index=0).shared_fields()
         event = LLMStreamChunkEvent.assemble(
             {
                 **fields,

@@ -148,7 +148,7 @@ class Calls:
                 chunk="",
                 chunk_index=0,
             )
-            fields = call.chunk_fields = dict(template.__dict__)
+            fields = call.chunk_fields = template.shared_fields()
         return {**fields, "event_id": event.event_id, "timestamp_ns": ts, "chunk": event.chunk, "chunk_index": index}
 
     def ended(self, source: Any, event: Any, parent: Scope) -> None:
