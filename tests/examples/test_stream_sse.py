@@ -101,7 +101,8 @@ def test_a_client_that_hangs_up_stops_the_run(server: FakeOpenAIServer, example:
     stream = events(response)
     for _ in range(3):
         assert next(stream)[0] == "chunk"
-    connection.close()  # the browser tab closed
+    response.close()  # the browser tab closed: the socket goes (the response holds it, not just the connection)
+    connection.close()
 
     wait_until(lambda: not server.open_connections, what="the example closed the LLM stream of the abandoned run")
     assert len(server.requests) == 1, "the second task never started"

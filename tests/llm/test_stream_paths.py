@@ -19,7 +19,7 @@ from tests.support.polling import await_until, wait_until
 from tests.support.recording import Recorder
 
 from crewtrace import LLM, LLMStreamError
-from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallFailedEvent
+from crewtrace.events import EventBus, LLMCallCompletedEvent, LLMCallFailedEvent, TokenUsage
 from crewtrace.llm._litellm import litellm
 from crewtrace.llm._streams import ProviderStream
 
@@ -119,6 +119,34 @@ async def test_an_async_stream_reports_once_to_litellm_callbacks(
     assert (call["text"], call["tokens"]) == ("delta", (5, 2))
     if path == "direct":
         assert call["cost"] == pytest.approx(recorder.of(LLMCallCompletedEvent)[0].cost_usd)
+
+
+@pytest.mark.parametrize("framing", ["crlf", "decorated"])
+def test_the_direct_path_reads_any_server_sent_events_framing(
+    server: FakeOpenAIServer, bus: EventBus, recorder: Recorder, framing: str
+) -> None:
+    """CRLF line ends, keep-alive comments, ``id:``/``retry:`` lines and data over several lines, as servers
+    and proxies send them: the same text, chunks, response id, finish reason, usage and tool call (crewtrace
+    reads the OpenAI SDK's events itself; litellm's own parsers, on the wrapped path, are litellm's)."""
+    calls = [ToolCallReply("call_1", "lookup", '{"q": "x"}')]
+    server.queue(
+        Reply(chunks=["al", "pha", " beta"], usage=(12, 3), framing=framing),
+        Reply(chunks=[], tool_calls=calls, usage=(4, 5), framing=framing),
+    )
+    llm = make(server, bus, "direct")
+    assert list(llm.iter_text("one")) == ["al", "pha", " beta"]
+    result = llm.invoke("two")
+    assert [(c.id, c.function.name, c.function.arguments) for c in result.tool_calls] == [
+        ("call_1", "lookup", '{"q": "x"}')
+    ]
+    text, tool = recorder.of(LLMCallCompletedEvent)
+    assert (text.chunk_count, text.finish_reason, text.usage) == (
+        3,
+        "stop",
+        TokenUsage(input_tokens=12, output_tokens=3),
+    )
+    assert text.response_id is not None and text.response_id.startswith("chatcmpl-")
+    assert (tool.finish_reason, tool.usage) == ("tool_calls", TokenUsage(input_tokens=4, output_tokens=5))
 
 
 @pytest.mark.parametrize("path", PATHS)

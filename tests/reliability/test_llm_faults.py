@@ -61,6 +61,9 @@ FAILURES = {
         Reply(chunks=CHUNKS, fault=Fault.MALFORMED, fault_after=2), LLMStreamError, "APIConnectionError", 2
     ),
     "stall": Expected(Reply(chunks=CHUNKS, fault=Fault.STALL, fault_after=2), LLMStreamError, "timeout", 2),
+    "error event": Expected(
+        Reply(chunks=CHUNKS, fault=Fault.ERROR_EVENT, fault_after=2), LLMStreamError, "APIError", 2
+    ),
 }
 
 

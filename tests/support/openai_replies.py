@@ -25,6 +25,7 @@ class Fault(enum.Enum):
     MALFORMED = "malformed"  # a `data: {not json` event after `fault_after` chunks
     STALL = "stall"  # `fault_after` chunks, then silence until stop() or 30 s
     EMPTY = "empty"  # a 200 stream with no role/content chunk: finish + [DONE]
+    ERROR_EVENT = "error_event"  # an OpenAI-style error in the stream, `data: {"error": ...}`, after `fault_after`
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Reply:
     ``delay`` is slept between SSE events, so streams can be paced or made slow.
     ``reasoning`` pieces stream first, as ``reasoning_content`` deltas (as reasoning models'
     OpenAI-compatible servers send a model's thinking), and count as completion tokens.
+    ``framing`` writes the events as other servers and proxies do: ``crlf`` line ends, or
+    ``decorated`` (a keep-alive comment, ``id:`` and ``retry:`` lines, the data over two lines).
     """
 
     chunks: list[str] = field(default_factory=list)
@@ -59,6 +62,7 @@ class Reply:
     fault_after: int = 0
     tool_calls: list[ToolCallReply] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
+    framing: Literal["lf", "crlf", "decorated"] = "lf"
 
     def __post_init__(self) -> None:
         if self.finish_reason is None:
@@ -124,6 +128,18 @@ def usage_json(usage: tuple[int, int] | dict[str, Any]) -> dict[str, Any]:
         return usage
     prompt, completion = usage
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def framed(event: bytes, framing: str, number: int) -> bytes:
+    """One SSE event (``data: ...\\n\\n``) in a reply's ``framing``."""
+    if framing == "crlf":
+        return event.replace(b"\n", b"\r\n")
+    if framing == "decorated":
+        data = event[len(b"data: ") : -2]
+        head, comma, rest = data.partition(b", ")  # JSON allows a line break between tokens
+        lines = b"data: " + head + comma + (b"\ndata: " + rest if comma else b"")
+        return b": keep-alive\nid: %d\nretry: 1000\n%s\n\n" % (number, lines)
+    return event
 
 
 class ChunkEncoder:

@@ -39,6 +39,7 @@ from .openai_replies import (
     chop,
     default_responder,
     embedding,
+    framed,
     last_user_text,
     numbered_chunks,
     resolve_usage,
@@ -65,6 +66,8 @@ _PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _EMBEDDING_PATHS = frozenset({"/v1/embeddings", "/embeddings"})
 # The OpenAI SDK retries 429/5xx itself; this keeps its backoff to 10 ms instead of ~0.5-1 s.
 _RETRY_FAST = {"retry-after-ms": "10"}
+_MID_STREAM = frozenset({Fault.RESET, Fault.MALFORMED, Fault.STALL, Fault.ERROR_EVENT})
+"""Faults that cut a reply after ``fault_after`` chunks."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _complete(self, body: dict[str, Any], reply: Reply) -> None:
-        if reply.fault in (Fault.RESET, Fault.STALL, Fault.MALFORMED):
+        if reply.fault in _MID_STREAM:
             self._send_headers("application/json")
             self._fault(reply.fault)
             return
@@ -219,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             thinking = (enc.delta({"reasoning_content": text}) for text in reply.reasoning)
             content = (enc.content(text) for text in reply.chunks)
             events = chain((role,), thinking, content, enc.tool_calls(reply.tool_calls))
-        if reply.fault in (Fault.RESET, Fault.MALFORMED, Fault.STALL):
+        if reply.fault in _MID_STREAM:
             self._write_events(islice(events, 1 + reply.fault_after), reply.delay)
             self._fault(reply.fault)
             return
@@ -228,7 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
         if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
             tail.append(enc.event(choices=[], usage=usage_json(usage)))
         tail.append(b"data: [DONE]\n\n")
-        self._write_events(chain(events, tail), reply.delay)
+        events = chain(events, tail)
+        if reply.framing != "lf":
+            events = (framed(event, reply.framing, number) for number, event in enumerate(events))
+        self._write_events(events, reply.delay)
         self.wfile.write(b"0\r\n\r\n")
 
     def _send_headers(self, content_type: str) -> None:
@@ -264,6 +270,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if fault is Fault.MALFORMED:
             self._write_frame(b"data: {not json\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+        elif fault is Fault.ERROR_EVENT:
+            self._write_frame(
+                b'data: {"error": {"message": "The model is overloaded (fake)", "type": "server_error"}}\n\n'
+            )
             self.wfile.write(b"0\r\n\r\n")
         elif fault is Fault.STALL:
             self._stall()

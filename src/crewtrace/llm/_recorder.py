@@ -161,7 +161,9 @@ class CallRecorder:
         return self._bus.request_context(self.call_id)
 
     def on_chunk(self, raw: Any) -> str | None:
-        """Take one raw stream chunk; return its text, if it has any. The hot path."""
+        """Take one raw stream chunk, or a text delta as its text (``_sse``); return its text, if any. The hot path."""
+        if raw.__class__ is str:
+            return self._on_text(raw)
         if self.response_id is None:
             self.response_id = _text(raw.id)
             # litellm sets chunk.model to the requested model; what the server named is kept aside.
@@ -184,7 +186,9 @@ class CallRecorder:
             return None
         if delta.tool_calls:
             self._on_tool_call_fragments(delta.tool_calls)
-        text: str | None = delta.content
+        return self._on_text(delta.content)
+
+    def _on_text(self, text: str | None) -> str | None:
         if not text:
             return None
         index = self._next_index()

@@ -9,9 +9,9 @@ length), and keeps every chunk (about 440 MB for 100,000 chunks).
 
 *Direct path.* When the stream under the wrapper is the OpenAI SDK's own
 (``openai.Stream`` / ``openai.AsyncStream``), its chunks already are OpenAI's wire
-format, which the recorder reads as is: crewtrace iterates that stream itself
-(about the OpenAI SDK's own cost per chunk), then does once what the wrapper does
-once: reports the finished call to litellm's logging (the user's success callbacks
+format, which the recorder reads as is: crewtrace reads that stream's events itself
+(``_sse``: a text delta as its text, any other chunk as the SDK's model), then does
+once what the wrapper does once: reports the finished call to litellm's logging (the user's success callbacks
 see it once, with usage and cost), counts tokens if the server sent no usage, maps
 a failure to the exception the wrapper would raise and reports it to litellm's
 failure callbacks. The connection is closed through the wrapper, as before.
@@ -42,6 +42,7 @@ import openai
 
 from crewtrace.llm._litellm import MidStreamFallbackError, litellm, logging_executor
 from crewtrace.llm._recorder import Reply
+from crewtrace.llm._sse import achunks, chunks
 
 __all__ = ["ProviderStream"]
 
@@ -56,10 +57,12 @@ class ProviderStream:
 
     def __init__(self, wrapper: Any, *, is_async: bool, model: str) -> None:
         self._wrapper = wrapper
-        inner = getattr(wrapper, "completion_stream", None)
+        inner: Any = getattr(wrapper, "completion_stream", None)
         self.direct = isinstance(inner, openai.AsyncStream if is_async else openai.Stream)
-        self.chunks: Any = inner if self.direct else wrapper
-        """What to iterate: the OpenAI SDK's stream (direct) or litellm's wrapper."""
+        self.chunks: Any = wrapper
+        """What to iterate: the OpenAI SDK's stream's events (direct, see ``_sse``) or litellm's wrapper."""
+        if self.direct:
+            self.chunks = achunks(inner) if is_async else chunks(inner)
         self._logging: Any = getattr(wrapper, "logging_obj", None)
         self._model = model
         self._provider: str = getattr(wrapper, "custom_llm_provider", None) or "openai"
@@ -112,6 +115,7 @@ class ProviderStream:
         """
         inner = getattr(self._wrapper, "completion_stream", None)
         for close in (
+            self.chunks.close if self.direct else None,  # the event reader: it closes the response too
             getattr(inner, "close", None),
             getattr(getattr(inner, "streaming_response", None), "close", None),
         ):
@@ -140,6 +144,8 @@ class ProviderStream:
 
     async def aclose(self) -> None:
         try:
+            if self.direct:
+                await self.chunks.aclose()  # the event reader: it closes the response too
             await self._wrapper.aclose()
         except Exception:
             _logger.debug("closing an abandoned stream failed", exc_info=True)
