@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from tests.integrations.crewai_crews import TASKS, await_runs, crewai_llm, two_agent_crewai_crew, wait_for_runs
-from tests.support.metrics import metric_points
+from tests.support.metrics import metric_points, points_by_name
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply, ToolCallReply, last_user_text
 from tests.support.polling import wait_until
 from tests.support.recording import Recorder
@@ -137,10 +137,26 @@ def test_long_stream_keeps_first_and_last_chunk_with_exact_counts(
     for chat in chats:
         assert_chunk_events(chat, 200)
         assert len(chat.events) <= 64
-    chunk_points = metric_points(metric_reader, "crewtrace.stream.chunks")
-    assert sum(p.value for p in chunk_points) == 400
-    gaps = metric_points(metric_reader, "gen_ai.client.operation.time_per_output_chunk")
+    points = points_by_name(metric_reader)  # one collection: the SDK hands each exemplar to one
+    assert sum(p.value for p in points["crewtrace.stream.chunks"]) == 400
+    gaps = points["gen_ai.client.operation.time_per_output_chunk"]
     assert sum(p.count for p in gaps) == 398, "one point per chunk after each call's first"
+
+
+def test_chunk_gaps_recorded_mid_stream_carry_no_exemplar(
+    server: FakeOpenAIServer, span_exporter: InMemorySpanExporter, metric_reader: InMemoryMetricReader
+) -> None:
+    """Past a batch of gaps (1,024), they are recorded mid-stream, in CrewAI's thread, where the chat span is
+    current: still no exemplar per gap, which would cost each chunk more than it tells."""
+    server.queue(answer(1099), answer(1))
+    two_agent_crewai_crew(server).kickoff(inputs={"topic": "long"})
+    wait_for_runs(span_exporter)
+    points = points_by_name(metric_reader)  # one collection: the SDK hands each exemplar to one
+    gaps = points["gen_ai.client.operation.time_per_output_chunk"]
+    assert sum(p.count for p in gaps) == 1099 + 1
+    assert [e for p in gaps for e in p.exemplars] == []
+    durations = points["gen_ai.client.operation.duration"]
+    assert len(durations) == 2 and all(p.exemplars for p in durations), "a call's duration links to its span"
 
 
 def test_kickoff_async_and_kickoff_for_each_give_one_trace_per_input(

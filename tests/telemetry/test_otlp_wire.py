@@ -359,6 +359,13 @@ def test_duration_exemplars_point_at_the_chat_spans(run: Run) -> None:
         assert all(e["value"] == pytest.approx(run.completed[agent].duration_s) for e in exemplars)
 
 
+def test_chunk_gaps_carry_no_exemplars(run: Run) -> None:
+    """One exemplar per gap would cost each chunk more than it tells: the call's duration links to its trace."""
+    points = run.receiver.metric_points("gen_ai.client.operation.time_per_output_chunk")
+    assert points and sum(p["count"] for p in points) > len(points)
+    assert [e for p in points for e in p["exemplars"]] == []
+
+
 # -- an application span around kickoff() -------------------------------------------------
 
 

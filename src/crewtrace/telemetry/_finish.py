@@ -7,7 +7,7 @@ failed, with the span as the exemplar's context.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import trace
 
@@ -21,6 +21,10 @@ from crewtrace.telemetry._records import Ending, OpenSpan
 from crewtrace.telemetry.instruments import Instruments
 
 __all__ = ["FinishHooks"]
+
+_NO_SPAN: Final = trace.set_span_in_context(trace.INVALID_SPAN)
+"""The context of the chunk gaps' points: the SDK takes the current one for none (an empty one too), and
+offers each point measured in a sampled span's context to the exemplar reservoir."""
 
 
 class FinishHooks:
@@ -106,7 +110,7 @@ class FinishHooks:
 
     def record_gaps(self, timeline: ChunkTimeline, attributes: dict[str, Any]) -> None:
         """time_per_output_chunk, one point per gap, recorded in batches: memory stays bounded."""
-        # No span context: an exemplar per chunk gap would cost more than it tells.
+        # No span: an exemplar per chunk gap would cost more than it tells, whatever span is current.
         record = self._instruments.time_per_output_chunk.record
         for gap in timeline.take_gaps():
-            record(gap, attributes)
+            record(gap, attributes, _NO_SPAN)
