@@ -9,7 +9,10 @@ each get a crew of their own (``Crew.copy()`` of the never-run template, as
 ``akickoff_for_each`` copies), made once (in the warm-up) and reused.
 
 ``crewai+listener`` adds one chunk handler that does nothing: what CrewAI's bus costs any
-per-chunk listener, the floor under ``crewai+crewtrace``.
+per-chunk listener, the floor under ``crewai+crewtrace``. Two more take ``crewai+crewtrace``
+apart: ``crewai+adapter`` is ``instrument_crewai`` alone (its chunk events reach one listener that
+does nothing; no bridge), ``crewai+crewtrace-nometrics`` the bridge on OpenTelemetry's no-op meter
+provider (everything but the SDK's metric points).
 
 ``instrument_crewai`` listens on CrewAI's process-wide bus, so ``crewai+crewtrace``
 instruments just before each of its runs and closes right after (untimed), like the
@@ -31,8 +34,10 @@ os.environ.update(CREWAI_DISABLE_TELEMETRY="true", CREWAI_TRACING_ENABLED="false
 
 from crewai import LLM, Agent, Crew, Task
 from crewai.events import LLMStreamChunkEvent, crewai_event_bus
+from opentelemetry.metrics import NoOpMeterProvider
 
 from bench.scenarios import AGENT, API_KEY, MODEL, TASK, TIMEOUT, Scenario, _Pipeline, answer_chunks, inputs
+from crewtrace import events
 from crewtrace.events import EventBus
 from crewtrace.integrations.crewai import CrewAIInstrumentation, instrument_crewai
 from crewtrace.telemetry import OTelBridge
@@ -87,8 +92,12 @@ class CrewAICrewtrace(CrewAIDefault):
         super().__init__(base_url)
         self.bus = EventBus()
         self.pipeline = _Pipeline()
-        self.bridge = OTelBridge(self.pipeline.tracer_provider, self.pipeline.meter_provider, bus=self.bus)
+        self.bridge = self.listen()
         self.instrumentation: CrewAIInstrumentation | None = None
+
+    def listen(self) -> OTelBridge | None:
+        """What listens on the crewtrace bus: the bridge, on the bench's pipeline."""
+        return OTelBridge(self.pipeline.tracer_provider, self.pipeline.meter_provider, bus=self.bus)
 
     def activate(self) -> None:
         self.instrumentation = instrument_crewai(self.bus)
@@ -100,8 +109,28 @@ class CrewAICrewtrace(CrewAIDefault):
 
     def close(self) -> None:
         self.deactivate()
-        self.bridge.close()
+        if self.bridge is not None:
+            self.bridge.close()
         self.pipeline.shutdown()
+
+
+class CrewAIAdapter(CrewAICrewtrace):
+    """``instrument_crewai`` alone: its chunk events reach one listener that does nothing, and no bridge."""
+
+    name = "crewai+adapter"
+
+    def listen(self) -> OTelBridge | None:
+        self.bus.on(events.LLMStreamChunkEvent)(_ignore)
+        return None
+
+
+class CrewAINoMetrics(CrewAICrewtrace):
+    """``crewai+crewtrace`` with no-op instruments: the difference is what the SDK's metric points cost."""
+
+    name = "crewai+crewtrace-nometrics"
+
+    def listen(self) -> OTelBridge | None:
+        return OTelBridge(self.pipeline.tracer_provider, NoOpMeterProvider(), bus=self.bus)
 
 
 class _Peer(CrewAIDefault):

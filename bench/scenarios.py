@@ -11,8 +11,11 @@ usage chunks) over real HTTP and keeps the text, as an application does:
 ``openinference``  bare litellm under OpenInference's ``LiteLLMInstrumentor`` (a peer; same
               span pipeline), where installed (the ``bench`` extra)
 ``crew``      a crewtrace ``Crew`` (one agent, one task) on ``crewtrace.LLM`` + ``OTelBridge``
+``crew-stream``  that crew with ``stream=True``, its chunks read from the run's iterator
 ``crewai``    a CrewAI 1.15 crew of the same shape on CrewAI's default path (``bench/crewai.py``)
 ``crewai+crewtrace``  that CrewAI crew under ``instrument_crewai`` + ``OTelBridge``
+``crewai+listener``, ``crewai+adapter``, ``crewai+crewtrace-nometrics``  (by name only) that crew
+              with parts of ``crewai+crewtrace``, to take its cost apart (``bench/crewai.py``)
 ``crewai+openinference``, ``crewai+openinference-events``, ``crewai+openllmetry``  that crew under a
               peer's ``CrewAIInstrumentor`` (the ``bench`` extra; same span pipeline)
 ============  =====================================================================
@@ -39,7 +42,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from bench.server import prompt_for
-from crewtrace import LLM, Agent, Crew, Task
+from crewtrace import LLM, Agent, Crew, CrewStreamingOutput, Task
 from crewtrace.events import EventBus
 from crewtrace.llm._litellm import litellm
 from crewtrace.telemetry import OTelBridge
@@ -184,6 +187,28 @@ class CrewtraceCrew(Bridge):
         return answer_chunks(await self.crew.kickoff_async(inputs(n)))
 
 
+class CrewtraceCrewStream(CrewtraceCrew):
+    name = "crew-stream"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.crew.stream = True
+
+    def stream(self, n: int) -> int:
+        streaming = self.crew.kickoff(inputs(n))
+        assert isinstance(streaming, CrewStreamingOutput)
+        for _ in streaming:
+            pass
+        return answer_chunks(streaming.result)
+
+    async def astream(self, n: int) -> int:
+        streaming = await self.crew.kickoff_async(inputs(n))
+        assert isinstance(streaming, CrewStreamingOutput)
+        async for _ in streaming:
+            pass
+        return answer_chunks(streaming.result)
+
+
 class OpenInference(BareLiteLLM):
     name = "openinference"
 
@@ -209,7 +234,7 @@ def available(base_url: str, names: Sequence[str]) -> list[Scenario]:
     built: list[Scenario] = []
     local: dict[str, type[Scenario]] = {
         "litellm": BareLiteLLM, "crewtrace": Crewtrace, "bridge": Bridge, "crew": CrewtraceCrew,
-        "openinference": OpenInference,
+        "crew-stream": CrewtraceCrewStream, "openinference": OpenInference,
     }  # fmt: skip
     for name in names:
         try:
@@ -225,7 +250,8 @@ def available(base_url: str, names: Sequence[str]) -> list[Scenario]:
 CREWAI = {
     "crewai": "CrewAIDefault", "crewai+listener": "CrewAIListener", "crewai+crewtrace": "CrewAICrewtrace",
     "crewai+openinference": "CrewAIOpenInference", "crewai+openinference-events": "CrewAIOpenInferenceEvents",
-    "crewai+openllmetry": "CrewAIOpenLLMetry",
+    "crewai+openllmetry": "CrewAIOpenLLMetry", "crewai+adapter": "CrewAIAdapter",
+    "crewai+crewtrace-nometrics": "CrewAINoMetrics",
 }  # fmt: skip
 """Scenarios of ``bench/crewai.py``, built only where CrewAI imports."""
 NAMES = ("litellm", "crewtrace", "bridge", "crew", "openinference", *CREWAI)

@@ -44,16 +44,14 @@ import json
 import os
 import pstats
 import statistics
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections import defaultdict
-from typing import Any
 
-from bench.callgrind import Callgrind
-from bench.server import ROOT, BenchServer
+from bench.callgrind import Callgrind, Child
+from bench.server import BenchServer
 
 SCENARIOS = ("off", "listener", "otlp", "otlp+prometheus", "otlp+sdk-metrics")
 PARTS = ("bridge", "otlp-traces", "otlp-metrics")
@@ -202,43 +200,6 @@ def _package(filename: str) -> str:
 # -- the driver -----------------------------------------------------------------------------
 
 
-class _Child:
-    def __init__(self, args: list[str], prefix: list[str] | None = None) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-        env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
-        self.process = subprocess.Popen(
-            [*(prefix or []), sys.executable, "-m", "bench.serving", *args],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def tell(self, line: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def ask(self, line: str | None = None) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        if line is not None:
-            self.tell(line)
-        answer = self.process.stdout.readline()
-        if not answer:
-            raise RuntimeError(f"bench process {self.process.args} ended (exit {self.process.wait()})")
-        parsed: dict[str, Any] = json.loads(answer)
-        return parsed
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -269,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         service_main(args.service, args.llm, args.otlp, args.protocol, args.chunks, args.concurrency)
         return 0
 
-    receiver = _Child(["--receiver"])
+    receiver = Child("bench.serving", ["--receiver"])
     endpoints = receiver.ask()
     otlp = endpoints["grpc" if args.protocol == "grpc" else "http"]
     if args.instructions:
@@ -282,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     with BenchServer() as llm:
         flags = ["--llm", llm.base_url, "--otlp", otlp, "--protocol", args.protocol, "--chunks", str(args.chunks)]
         flags += ["--concurrency", str(args.concurrency)]
-        services = {name: _Child(["--service", name, *flags]) for name in args.scenarios}
+        services = {name: Child("bench.serving", ["--service", name, *flags]) for name in args.scenarios}
         try:
             for service in services.values():
                 ready = service.ask()
@@ -321,14 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def count_instructions(args: argparse.Namespace, receiver: _Child, otlp: str) -> str:
+def count_instructions(args: argparse.Namespace, receiver: Child, otlp: str) -> str:
     """Instructions per run, request path (the event loop's thread) and all threads, per scenario."""
     callgrind = Callgrind()
     counts: dict[str, dict[int, int]] = {}
     with BenchServer() as llm:
         flags = ["--llm", llm.base_url, "--otlp", otlp, "--protocol", args.protocol, "--chunks", str(args.chunks)]
         flags += ["--concurrency", str(args.concurrency)]
-        services = {name: _Child(["--service", name, *flags], callgrind.prefix) for name in args.scenarios}
+        services = {
+            name: Child("bench.serving", ["--service", name, *flags], callgrind.prefix) for name in args.scenarios
+        }
         try:
             for service in services.values():  # start-up under valgrind takes minutes: all at once
                 ready = service.ask()
