@@ -136,9 +136,12 @@ class CallRecorder:
         # Read before emitting "started": a listener registered from then on changes the generation.
         self._generation = self._bus.generation
         self._chunk_listeners = self._bus.has_handlers(LLMStreamChunkEvent)
-        self._started = time.perf_counter()  # with the started event's timestamp, so spans and metrics agree
+        # The started event's timestamp and the clock of the call's timings are read together, before the
+        # event is built: a thread switch in between would make the call's duration outlast its span.
+        timestamp_ns, self._started = time.time_ns(), time.perf_counter()
         started = LLMCallStartedEvent(
             **self._base,
+            timestamp_ns=timestamp_ns,
             messages=messages,
             stream=stream,
             temperature=settings.temperature,
