@@ -103,7 +103,9 @@ def test_ctrl_c_ends_the_run_and_its_spans_with_exit_130(server: FakeOpenAIServe
         assert demo.returncode == 130
         assert one_line(err) == "crewtrace demo: interrupted"
         assert "\ninterrupted (Ctrl-C): what ran until then" in out and "\nResearcher  research_topic  1      1 " in out
-        assert "      chat test-model             |░" in out and out.count("✗ cancelled") == 4, "the trace so far"
+        (chat,) = [line for line in out.splitlines() if line.startswith("      chat test-model ")]
+        bar = chat.split("|")[1]  # where in the bar the call starts depends on the machine's pace: not asserted
+        assert "░" in bar and out.count("✗ cancelled") == 4, "the trace so far, its call waiting for a first chunk"
         spans = collector.wait_for_spans(lambda spans: any(s.name.startswith("invoke_workflow") for s in spans))
     ended = {span.name: span for span in spans}
     assert {"invoke_workflow demo-crew", "execute_task research_topic", "invoke_agent Researcher"} <= set(ended)
