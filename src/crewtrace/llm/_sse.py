@@ -33,39 +33,31 @@ Chunk = str | ChatCompletionChunk
 _GENERIC_ERROR = "An error occurred during streaming"
 
 
-class _Events:
-    """Server-sent events from lines (the SSE format: ``field: value`` lines, a blank line ends an event)."""
+class _Reader:
+    """One stream's lines into chunks: server-sent events (``field: value`` lines, a blank line ends one)."""
 
-    __slots__ = ("_data",)
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def line(self, line: str) -> str | None:
-        """Take one line; the event's data when it ends an event that has data."""
-        if not line:
-            data = "\n".join(self._data) if self._data else None
-            self._data = []
-            return data
-        name, _, value = line.partition(":")
-        if value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        return None  # comments (":..."), "event", "id" and "retry": a chunk or an error is in the data
-
-
-class _Parser:
-    """One stream's events' data into chunks; ``None`` for ``[DONE]``."""
-
-    __slots__ = ("_first", "_request")
+    __slots__ = ("_data", "_first", "_request", "done")
 
     def __init__(self, request: Any) -> None:
         self._request = request
+        self._data: list[str] = []
         self._first = True
+        self.done = False
+        """``[DONE]`` came: the stream has no more chunks."""
 
-    def chunk(self, data: str) -> Chunk | None:
+    def line(self, line: str) -> Chunk | None:
+        """Take one line; the chunk, when it ends an event that carries one."""
+        if line:
+            name, _, value = line.partition(":")
+            if name == "data":  # comments (":..."), "event", "id" and "retry": a chunk or an error is in the data
+                self._data.append(value[1:] if value[:1] == " " else value)
+            return None
+        if not self._data:
+            return None
+        data = "\n".join(self._data)
+        self._data = []
         if data.startswith("[DONE]"):
+            self.done = True
             return None
         parsed = json.loads(data)
         if isinstance(parsed, dict) and parsed.get("error"):
@@ -107,18 +99,17 @@ def _text_delta(chunk: Any) -> str | None:
 def chunks(stream: openai.Stream[Any]) -> Iterator[Chunk]:
     """The chunks of a sync OpenAI SDK stream."""
     response = stream.response
-    events, parser = _Events(), _Parser(response.request)
+    reader = _Reader(response.request)
     try:
         lines = response.iter_lines()
         for line in lines:
-            ended = events.line(line)
-            if ended is not None:
-                chunk = parser.chunk(ended)
-                if chunk is None:
-                    for _ in lines:  # the rest of the body, so the connection can be reused
-                        pass
-                    return
+            chunk = reader.line(line)
+            if chunk is not None:
                 yield chunk
+            elif reader.done:
+                for _ in lines:  # the rest of the body, so the connection can be reused
+                    pass
+                return
     finally:
         response.close()
 
@@ -126,17 +117,16 @@ def chunks(stream: openai.Stream[Any]) -> Iterator[Chunk]:
 async def achunks(stream: openai.AsyncStream[Any]) -> AsyncIterator[Chunk]:
     """The chunks of an async OpenAI SDK stream."""
     response = stream.response
-    events, parser = _Events(), _Parser(response.request)
+    reader = _Reader(response.request)
     try:
         lines = response.aiter_lines()
         async for line in lines:
-            ended = events.line(line)
-            if ended is not None:
-                chunk = parser.chunk(ended)
-                if chunk is None:
-                    async for _ in lines:  # the rest of the body, so the connection can be reused
-                        pass
-                    return
+            chunk = reader.line(line)
+            if chunk is not None:
                 yield chunk
+            elif reader.done:
+                async for _ in lines:  # the rest of the body, so the connection can be reused
+                    pass
+                return
     finally:
         await response.aclose()

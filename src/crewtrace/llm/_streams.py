@@ -11,10 +11,11 @@ length), and keeps every chunk (about 440 MB for 100,000 chunks).
 (``openai.Stream`` / ``openai.AsyncStream``), its chunks already are OpenAI's wire
 format, which the recorder reads as is: crewtrace reads that stream's events itself
 (``_sse``: a text delta as its text, any other chunk as the SDK's model), then does
-once what the wrapper does once: reports the finished call to litellm's logging (the user's success callbacks
-see it once, with usage and cost), counts tokens if the server sent no usage, maps
-a failure to the exception the wrapper would raise and reports it to litellm's
-failure callbacks. The connection is closed through the wrapper, as before.
+once what the wrapper does once: reports the finished call to litellm's logging (the
+user's success callbacks see it once, with usage and cost), counts tokens if the
+server sent no usage, maps a failure to the exception the wrapper would raise and
+reports it to litellm's failure callbacks. The connection is closed through the
+wrapper, as before.
 
 *Wrapped path.* Any other stream is consumed through litellm's wrapper, unchanged.
 
@@ -59,10 +60,8 @@ class ProviderStream:
         self._wrapper = wrapper
         inner: Any = getattr(wrapper, "completion_stream", None)
         self.direct = isinstance(inner, openai.AsyncStream if is_async else openai.Stream)
-        self.chunks: Any = wrapper
+        self.chunks: Any = (achunks(inner) if is_async else chunks(inner)) if self.direct else wrapper
         """What to iterate: the OpenAI SDK's stream's events (direct, see ``_sse``) or litellm's wrapper."""
-        if self.direct:
-            self.chunks = achunks(inner) if is_async else chunks(inner)
         self._logging: Any = getattr(wrapper, "logging_obj", None)
         self._model = model
         self._provider: str = getattr(wrapper, "custom_llm_provider", None) or "openai"
