@@ -23,6 +23,12 @@ against the bench's LLM server (a process of its own):
                        the SDK's spans and instruments, with nothing reading them
 ``otlp-traces``,       (``--scenarios``) ``otlp`` with one signal only
 ``otlp-metrics``       (``OTEL_METRICS_EXPORTER=none``, ``OTEL_TRACES_EXPORTER=none``)
+``otlp-sampled``       (``--scenarios``) ``otlp`` keeping 10 % of the traces
+                       (``parentbased_traceidratio``, 0.1); the metrics are all kept
+``otlp-unsampled``     (``--scenarios``) ``otlp`` keeping no trace (``always_off``): what
+                       the metrics alone cost
+``otlp-3-events``      (``--scenarios``) ``otlp`` with ``OTEL_SPAN_EVENT_COUNT_LIMIT=3``: the
+                       first chunk, the last and one group between them
 =====================  ==================================================================
 
 Rounds are interleaved (the order rotates), so load from elsewhere hits every scenario
@@ -54,12 +60,16 @@ from bench.callgrind import Callgrind, Child
 from bench.server import BenchServer
 
 SCENARIOS = ("off", "listener", "otlp", "otlp+prometheus", "otlp+sdk-metrics")
-PARTS = ("bridge", "otlp-traces", "otlp-metrics")
-"""Scenarios that take the ``otlp`` one apart: ``--scenarios off,bridge,otlp-traces,otlp-metrics,otlp``."""
+PARTS = ("bridge", "otlp-traces", "otlp-metrics", "otlp-sampled", "otlp-unsampled", "otlp-3-events")
+"""Scenarios that take the ``otlp`` one apart (``--scenarios off,bridge,otlp-traces,otlp-metrics,otlp``),
+or turn its production knobs (``--scenarios off,otlp,otlp-sampled,otlp-unsampled,otlp-3-events``)."""
 _ENV = {
     "otlp+sdk-metrics": {"OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED": "true"},
     "otlp-traces": {"OTEL_METRICS_EXPORTER": "none"},
     "otlp-metrics": {"OTEL_TRACES_EXPORTER": "none"},
+    "otlp-sampled": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+    "otlp-unsampled": {"OTEL_TRACES_SAMPLER": "always_off"},
+    "otlp-3-events": {"OTEL_SPAN_EVENT_COUNT_LIMIT": "3"},
 }
 SCRAPE_EVERY = 5.0
 EXPORT_EVERY_MS = "5000"

@@ -1,5 +1,7 @@
 """Processes that end without ``atexit``: SIGTERM's default action, and forked pool workers (``os._exit``).
 
+Celery's prefork workers (billiard's) are the one ending that needs deployment.md's line.
+
 Each scenario is a fresh Python process that sets telemetry up as an application does
 (``setup_telemetry`` with the endpoint from ``OTEL_*`` variables, no ``shutdown()`` call),
 runs crews against the suite's fake OpenAI server and exports to the suite's OTLP receiver.
@@ -17,7 +19,17 @@ import pytest
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.otlp_receiver import OTLPHttpReceiver
 from tests.support.polling import wait_until
-from tests.support.serving import ENDLESS, ROOT, asked, histogram_count, run_ids, running, server_env
+from tests.support.serving import (
+    ENDLESS,
+    ROOT,
+    asked,
+    histogram_count,
+    python_blocks,
+    replace_once,
+    run_ids,
+    running,
+    server_env,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")]
 
@@ -101,5 +113,58 @@ def test_forked_pool_workers_export_every_run_when_they_exit(tmp_path: Path, mod
             received = [s.attributes["crewtrace.run.id"] for s in spans if s.name.startswith("invoke_workflow ")]
             assert sorted(received) == sorted(ids) and len(set(ids)) == 5, f"{service}: every run, once"
         assert sum(histogram_count(receiver, DURATION).values()) == 10
+    finally:
+        receiver.stop()
+
+
+SEND = """
+from tasks import explain_topic
+for i in range({runs}):
+    explain_topic.delay(f"queued {{i}}")
+"""
+"""Queues ``runs`` of deployment.md's Celery task, as an application would."""
+
+
+def celery_tasks(queue: Path, hook: bool) -> str:
+    """deployment.md's Celery app on a broker in files (no server); without the hook if asked."""
+    (source,) = [b for b in python_blocks() if b.startswith("# tasks.py")]
+    if not hook:
+        source = replace_once(source, "    telemetry.shutdown()  # the one line", "    pass")
+    folders = {"data_folder_in": str(queue), "data_folder_out": str(queue)}
+    return f"{source}\napp.conf.broker_transport_options = {folders!r}\n"
+
+
+@pytest.mark.parametrize("hook", [True, False], ids=["with the documented hook", "without it"])
+def test_celery_prefork_workers_export_every_run_with_the_documented_hook(
+    tmp_path: Path, model: FakeOpenAIServer, hook: bool
+) -> None:
+    """billiard's workers leave through ``os._exit`` before any finalizer: the one line in the docs is needed."""
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    (tmp_path / "tasks.py").write_text(celery_tasks(queue, hook), encoding="utf-8")
+    # No export before the workers stop: what arrives is what their ending flushed.
+    env = server_env(
+        receiver := OTLPHttpReceiver().start(),
+        model.base_url,
+        CELERY_BROKER_URL="filesystem://",
+        OTEL_BSP_SCHEDULE_DELAY="600000",
+        OTEL_METRIC_EXPORT_INTERVAL="600000",
+    )
+    args = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool=prefork", "--concurrency=2"]
+    args += ["--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle"]
+    try:
+        with running(args, env, tmp_path) as worker:
+            worker.wait_for(r"celery@\S+ ready")
+            with running([sys.executable, "-c", SEND.format(runs=6)], env, tmp_path) as sender:
+                assert sender.popen.wait(60) == 0, sender.output()
+            done = worker.wait_for(r"succeeded in [0-9.]+s: ", count=6)
+            code = worker.terminate()  # Celery's warm shutdown: the pool's workers end, then the worker
+            assert code == 0 and len(done) == 6, worker.output()
+        received = run_ids(receiver)
+        if hook:
+            assert len(received) == len(set(received)) == 6, "every run, once"
+            assert sum(histogram_count(receiver, DURATION).values()) == 6
+        else:
+            assert received == [] and receiver.metric_requests == [], "nothing else flushes these workers"
     finally:
         receiver.stop()

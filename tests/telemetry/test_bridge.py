@@ -12,11 +12,13 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 from tests.support.crews import two_agent_crew
 from tests.support.llms import API_KEY, MakeLLM
-from tests.support.metrics import metric_points
+from tests.support.metrics import metric_points, points_by_name
 from tests.support.openai_server import FakeOpenAIServer, Fault, Reply
 from tests.support.synthetic import emit_call
 from tests.support.trace_assertions import assert_separate_runs
@@ -227,6 +229,29 @@ def test_abandoned_stream_ends_its_span_as_cancelled_and_active_returns_to_zero(
     assert chat.attributes["crewtrace.stream.chunk_count"] == 2
     (active,) = metric_points(metric_reader, "crewtrace.stream.active")
     assert active.value == 0
+
+
+def test_a_call_the_sampler_dropped_still_counts_every_chunk_and_gap(
+    bus: EventBus,
+    meter_provider: MeterProvider,
+    metric_reader: InMemoryMetricReader,
+    span_exporter: InMemorySpanExporter,
+) -> None:
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    bridge = OTelBridge(tracer_provider, meter_provider, capture_content=True, bus=bus)
+    feed_stream(bus, 1000)
+    bridge.close()
+    assert span_exporter.get_finished_spans() == ()
+    points = points_by_name(metric_reader)
+    (chunks,) = points["crewtrace.stream.chunks"]
+    (gaps,) = points["gen_ai.client.operation.time_per_output_chunk"]
+    (ttfc,) = points["gen_ai.client.operation.time_to_first_chunk"]
+    (duration,) = points["gen_ai.client.operation.duration"]
+    assert (chunks.value, gaps.count, ttfc.count, duration.count) == (1000, 999, 1, 1)
+    assert gaps.attributes["gen_ai.agent.name"] == "A" and gaps.attributes["crewtrace.task.name"] == "T"
+    assert list(duration.exemplars) == [], "no exemplar points at a trace that was not kept"
+    assert sum(p.value for p in points["crewtrace.stream.active"]) == 0
 
 
 def test_metrics_have_semconv_names_buckets_and_agent_task_attributes(

@@ -231,7 +231,6 @@ class OTelBridge(BaseEventListener):
         kind: SpanKind = SpanKind.INTERNAL,
         finish: Callable[[OpenSpan, Ending], None] | None = None,
         metric_attributes: dict[str, Any] | None = None,
-        timeline: ChunkTimeline | None = None,
     ) -> OpenSpan | None:
         """Open a span under the first of ``parents`` that is open (else the emitter's context) and keep it.
 
@@ -247,7 +246,7 @@ class OTelBridge(BaseEventListener):
             attributes=defined(attributes),
             start_time=event.timestamp_ns,
         )
-        record = OpenSpan(span, name, event.timestamp_ns, finish, metric_attributes or {}, timeline)
+        record = OpenSpan(span, name, event.timestamp_ns, finish, metric_attributes or {})
         with self._lock:
             self._open[key] = record
         return record
@@ -439,11 +438,6 @@ class OTelBridge(BaseEventListener):
             **self._model_labels(event.model, event.provider or "unknown"),
             **self._labels.attribution(event),
         }
-        timeline = None
-        if event.stream:
-            timeline = ChunkTimeline(
-                event.timestamp_ns, max_events=self._max_chunk_events, capture_text=self.capture_content
-            )
         record = self._start(
             call_key(event.call_id),
             enclosing(event),
@@ -453,11 +447,17 @@ class OTelBridge(BaseEventListener):
             kind=SpanKind.CLIENT,
             finish=self._hooks.call,
             metric_attributes=metric_attributes,
-            timeline=timeline,
         )
         if record is not None:
             record.details = details
-            if timeline is not None:
+            if event.stream:
+                # A span the sampler dropped keeps no events: its timeline only counts chunks and their gaps.
+                recording = record.span.is_recording()
+                record.timeline = ChunkTimeline(
+                    event.timestamp_ns,
+                    max_events=self._max_chunk_events if recording else 0,
+                    capture_text=self.capture_content and recording,
+                )
                 self._instruments.stream_active.add(1, metric_attributes)
                 self._streams[event.call_id] = record
 
