@@ -88,14 +88,19 @@ class BenchServer:
             self._fake.stop()
             self._fake = None
         if self._proc is not None:
-            assert self._proc.stdin is not None
-            self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            stop(self._proc, timeout=10)
             self._proc = None
+
+
+def stop(process: subprocess.Popen[str], timeout: float) -> None:
+    """End a bench process that reads commands from stdin: close it, wait ``timeout`` seconds, then kill."""
+    assert process.stdin is not None
+    process.stdin.close()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def main() -> None:
